@@ -18,7 +18,9 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-RunKind = Literal["stdout", "stderr", "waiting-input", "clean-finished", "build-finished", "finished"]
+RunKind = Literal[
+    "stdout", "stderr", "waiting-input", "clean-finished", "build-finished", "finished"
+]
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,9 @@ class AuthHeader:
 
 
 def parse_authorization(value: str) -> AuthHeader:
-    """Parse `BackendAI signMethod=HMAC-SHA256, credential=AK:SIG`; ValueError says what is wrong."""
+    """Parse `BackendAI signMethod=HMAC-SHA256, credential=AK:SIG`.
+
+    ValueError says what is wrong."""
     scheme, _, rest = value.strip().partition(" ")
     if scheme not in ("BackendAI", "Sorna"):
         raise ValueError("the Authorization scheme must be 'BackendAI'")

@@ -47,7 +47,8 @@ class Slots(Mapping[str, Decimal]):
     def __init__(self, data: Mapping[str, Decimal | int | str] | None = None) -> None:
         self._data: dict[str, Decimal] = {}
         for key, value in (data or {}).items():
-            quantity = parse_size(value) if key == "mem" else value
+            is_size = key == "mem" and not isinstance(value, Decimal)
+            quantity = parse_size(value) if is_size else value  # type: ignore[arg-type]
             try:
                 self._data[key] = Decimal(str(quantity))
             except InvalidOperation as exc:
@@ -89,7 +90,9 @@ class Slots(Mapping[str, Decimal]):
     def describe(self) -> str:
         parts = []
         for key, value in sorted(self._data.items()):
-            parts.append(f"{key}={format_bytes(value)}" if key == "mem" else f"{key}={_plain(value)}")
+            parts.append(
+                f"{key}={format_bytes(value)}" if key == "mem" else f"{key}={_plain(value)}"
+            )
         return " ".join(parts) or "nothing"
 
     def __eq__(self, other: object) -> bool:

@@ -1,0 +1,118 @@
+"""Administration over REST: keypairs, images and aliases, nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, jsonify
+from sqlalchemy import select
+
+from controlplane import images as images_db
+from controlplane import keypairs
+from controlplane.api.app import core, read_json, requester, require_admin
+from controlplane.db.models import Keypair, Node
+from controlplane.errors import InvalidAPIParams
+
+bp = Blueprint("admin", __name__)
+
+
+def _keypair_view(kp: Keypair) -> dict[str, Any]:
+    return {
+        "accessKey": kp.access_key,
+        "userEmail": kp.user.email,
+        "isActive": kp.is_active,
+        "isAdmin": kp.is_admin,
+        "createdAt": kp.created_at.isoformat(),
+    }
+
+
+@bp.get("/admin/keypairs")
+async def list_keypairs() -> dict[str, Any]:
+    require_admin()
+    async with core().db() as db:
+        return {"items": [_keypair_view(kp) for kp in await keypairs.list_all(db)]}
+
+
+@bp.post("/admin/keypairs")
+async def create_keypair() -> tuple[Response, int]:
+    require_admin()
+    body = await read_json()
+    if not isinstance(body, dict) or not isinstance(body.get("user"), str):
+        raise InvalidAPIParams('send {"user": "<e-mail>", "isAdmin": false}')
+    async with core().db() as db:
+        keypair = await keypairs.create(db, body["user"], is_admin=bool(body.get("isAdmin")))
+        await db.commit()
+        return jsonify({**_keypair_view(keypair), "secretKey": keypair.secret_key}), 201
+
+
+@bp.delete("/admin/keypairs/<access_key>")
+async def delete_keypair(access_key: str) -> dict[str, Any]:
+    admin = require_admin()
+    async with core().db() as db:
+        await keypairs.delete(db, access_key, requester=admin)
+        await db.commit()
+    return {"accessKey": access_key, "deleted": True}
+
+
+@bp.get("/images")
+async def list_images() -> dict[str, Any]:
+    requester()
+    async with core().db() as db:
+        return {
+            "items": [
+                {
+                    "name": v.name,
+                    "digest": v.digest,
+                    "sizeBytes": v.size_bytes,
+                    "architecture": v.architecture,
+                    "aliases": v.aliases,
+                    "nodes": v.nodes,
+                }
+                for v in await images_db.list_images(db)
+            ]
+        }
+
+
+@bp.post("/images/aliases")
+async def alias_image() -> tuple[Response, int]:
+    require_admin()
+    body = await read_json()
+    if not isinstance(body, dict) or not all(
+        isinstance(body.get(k), str) for k in ("alias", "target")
+    ):
+        raise InvalidAPIParams('send {"alias": "python", "target": "<image name>"}')
+    async with core().db() as db:
+        target = await images_db.set_alias(db, body["alias"], body["target"])
+        await db.commit()
+    return jsonify({"alias": body["alias"], "target": target}), 201
+
+
+@bp.delete("/images/aliases/<alias>")
+async def dealias_image(alias: str) -> dict[str, Any]:
+    require_admin()
+    async with core().db() as db:
+        await images_db.remove_alias(db, alias)
+        await db.commit()
+    return {"alias": alias, "deleted": True}
+
+
+@bp.get("/nodes")
+async def list_nodes() -> dict[str, Any]:
+    require_admin()
+    connected = core().hub.connected()
+    async with core().db() as db:
+        nodes = list(await db.scalars(select(Node).order_by(Node.id)))
+    return {
+        "items": [
+            {
+                "id": n.id,
+                "status": n.status if n.id in connected else "LOST",
+                "architecture": n.architecture,
+                "networkMode": n.network_mode,
+                "availableSlots": n.available_slots,
+                "firstContact": n.first_contact.isoformat(),
+                "lastContact": n.last_contact.isoformat(),
+            }
+            for n in nodes
+        ]
+    }

@@ -1,0 +1,69 @@
+"""The WebSocket nodes dial in on. The handler owns the connection for its whole life."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+import anyio
+from quart import Blueprint, websocket
+
+import wire
+from controlplane import lifecycle
+from controlplane.api.app import core, public
+from controlplane.errors import AuthFailed, InvalidAPIParams
+from controlplane.nodehub import NodeConnection
+
+bp = Blueprint("node", __name__)
+log = logging.getLogger(__name__)
+REGISTER_TIMEOUT = 30.0
+
+
+@bp.websocket("/node/connect")
+@public
+async def connect() -> None:
+    the_core = core()
+    token = websocket.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(token.encode(), the_core.config.node_token.encode()):
+        raise AuthFailed("unknown node token")
+    await websocket.accept()
+    ws = websocket._get_current_object()  # type: ignore[attr-defined]  # usable from other tasks
+    with anyio.fail_after(REGISTER_TIMEOUT):
+        first = wire.decode(await ws.receive())
+    if not isinstance(first, wire.Register):
+        raise InvalidAPIParams("a node must send register first")
+    conn = NodeConnection(first.node_id, ws.send)
+    replaced = the_core.hub.attach(conn)
+    if replaced is not None:
+        replaced.close()
+    log.info("node %s connected", conn.node_id)
+    try:
+        await lifecycle.on_register(the_core, first)
+        while True:
+            message = wire.decode(await ws.receive())
+            await _dispatch(conn, message)
+    finally:
+        the_core.hub.detach(conn)
+        with anyio.CancelScope(shield=True):
+            if conn.node_id not in the_core.hub.connected():
+                await lifecycle.on_node_lost(the_core, conn.node_id)
+        log.info("node %s disconnected", conn.node_id)
+
+
+async def _dispatch(conn: NodeConnection, message: wire.Message) -> None:
+    the_core = core()
+    match message:
+        case wire.Reply():
+            conn.deliver_reply(message)
+        case wire.RunOutput():
+            the_core.hub.deliver_output(message)
+        case wire.Heartbeat():
+            await lifecycle.on_heartbeat(the_core, conn.node_id, message)
+        case wire.KernelExited():
+            await lifecycle.on_kernel_exited(the_core, conn.node_id, message)
+        case wire.ImagesChanged():
+            await lifecycle.on_images_changed(the_core, conn.node_id, message)
+        case wire.Register():
+            await lifecycle.on_register(the_core, message)
+        case _:
+            log.warning("node %s sent an unexpected %s", conn.node_id, message.type)

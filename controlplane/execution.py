@@ -1,0 +1,172 @@
+"""Running code in a session: a run streams the node's output back as Backend.AI result chunks.
+
+A chunk is `{"status", "console": [[type, text], ...], "exitCode", "options", "files"}`; its
+status is "continued" while output flows and the kind of the event that ended it otherwise
+("waiting-input", "build-finished", "clean-finished", "finished").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+from sqlalchemy import select
+
+import wire
+from controlplane.db.models import Kernel, Session
+from controlplane.errors import InvalidAPIParams, SessionNotRunning
+
+if TYPE_CHECKING:
+    from controlplane.core import Core
+
+_BOUNDARIES = ("waiting-input", "build-finished", "clean-finished", "finished")
+
+
+@dataclass
+class Run:
+    run_id: str
+    node_id: str
+    kernel_id: str
+    outputs: MemoryObjectReceiveStream[wire.RunOutput]
+    finished: bool = False
+    last_used: float = field(default_factory=time.monotonic)
+
+
+async def _main_kernel(core: Core, session: Session) -> Kernel:
+    if session.status != "RUNNING":
+        detail = f": {session.status_info}" if session.status_info else ""
+        raise SessionNotRunning(
+            f"Session {session.name} is {session.status}{detail}",
+            data={"status": session.status, "statusInfo": session.status_info},
+        )
+    async with core.db() as db:
+        kernel = await db.scalar(
+            select(Kernel).where(Kernel.session_id == session.id, Kernel.status == "RUNNING")
+        )
+    if kernel is None or kernel.node_id is None:
+        raise SessionNotRunning(f"Session {session.name} has no running kernel")
+    return kernel
+
+
+def batch_options(options: Any) -> dict[str, str | None]:
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise InvalidAPIParams("options must be an object")
+    picked: dict[str, str | None] = {}
+    for key in ("clean", "build", "exec"):
+        value = options.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidAPIParams(f"options.{key} must be a string")
+        picked[key] = None if value in (None, "", "*") else value
+    return picked
+
+
+@asynccontextmanager
+async def open_run(
+    core: Core, session: Session, mode: str, code: str = "", options: Any = None
+) -> AsyncIterator[Run]:
+    if mode not in ("query", "batch"):
+        raise InvalidAPIParams(f"mode must be query or batch, not {mode!r}")
+    if not isinstance(code, str):
+        raise InvalidAPIParams("code must be a string")
+    kernel = await _main_kernel(core, session)
+    assert kernel.node_id is not None
+    conn = core.hub.get(kernel.node_id)
+    run_id = uuid.uuid4().hex
+    send, receive = anyio.create_memory_object_stream[wire.RunOutput](math.inf)
+    core.hub.open_run(run_id, send)
+    try:
+        await conn.send(
+            wire.Execute(
+                kernel_id=str(kernel.id),
+                run_id=run_id,
+                mode="batch" if mode == "batch" else "query",
+                code=code,
+                options=batch_options(options) if mode == "batch" else {},
+            )
+        )
+        yield Run(run_id, kernel.node_id, str(kernel.id), receive)
+    finally:
+        core.hub.close_run(run_id)
+        receive.close()
+
+
+async def send_input(core: Core, run: Run, text: str) -> None:
+    conn = core.hub.get(run.node_id)
+    await conn.send(wire.Input(kernel_id=run.kernel_id, run_id=run.run_id, text=text))
+
+
+async def next_chunk(run: Run, wait: float = math.inf) -> dict[str, Any]:
+    """Wait up to `wait` seconds for output, then take what is there up to a boundary event."""
+    console: list[list[str]] = []
+    status, exit_code, options = "continued", None, None
+    with anyio.move_on_after(wait):
+        item: wire.RunOutput | None = await _receive(run)
+        while item is not None:
+            if item.kind in ("stdout", "stderr"):
+                _append(console, item.kind, item.data)
+            else:
+                status, exit_code = item.kind, item.exit_code
+                if item.kind == "waiting-input":
+                    options = {"is_password": item.password, "prompt": item.data}
+                break
+            try:
+                item = run.outputs.receive_nowait()
+            except anyio.WouldBlock:
+                item = None
+            except anyio.EndOfStream:
+                item = _lost()
+    if status == "finished":
+        run.finished = True
+    run.last_used = time.monotonic()
+    return {
+        "status": status,
+        "console": console,
+        "exitCode": exit_code,
+        "options": options if options is not None else {},
+        "files": [],
+    }
+
+
+async def _receive(run: Run) -> wire.RunOutput:
+    try:
+        return await run.outputs.receive()
+    except (anyio.EndOfStream, anyio.ClosedResourceError):
+        return _lost()
+
+
+def _lost() -> wire.RunOutput:
+    return wire.RunOutput(
+        run_id="", kind="finished", exit_code=130, data="the node connection was lost"
+    )
+
+
+def _append(console: list[list[str]], kind: str, data: str) -> None:
+    if console and console[-1][0] == kind:
+        console[-1][1] += data  # coalesce consecutive writes to the same stream
+    else:
+        console.append([kind, data])
+
+
+async def execute_collect(
+    core: Core, session: Session, mode: str, *, code: str = "", options: Any = None
+) -> tuple[list[list[str]], int | None]:
+    """Run to completion without interaction; returns the console and the exit code."""
+    console: list[list[str]] = []
+    async with open_run(core, session, mode, code, options) as run:
+        while True:
+            chunk = await next_chunk(run)
+            for kind, data in chunk["console"]:
+                _append(console, kind, data)
+            if chunk["status"] == "finished":
+                return console, chunk["exitCode"]
+            if chunk["status"] == "waiting-input":
+                await send_input(core, run, "")

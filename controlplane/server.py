@@ -1,0 +1,69 @@
+"""Running the control plane: migrate, bootstrap, then serve HTTP until told to stop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+
+import anyio
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+
+from controlplane.api.app import create_app
+from controlplane.config import ControlPlaneConfig
+from controlplane.core import Core
+from controlplane.db.engine import create_engine
+from controlplane.db.models import Keypair
+
+log = logging.getLogger(__name__)
+
+
+def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair) -> None:
+    path = config.admin_keypair_file
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(
+            {
+                "access_key": keypair.access_key,
+                "secret_key": keypair.secret_key,
+                "email": keypair.user.email,
+            },
+            f,
+        )
+    log.info("bootstrapped the admin keypair %s (credentials in %s)", keypair.access_key, path)
+
+
+async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> None:
+    """Serve until `stop` is set (or SIGTERM/SIGINT arrives when no event is given)."""
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = create_engine(config.effective_database_url)
+    try:
+        core = Core(config, engine)
+        admin = await core.prepare()
+        if admin is not None:
+            _write_admin_keypair(config, admin)
+        app = create_app(core)
+        hconfig = HypercornConfig()
+        hconfig.bind = [f"{config.host}:{config.port}"]
+        hconfig.accesslog = None
+        hconfig.graceful_timeout = 5.0
+        stop = stop or anyio.Event()
+        async with anyio.create_task_group() as tg:
+            if not stop.is_set():
+                tg.start_soon(_stop_on_signal, stop)
+            await tg.start(core.run)
+            log.info("control plane listening on http://%s:%d", config.host, config.port)
+            await hypercorn_serve(app, hconfig, shutdown_trigger=stop.wait)
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await engine.dispose()
+
+
+async def _stop_on_signal(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            stop.set()
+            return
