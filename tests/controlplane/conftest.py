@@ -1,0 +1,186 @@
+"""Control plane fixtures: a Core on a real database (SQLite, and PostgreSQL when configured),
+the Quart app driven in-process, signed requests, and a fake node for scheduling tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from quart import Quart
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import wire
+from controlplane import lifecycle
+from controlplane.api.app import create_app
+from controlplane.config import ControlPlaneConfig
+from controlplane.core import Core
+from controlplane.db.engine import create_engine
+from controlplane.db.models import Keypair
+from controlplane.nodehub import NodeConnection
+
+TEST_IMAGE = "shipyard-test/python:3.11"
+HOST = "localhost"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _postgres_dsn() -> str | None:
+    dsn = os.environ.get("SHIPYARD_TEST_POSTGRES_DSN")
+    if not dsn and os.environ.get("CI"):
+        raise RuntimeError("CI must test PostgreSQL: ./dev test sets SHIPYARD_TEST_POSTGRES_DSN")
+    return dsn
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}"
+        return
+    dsn = _postgres_dsn()
+    if dsn is None:
+        pytest.skip("set SHIPYARD_TEST_POSTGRES_DSN (./dev test does) to test PostgreSQL")
+    engine = create_async_engine(dsn)
+    async with engine.begin() as conn:  # a clean schema for every test
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+    yield dsn
+
+
+@dataclass
+class Response:
+    status: int
+    content_type: str
+    body: Any
+
+
+@dataclass
+class API:
+    app: Quart
+    core: Core
+    admin: Keypair
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        keypair: Keypair | None = None,
+        date: datetime | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        secret: str | None = None,
+    ) -> Response:
+        keypair = keypair or self.admin
+        date_text = (date or datetime.now(UTC)).isoformat()
+        content = (
+            raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        )
+        content_type = "application/json" if raw is not None or body is not None else "text/plain"
+        signature = wire.sign(
+            method=method,
+            rel_url=path,
+            date=date_text,
+            host=HOST,
+            content_type=content_type,
+            version=wire.API_VERSION,
+            secret_key=secret or keypair.secret_key,
+        )
+        all_headers = {
+            "Date": date_text,
+            "X-BackendAI-Version": wire.API_VERSION,
+            "Content-Type": content_type,
+            "Authorization": wire.authorization_header(keypair.access_key, signature),
+            **(headers or {}),
+        }
+        client = self.app.test_client()
+        response = await client.open(path, method=method, headers=all_headers, data=content)
+        data = await response.get_data()
+        return Response(
+            response.status_code,
+            response.content_type or "",
+            json.loads(data) if data else None,
+        )
+
+
+@dataclass
+class FakeNode:
+    """A node that answers like a real one but starts no containers (scheduler tests only)."""
+
+    core: Core
+    node_id: str
+    slots: dict[str, str]
+    kernels: dict[str, str] = field(default_factory=dict)  # kernel id -> session id
+
+    async def connect(self) -> NodeConnection:
+        conn = NodeConnection(self.node_id, self._receive)
+        self.conn = conn
+        self.core.hub.attach(conn)
+        await lifecycle.on_register(self.core, self.register_message())
+        return conn
+
+    def register_message(self, kernels: list[wire.KernelInfo] | None = None) -> wire.Register:
+        return wire.Register(
+            node_id=self.node_id,
+            version="test",
+            architecture="x86_64",
+            network_mode="none",
+            slots=self.slots,
+            images=[wire.ImageInfo(TEST_IMAGE, "sha256:test", 1000, "x86_64", ["python"])],
+            kernels=kernels or [],
+        )
+
+    async def _receive(self, frame: str) -> None:
+        message = wire.decode(frame)
+        reply: wire.Message | None = None
+        match message:
+            case wire.CreateKernel():
+                self.kernels[message.kernel_id] = message.session_id
+                reply = wire.Reply(message.req_id, True, {"container_id": uuid.uuid4().hex})
+            case wire.DestroyKernel():
+                self.kernels.pop(message.kernel_id, None)
+                reply = wire.Reply(message.req_id, True, {"exit_code": 0})
+            case wire.GetLogs():
+                reply = wire.Reply(message.req_id, True, {"logs": "fake logs\n"})
+            case wire.Execute():
+                for out in (
+                    wire.RunOutput(message.run_id, "stdout", "ran\n"),
+                    wire.RunOutput(message.run_id, "finished", exit_code=0),
+                ):
+                    self.core.hub.deliver_output(out)
+        if isinstance(reply, wire.Reply):
+            self.conn.deliver_reply(reply)
+
+
+@pytest.fixture
+async def api(database_url: str, tmp_path: Path) -> AsyncIterator[API]:
+    config = ControlPlaneConfig(state_dir=tmp_path, node_token="t", database_url=database_url)
+    engine = create_engine(config.effective_database_url)
+    core = Core(config, engine)
+    admin = await core.prepare()
+    assert admin is not None
+    async with anyio.create_task_group() as tg:
+        await tg.start(core.run)
+        yield API(create_app(core), core, admin)
+        tg.cancel_scope.cancel()
+    await engine.dispose()
+
+
+@pytest.fixture
+async def node(api: API) -> FakeNode:
+    fake = FakeNode(api.core, "i-fake", {"cpu": "2", "mem": str(4 * 2**30)})
+    await fake.connect()
+    return fake
