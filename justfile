@@ -1,0 +1,23 @@
+# Every recipe delegates to ./dev, the one script that knows how (it also works without just).
+
+set positional-arguments
+
+# Create .venv, install Shipyard, install and start the Docker engine when missing
+setup:
+    ./dev setup
+
+# Build the default kernel image if missing, then run `shipyard up`
+up *ARGS:
+    ./dev up "$@"
+
+# ruff, mypy and pytest against a real Docker engine and PostgreSQL
+test *ARGS:
+    ./dev test "$@"
+
+# ruff and mypy only
+lint:
+    ./dev lint
+
+# The benchmarks (bench/run.py)
+bench *ARGS:
+    ./dev bench "$@"
