@@ -1,0 +1,263 @@
+"""The node agent: dial the control plane, register, heartbeat, answer requests, report events.
+
+Task tree (one root nursery, opened by `serve`):
+
+    serve
+    ├── runtime.follow_events   engine events -> memory channel (one worker thread)
+    ├── Agent.handle_events     die -> KernelExited, image changes -> rescan flag
+    ├── Agent.watch_images      rescan on the flag -> ImagesChanged
+    └── Agent.connect_forever   dial, Register, then per connection:
+        ├── heartbeat loop
+        └── one task per request (cancelled when the connection drops)
+
+Kernels are never touched on shutdown or disconnect: sessions outlive the node process.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from typing import Any
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from node import hostfs
+from node.config import NodeConfig
+from node.errors import ControlPlaneUnreachable, NodeError
+from node.kernels import LABEL_KERNEL, LABEL_NODE, Kernels, check_state_dir, describe_exit
+from node.link import Endpoint, run_connection
+from node.resources import HostLoad, capacity
+from node.runs import Runs
+from node.runtime import ContainerRuntime, DockerRuntime, RuntimeEvent
+from shipyard import __version__
+from wire import (
+    CreateKernel,
+    DestroyKernel,
+    Execute,
+    GetLogs,
+    Heartbeat,
+    ImageInfo,
+    ImagesChanged,
+    Input,
+    KernelExited,
+    Message,
+    Register,
+    Reply,
+    Upload,
+    decode,
+    encode,
+)
+
+log = logging.getLogger("shipyard.node")
+
+IMAGE_LABEL = "ai.shipyard.kernel"
+ALIASES_LABEL = "ai.shipyard.aliases"
+BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
+_ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+async def serve(
+    config: NodeConfig,
+    *,
+    runtime: ContainerRuntime | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the node agent until cancelled. Reports started once it follows the engine's events.
+
+    Raises NodeError when the node cannot start at all (no container engine, unusable state dir).
+    """
+    # a bad URL or state dir fails before anything starts
+    endpoint = Endpoint.parse(config.controlplane_url)
+    check_state_dir(config.state_dir)
+    docker_runtime = None
+    if runtime is None:
+        runtime = docker_runtime = await DockerRuntime.connect()
+    try:
+        await runtime.ping()
+        try:
+            await trio.to_thread.run_sync(hostfs.install_runner, config.state_dir)
+        except OSError as exc:
+            raise NodeError(f"cannot install the runner under {config.state_dir}: {exc}") from exc
+        agent = Agent(config, runtime, endpoint)
+        send, receive = trio.open_memory_channel[RuntimeEvent](256)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.follow_events, send)
+            nursery.start_soon(agent.handle_events, receive)
+            nursery.start_soon(agent.watch_images)
+            task_status.started()
+            await agent.connect_forever()
+    finally:
+        if docker_runtime is not None:
+            docker_runtime.close()
+
+
+class Agent:
+    def __init__(self, config: NodeConfig, runtime: ContainerRuntime, endpoint: Endpoint) -> None:
+        self._config = config
+        self._endpoint = endpoint
+        self._runtime = runtime
+        self._kernels = Kernels(config, runtime)
+        self._runs = Runs(self._kernels, runtime)
+        self._load = HostLoad()
+        self._ws: WebSocketConnection | None = None  # set once Register went out on it
+        self._images_dirty = trio.Event()
+        self._images_sent: list[ImageInfo] | None = None
+        self._backoff = BACKOFF_FIRST
+
+    async def send(self, message: Message) -> None:
+        """Send on the current connection; dropped while there is none (Register catches up)."""
+        ws = self._ws
+        if ws is None:
+            log.debug("not connected; dropped %s", message.type)
+            return
+        try:
+            await ws.send_message(encode(message))
+        except ConnectionClosed:
+            log.debug("connection closed; dropped %s", message.type)
+
+    # --- the connection ---------------------------------------------------------------------
+
+    async def connect_forever(self) -> None:
+        """Stay connected: redial with a capped backoff whenever the connection is lost."""
+        while True:
+            try:
+                await run_connection(self._endpoint, self._config.node_token, self._session)
+            except ControlPlaneUnreachable as exc:
+                log.warning("%s; retrying in %.1f s", exc, self._backoff)
+            else:
+                log.warning("lost the control plane; reconnecting in %.1f s", self._backoff)
+            await trio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+
+    async def _session(self, ws: WebSocketConnection) -> None:
+        try:
+            await ws.send_message(encode(await self._register()))
+        except (ConnectionClosed, NodeError) as exc:
+            log.warning("could not register: %s", exc)
+            return
+        log.info("registered with the control plane as %s", self._config.node_id)
+        self._backoff = BACKOFF_FIRST
+        self._ws = ws
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._heartbeats)
+                while True:
+                    try:
+                        text = await ws.get_message()
+                    except ConnectionClosed:
+                        break
+                    await self._dispatch(nursery, text)
+                nursery.cancel_scope.cancel()
+        finally:
+            self._ws = None
+
+    async def _register(self) -> Register:
+        kernels = await self._kernels.scan()
+        images = await self._scan_images()
+        self._images_sent = images
+        return Register(
+            node_id=self._config.node_id,
+            version=__version__,
+            architecture=platform.machine(),
+            network_mode=self._config.network_mode,
+            slots=capacity(self._config),
+            images=images,
+            kernels=kernels,
+        )
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await trio.sleep(self._config.heartbeat_interval)
+            cpu_pct, mem_used = self._load.sample()
+            await self.send(Heartbeat(cpu_pct=cpu_pct, mem_used_bytes=mem_used))
+
+    # --- requests ---------------------------------------------------------------------------
+
+    async def _dispatch(self, nursery: trio.Nursery, text: str | bytes) -> None:
+        try:
+            message = decode(text)
+        except ValueError as exc:
+            log.warning("ignored a frame from the control plane: %s", exc)
+            return
+        if isinstance(message, Execute):
+            nursery.start_soon(self._runs.execute, message, self.send)
+        elif isinstance(message, Input):
+            await self._runs.input(message)  # in order, and quick: one line to a local socket
+        elif isinstance(message, CreateKernel | DestroyKernel | GetLogs | Upload):
+            nursery.start_soon(self._answer, message)
+        else:
+            log.warning("ignored a %s frame: not a request", message.type)
+
+    async def _answer(self, request: CreateKernel | DestroyKernel | GetLogs | Upload) -> None:
+        try:
+            result = await self._handle(request)
+        except NodeError as exc:
+            reply = Reply(request.req_id, ok=False, error=str(exc))
+        except Exception as exc:
+            log.exception("%s %s failed", request.type, request.req_id)
+            reply = Reply(request.req_id, ok=False, error=f"node {self._config.node_id}: {exc!r}")
+        else:
+            reply = Reply(request.req_id, ok=True, result=result)
+        await self.send(reply)
+
+    async def _handle(
+        self, request: CreateKernel | DestroyKernel | GetLogs | Upload
+    ) -> dict[str, Any]:
+        if isinstance(request, CreateKernel):
+            return {"container_id": await self._kernels.create(request)}
+        if isinstance(request, DestroyKernel):
+            return {"exit_code": await self._kernels.destroy(request.kernel_id)}
+        if isinstance(request, GetLogs):
+            return {"logs": await self._kernels.logs(request.kernel_id)}
+        return {"written": await self._kernels.upload(request.kernel_id, request.files)}
+
+    # --- engine events ----------------------------------------------------------------------
+
+    async def handle_events(self, events: trio.MemoryReceiveChannel[RuntimeEvent]) -> None:
+        async for event in events:
+            if event.kind == "image":
+                self._images_dirty.set()
+            elif event.action == "die" and event.attributes.get(LABEL_NODE) == self._config.node_id:
+                await self._kernel_died(event)
+
+    async def _kernel_died(self, event: RuntimeEvent) -> None:
+        kernel_id = event.attributes.get(LABEL_KERNEL)
+        if not kernel_id or self._kernels.exit_is_expected(kernel_id):
+            return
+        try:
+            state = await self._runtime.inspect(event.id)
+        except NodeError:  # removed meanwhile: all we know is in the event
+            code = event.attributes.get("exitCode")
+            exit_code = int(code) if code and code.lstrip("-").isdigit() else None
+            message = KernelExited(kernel_id, exit_code, False, f"exited with code {exit_code}")
+        else:
+            message = KernelExited(
+                kernel_id, state.exit_code, state.oom_killed, describe_exit(state)
+            )
+        log.info("kernel %s stopped on its own: %s", kernel_id, message.reason)
+        await self.send(message)
+
+    async def watch_images(self) -> None:
+        while True:
+            await self._images_dirty.wait()
+            self._images_dirty = trio.Event()
+            try:
+                images = await self._scan_images()
+            except NodeError as exc:
+                log.warning("could not list images: %s", exc)
+                continue
+            if images != self._images_sent:
+                self._images_sent = images
+                await self.send(ImagesChanged(images))
+
+    async def _scan_images(self) -> list[ImageInfo]:
+        infos: list[ImageInfo] = []
+        for record in await self._runtime.images(IMAGE_LABEL):
+            aliases = [a.strip() for a in record.labels.get(ALIASES_LABEL, "").split(",")]
+            arch = _ARCHITECTURES.get(record.architecture, record.architecture)
+            infos.extend(
+                ImageInfo(tag, record.id, record.size_bytes, arch, [a for a in aliases if a])
+                for tag in record.tags
+            )
+        return sorted(infos, key=lambda info: info.name)

@@ -1,0 +1,293 @@
+"""Kernels: the containers this node runs for sessions, and their folders on the host.
+
+A kernel is found again from its container's labels and the folder named after its id, so a
+restarted node adopts the kernels it left running; nothing about them lives only in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from node import hostfs
+from node.config import NodeConfig
+from node.errors import (
+    ContainerNotFound,
+    ImageNotFound,
+    KernelNotFound,
+    KernelStartFailed,
+    NodeError,
+)
+from node.runner_client import ping
+from node.runtime import Bind, ContainerRuntime, ContainerSpec, ContainerState
+from wire import CreateKernel, KernelInfo, Slots, SlotsError, UploadFile, format_bytes
+
+log = logging.getLogger("shipyard.node.kernels")
+
+LABEL_KERNEL = "ai.shipyard.kernel-id"
+LABEL_SESSION = "ai.shipyard.session-id"
+LABEL_OWNER = "ai.shipyard.owner"
+LABEL_NODE = "ai.shipyard.node-id"
+
+RUNNER_SOCKET = "/run/shipyard/runner.sock"
+MAX_SOCKET_PATH = 107  # bytes in a Unix socket address (sun_path) on Linux
+READY_TIMEOUT = 30.0
+LOGS_LIMIT = 4 * 1024 * 1024  # a Reply must fit in one frame (the control plane takes 16 MiB)
+_HEX12 = re.compile(r"^[0-9a-f]{12}")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    kernel_id: str
+    session_id: str
+    container_id: str
+    dir: Path
+    mem_limit: int | None
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "ipc" / "runner.sock"
+
+    @property
+    def work(self) -> Path:
+        return self.dir / "work"
+
+
+def short_id(kernel_id: str) -> str:
+    """The first 12 hex digits of a kernel id: its folder and container name."""
+    match = _HEX12.match(kernel_id.replace("-", "").lower())
+    if not match:
+        raise NodeError(f"kernel id {kernel_id!r} must be a UUID (at least 12 hex digits)")
+    return match.group(0)
+
+
+def check_state_dir(state_dir: Path) -> None:
+    """NodeError when kernel socket paths under `state_dir` would be too long to connect to."""
+    longest = state_dir / hostfs.KERNELS_DIR / ("0" * 12) / "ipc" / "runner.sock"
+    if len(bytes(longest)) > MAX_SOCKET_PATH:
+        raise NodeError(
+            f"state_dir {state_dir} is too long: kernel socket paths like {longest} must stay "
+            f"within {MAX_SOCKET_PATH} bytes"
+        )
+
+
+def describe_exit(state: ContainerState) -> str:
+    """Why a kernel stopped, for a person: 'killed: out of memory (limit 128 MiB)'."""
+    if state.oom_killed:
+        limit = f"limit {format_bytes(state.mem_limit)}" if state.mem_limit else "no memory limit"
+        return f"killed: out of memory ({limit})"
+    return f"exited with code {state.exit_code}"
+
+
+class Kernels:
+    """Create, find and destroy the kernels of one node."""
+
+    def __init__(self, config: NodeConfig, runtime: ContainerRuntime) -> None:
+        self._config = config
+        self._runtime = runtime
+        self._known: dict[str, Kernel] = {}
+        # kernels whose end the control plane caused or was told about in a Reply
+        self._expected_exits: set[str] = set()
+
+    def exit_is_expected(self, kernel_id: str) -> bool:
+        return kernel_id in self._expected_exits
+
+    def _dir(self, kernel_id: str) -> Path:
+        return self._config.state_dir / hostfs.KERNELS_DIR / short_id(kernel_id)
+
+    def _adopt(self, state: ContainerState) -> Kernel:
+        kernel_id = state.labels[LABEL_KERNEL]
+        kernel = Kernel(
+            kernel_id=kernel_id,
+            session_id=state.labels.get(LABEL_SESSION, ""),
+            container_id=state.id,
+            dir=self._dir(kernel_id),
+            mem_limit=state.mem_limit,
+        )
+        self._known[kernel_id] = kernel
+        return kernel
+
+    async def scan(self) -> list[KernelInfo]:
+        """Every container labelled with this node's id, running or not (for Register)."""
+        states = await self._runtime.containers({LABEL_NODE: self._config.node_id})
+        self._known.clear()
+        infos = []
+        for state in states:
+            if LABEL_KERNEL not in state.labels:
+                continue
+            kernel = self._adopt(state)
+            infos.append(
+                KernelInfo(
+                    kernel_id=kernel.kernel_id,
+                    session_id=kernel.session_id,
+                    container_id=state.id,
+                    running=state.running,
+                    exit_code=state.exit_code,
+                    oom_killed=state.oom_killed,
+                )
+            )
+        return infos
+
+    async def get(self, kernel_id: str) -> Kernel:
+        if kernel_id in self._known:
+            return self._known[kernel_id]
+        states = await self._runtime.containers(
+            {LABEL_KERNEL: kernel_id, LABEL_NODE: self._config.node_id}
+        )
+        if not states:
+            raise KernelNotFound(f"no such kernel: {kernel_id} on node {self._config.node_id}")
+        return self._adopt(states[0])
+
+    async def create(self, req: CreateKernel) -> str:
+        """Start a kernel and wait until its runner answers; returns the container id.
+
+        On any failure (or cancellation) the container and the folder are removed again.
+        """
+        try:
+            slots = Slots.from_wire(req.slots)
+        except SlotsError as exc:
+            raise NodeError(f"cannot create kernel {req.kernel_id}: {exc}") from exc
+        kdir = self._dir(req.kernel_id)
+        try:
+            await self._make_dir(kdir)
+        except FileExistsError:
+            await self._clear_leftover(req.kernel_id, kdir)
+            await self._make_dir(kdir)
+        self._expected_exits.add(req.kernel_id)  # dying while starting is reported in the Reply
+        container_id = ""
+        try:
+            spec = self._spec(req, kdir, slots)
+            try:
+                container_id = await self._runtime.create(spec)
+            except ImageNotFound as exc:
+                raise ImageNotFound(
+                    f"image {req.image} not found on node {self._config.node_id}"
+                ) from exc
+            await self._runtime.start(container_id)
+            kernel = Kernel(req.kernel_id, req.session_id, container_id, kdir, spec.mem_limit)
+            await self._wait_ready(kernel)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                if container_id:
+                    try:
+                        await self._runtime.remove(container_id)
+                    except NodeError as exc:
+                        log.warning("could not remove failed kernel %s: %s", req.kernel_id, exc)
+                await trio.to_thread.run_sync(hostfs.remove_tree, kdir)
+            raise
+        self._known[req.kernel_id] = kernel
+        self._expected_exits.discard(req.kernel_id)
+        return container_id
+
+    async def _make_dir(self, kdir: Path) -> None:
+        try:
+            await trio.to_thread.run_sync(hostfs.make_kernel_dir, kdir, self._config.kernel_uid)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise NodeError(f"cannot create the kernel folder {kdir}: {exc.strerror}") from exc
+
+    async def _clear_leftover(self, kernel_id: str, kdir: Path) -> None:
+        """A folder without a container is left from a crash: remove it. With one: refuse."""
+        labels = {LABEL_KERNEL: kernel_id, LABEL_NODE: self._config.node_id}
+        if kernel_id in self._known or await self._runtime.containers(labels):
+            raise NodeError(f"kernel {kernel_id} already exists on node {self._config.node_id}")
+        await trio.to_thread.run_sync(hostfs.remove_tree, kdir)
+
+    def _spec(self, req: CreateKernel, kdir: Path, slots: Slots) -> ContainerSpec:
+        config = self._config
+        uid = config.kernel_uid
+        cpu, mem = slots["cpu"], slots["mem"]
+        return ContainerSpec(
+            name=f"shipyard-{short_id(req.kernel_id)}",
+            image=req.image,
+            command=["python3", "/opt/shipyard/runner.py", RUNNER_SOCKET],
+            labels={
+                LABEL_KERNEL: req.kernel_id,
+                LABEL_SESSION: req.session_id,
+                LABEL_OWNER: req.owner_access_key,
+                LABEL_NODE: config.node_id,
+            },
+            user=f"{uid}:{uid}",
+            environment={**req.environ, "HOME": "/home/work"},
+            working_dir="/home/work",
+            binds=[
+                Bind(config.state_dir / hostfs.RUNNER_DIR, "/opt/shipyard", read_only=True),
+                Bind(kdir / "ipc", "/run/shipyard"),
+                Bind(kdir / "work", "/home/work"),
+            ],
+            network_mode=config.network_mode,
+            nano_cpus=int(cpu * 1_000_000_000) if cpu > 0 else None,
+            mem_limit=int(mem) if mem > 0 else None,
+            pids_limit=config.pids_limit,
+        )
+
+    async def _wait_ready(self, kernel: Kernel) -> None:
+        try:
+            with trio.fail_after(READY_TIMEOUT):
+                while not await ping(kernel.socket):
+                    state = await self._runtime.inspect(kernel.container_id)
+                    if not state.running:
+                        raise KernelStartFailed(await self._start_failure(kernel, state))
+                    await trio.sleep(0.02)
+        except trio.TooSlowError as exc:
+            raise KernelStartFailed(
+                f"kernel {kernel.kernel_id} did not become ready within {READY_TIMEOUT:g} s"
+            ) from exc
+
+    async def _start_failure(self, kernel: Kernel, state: ContainerState) -> str:
+        try:
+            tail = (await self._runtime.logs(kernel.container_id, tail=20)).strip()
+        except NodeError:
+            tail = ""
+        message = f"kernel {kernel.kernel_id} stopped while starting ({describe_exit(state)})"
+        return f"{message}; its last output:\n{tail}" if tail else message
+
+    async def destroy(self, kernel_id: str) -> int | None:
+        """Remove the kernel's container and folder; the exit code if it had already stopped."""
+        self._expected_exits.add(kernel_id)
+        try:
+            kdir = self._dir(kernel_id)
+        except NodeError:
+            return None  # not an id this node could have created
+        labels = {LABEL_KERNEL: kernel_id, LABEL_NODE: self._config.node_id}
+        exit_code = None
+        with trio.CancelScope(shield=True):
+            for state in await self._runtime.containers(labels):
+                await self._runtime.remove(state.id)
+                if not state.running:
+                    exit_code = state.exit_code
+            self._known.pop(kernel_id, None)
+            await trio.to_thread.run_sync(hostfs.remove_tree, kdir)
+        return exit_code
+
+    async def logs(self, kernel_id: str) -> str:
+        """The container's output; only the newest LOGS_LIMIT characters of a long one."""
+        kernel = await self.get(kernel_id)
+        try:
+            text = await self._runtime.logs(kernel.container_id)
+            if len(text) > LOGS_LIMIT:
+                omitted = len(text) - LOGS_LIMIT
+                text = f"[{omitted} earlier characters omitted]\n" + text[-LOGS_LIMIT:]
+            return text
+        except ContainerNotFound as exc:
+            self._known.pop(kernel_id, None)
+            raise KernelNotFound(
+                f"kernel {kernel_id} is gone from node {self._config.node_id}"
+            ) from exc
+
+    async def upload(self, kernel_id: str, files: list[UploadFile]) -> list[str]:
+        checked = hostfs.check_upload([(f.path, f.data_b64) for f in files])
+        kernel = await self.get(kernel_id)
+        uid = self._config.kernel_uid
+
+        def write_all() -> None:
+            for path, data in checked:
+                hostfs.write_upload(kernel.work, path, data, uid)
+
+        await trio.to_thread.run_sync(write_all)
+        return [f.path for f in files]

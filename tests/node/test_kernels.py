@@ -1,0 +1,260 @@
+"""Kernels on a real Docker engine, driven through the fake control plane."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+
+from node.testing import FakeControlPlane, NodeProcess, text_of
+from tests.node.conftest import OWNER, NewKernel
+from wire import (
+    CreateKernel,
+    DestroyKernel,
+    GetLogs,
+    KernelExited,
+    Upload,
+    UploadFile,
+)
+
+pytestmark = [pytest.mark.trio, pytest.mark.docker]
+
+
+def _kernel_dir(node: NodeProcess, kernel_id: str) -> Path:
+    return node.config.state_dir / "k" / kernel_id.replace("-", "")[:12]
+
+
+async def test_created_container_is_confined_and_labelled(
+    node: NodeProcess,
+    new_kernel: NewKernel,
+    control_plane: FakeControlPlane,
+    docker_client: docker.DockerClient,
+) -> None:
+    kernel_id = await new_kernel(mem="256m", cpu="0.5", environ={"GREETING": "hi"})
+    [container] = docker_client.containers.list(
+        filters={"label": f"ai.shipyard.kernel-id={kernel_id}"}
+    )
+    attrs = container.attrs
+    host, config = attrs["HostConfig"], attrs["Config"]
+    assert attrs["State"]["Running"]
+    assert config["Labels"] == {
+        "ai.shipyard.kernel-id": kernel_id,
+        "ai.shipyard.session-id": config["Labels"]["ai.shipyard.session-id"],
+        "ai.shipyard.owner": OWNER,
+        "ai.shipyard.node-id": node.config.node_id,
+        "ai.shipyard.kernel": "1",  # inherited from the image
+    }
+    assert config["User"] == "1000:1000"
+    assert config["WorkingDir"] == "/home/work"
+    assert "GREETING=hi" in config["Env"] and "HOME=/home/work" in config["Env"]
+    assert host["Privileged"] is False
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["Init"] is True
+    assert host["NetworkMode"] == "none"
+    assert host["Memory"] == host["MemorySwap"] == 256 * 2**20
+    assert host["NanoCpus"] == 500_000_000
+    assert host["PidsLimit"] == 1024
+    mounts = {m["Destination"]: (m["Source"], m["RW"]) for m in attrs["Mounts"]}
+    kdir = _kernel_dir(node, kernel_id)
+    assert mounts == {
+        "/opt/shipyard": (str(node.config.state_dir / "runner"), False),
+        "/run/shipyard": (str(kdir / "ipc"), True),
+        "/home/work": (str(kdir / "work"), True),
+    }
+    assert (kdir / "ipc").stat().st_mode & 0o777 == 0o700
+    assert (kdir / "work").stat().st_uid == 1000
+    outputs = await control_plane.execute(kernel_id, "import os; print(os.getuid(), os.getcwd())")
+    assert text_of(outputs) == "1000 /home/work\n"
+
+
+async def test_query_output_and_state_between_runs(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane
+) -> None:
+    kernel_id = await new_kernel()
+    outputs = await control_plane.execute(kernel_id, "print(6*7)")
+    assert text_of(outputs) == "42\n"
+    assert [(o.kind, o.exit_code) for o in outputs][-1] == ("finished", 0)
+
+    await control_plane.execute(kernel_id, "counter = 41")
+    outputs = await control_plane.execute(kernel_id, "counter += 1\nprint(counter)")
+    assert text_of(outputs) == "42\n"
+
+    outputs = await control_plane.execute(kernel_id, "1/0")
+    assert "ZeroDivisionError" in text_of(outputs, "stderr")
+    assert outputs[-1].exit_code == 1
+
+
+async def test_output_keeps_its_order_and_floods_are_batched(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane
+) -> None:
+    kernel_id = await new_kernel()
+    outputs = await control_plane.execute(
+        kernel_id, "import sys\nfor i in range(3):\n    print(i)\n    print(-i, file=sys.stderr)"
+    )
+    merged: list[tuple[str, str]] = []
+    for o in outputs:
+        if o.kind in ("stdout", "stderr"):
+            if merged and merged[-1][0] == o.kind:
+                merged[-1] = (o.kind, merged[-1][1] + o.data)
+            else:
+                merged.append((o.kind, o.data))
+    expected = [(kind, f"{n}\n") for i in range(3) for kind, n in (("stdout", i), ("stderr", -i))]
+    assert merged == expected
+
+    outputs = await control_plane.execute(kernel_id, "for i in range(10000): print(i)")
+    assert text_of(outputs) == "".join(f"{i}\n" for i in range(10000))
+    assert len(outputs) < 10000  # 20000 writes, batched into far fewer frames
+
+
+async def test_input_round_trip(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane
+) -> None:
+    kernel_id = await new_kernel()
+    outputs = await control_plane.execute(
+        kernel_id,
+        "import getpass\nname = input('name? ')\nsecret = getpass.getpass()\n"
+        "print(f'hello {name}, {len(secret)}')",
+        inputs=["Ada", "hunter2"],
+    )
+    waits = [(o.data, o.password) for o in outputs if o.kind == "waiting-input"]
+    assert waits == [("name? ", False), ("Password: ", True)]
+    assert text_of(outputs) == "hello Ada, 7\n"
+    assert outputs[-1].exit_code == 0
+
+
+async def test_batch_exit_codes(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane
+) -> None:
+    kernel_id = await new_kernel()
+    outputs = await control_plane.execute(
+        kernel_id,
+        mode="batch",
+        options={"clean": "*", "build": "echo built", "exec": "echo ran; echo oops >&2; exit 3"},
+    )
+    kinds = [(o.kind, o.exit_code) for o in outputs if o.kind.endswith("finished")]
+    assert kinds == [("build-finished", 0), ("finished", 3)]
+    assert text_of(outputs) == "built\nran\n"
+    assert text_of(outputs, "stderr") == "oops\n"
+
+
+async def test_upload_then_read_in_batch(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane
+) -> None:
+    kernel_id = await new_kernel()
+    data = base64.b64encode(b"hello from upload\n").decode()
+    reply = await control_plane.request(
+        lambda req_id: Upload(req_id, kernel_id, [UploadFile("sub/dir/hello.txt", data)])
+    )
+    assert reply.ok, reply.error
+    assert reply.result == {"written": ["sub/dir/hello.txt"]}
+    outputs = await control_plane.execute(
+        kernel_id, mode="batch", options={"exec": "cat sub/dir/hello.txt; stat -c %u sub/dir"}
+    )
+    assert text_of(outputs) == "hello from upload\n1000\n"
+    assert outputs[-1].exit_code == 0
+
+
+@pytest.mark.parametrize("bad_path", ["../x", "/etc/x", "a/../../x", ""])
+async def test_upload_outside_work_dir_is_refused(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane, bad_path: str
+) -> None:
+    kernel_id = await new_kernel()
+    data = base64.b64encode(b"x").decode()
+    files = [UploadFile("fine.txt", data), UploadFile(bad_path, data)]
+    reply = await control_plane.request(lambda req_id: Upload(req_id, kernel_id, files))
+    assert not reply.ok
+    assert repr(bad_path) in reply.error
+    assert not (_kernel_dir(node, kernel_id) / "work" / "fine.txt").exists()  # nothing written
+
+
+async def test_upload_does_not_follow_symlinks_planted_by_the_kernel(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane
+) -> None:
+    kernel_id = await new_kernel()
+    outside = node.config.state_dir / "outside"
+    outside.mkdir()
+    await control_plane.execute(
+        kernel_id, f"import os; os.symlink({str(outside)!r}, 'link'); os.symlink('/x', 'f')"
+    )
+    data = base64.b64encode(b"x").decode()
+    for path in ("link/pwned", "f"):
+        upload = functools.partial(Upload, kernel_id=kernel_id, files=[UploadFile(path, data)])
+        reply = await control_plane.request(upload)
+        assert not reply.ok
+    assert list(outside.iterdir()) == []
+
+
+async def test_logs_show_what_the_session_printed(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane
+) -> None:
+    kernel_id = await new_kernel()
+    await control_plane.execute(kernel_id, "print('to the log')")
+    reply = await control_plane.request(lambda req_id: GetLogs(req_id, kernel_id))
+    assert reply.ok, reply.error
+    assert "to the log\n" in reply.result["logs"]
+
+
+async def test_out_of_memory_is_explained(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane
+) -> None:
+    kernel_id = await new_kernel(mem="128m")
+    outputs = await control_plane.execute(kernel_id, "b = bytearray(1024**3)")
+    assert "out of memory (memory limit 128 MiB)" in text_of(outputs, "stderr")
+    assert [o.kind for o in outputs].count("finished") == 1
+    assert outputs[-1].exit_code == 137
+    exited = await control_plane.wait_for(KernelExited, lambda k: k.kernel_id == kernel_id)
+    assert exited.oom_killed
+    assert exited.reason == "killed: out of memory (limit 128 MiB)"
+
+
+async def test_kernel_exiting_on_its_own_is_reported(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane
+) -> None:
+    kernel_id = await new_kernel()
+    outputs = await control_plane.execute(kernel_id, "import os; os._exit(3)")
+    assert "exited unexpectedly (exit code 3)" in text_of(outputs, "stderr")
+    assert outputs[-1].exit_code == 3
+    exited = await control_plane.wait_for(KernelExited, lambda k: k.kernel_id == kernel_id)
+    assert (exited.exit_code, exited.oom_killed, exited.reason) == (3, False, "exited with code 3")
+
+
+async def test_destroy_removes_container_and_folder(
+    node: NodeProcess,
+    new_kernel: NewKernel,
+    control_plane: FakeControlPlane,
+    docker_client: docker.DockerClient,
+) -> None:
+    kernel_id = await new_kernel()
+    reply = await control_plane.request(lambda req_id: DestroyKernel(req_id, kernel_id))
+    assert reply.ok, reply.error
+    assert reply.result == {"exit_code": None}  # it was running: killed by the destroy
+    label = f"ai.shipyard.kernel-id={kernel_id}"
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    assert not _kernel_dir(node, kernel_id).exists()
+    # gone is fine, and destroying it did not count as dying on its own
+    again = await control_plane.request(lambda req_id: DestroyKernel(req_id, kernel_id))
+    assert again.ok and again.result == {"exit_code": None}
+    assert control_plane.of_type(KernelExited) == []
+
+
+async def test_unknown_kernel_and_missing_image(
+    node: NodeProcess, control_plane: FakeControlPlane
+) -> None:
+    outputs = await control_plane.execute(str(uuid.uuid4()), "print(1)")
+    assert "no such kernel" in text_of(outputs, "stderr")
+    assert [(o.kind, o.exit_code) for o in outputs][-1] == ("finished", 1)
+
+    kernel_id = str(uuid.uuid4())
+    reply = await control_plane.request(
+        lambda req_id: CreateKernel(
+            req_id, kernel_id, "s", OWNER, "shipyard/nope:1", {"cpu": "1", "mem": "128m"}
+        )
+    )
+    assert not reply.ok
+    assert reply.error == f"image shipyard/nope:1 not found on node {node.config.node_id}"
+    assert not (node.config.state_dir / "k" / kernel_id.replace("-", "")[:12]).exists()

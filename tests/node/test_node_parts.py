@@ -1,0 +1,165 @@
+"""The node's pure parts, without Docker: addresses, runner requests, uploads, capacity, CLI."""
+
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path, PurePosixPath
+
+import pytest
+from click.testing import CliRunner
+
+from node.cli import node as node_cli
+from node.config import NodeConfig
+from node.errors import NodeError, UploadRejected
+from node.hostfs import check_upload, install_runner, make_kernel_dir, write_upload
+from node.kernels import check_state_dir, describe_exit, short_id
+from node.link import Endpoint
+from node.resources import HostLoad, capacity
+from node.runner import RUNNER_PATH
+from node.runs import runner_request
+from node.runtime import ContainerState
+from wire import Execute, Slots
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:8081", "ws://127.0.0.1:8081/node/connect"),
+        ("http://127.0.0.1:8081/some/prefix", "ws://127.0.0.1:8081/node/connect"),
+        ("https://cp.example", "wss://cp.example/node/connect"),
+        ("cp.example:9000", "ws://cp.example:9000/node/connect"),
+        ("http://[::1]:8081", "ws://[::1]:8081/node/connect"),
+    ],
+)
+def test_endpoint_from_controlplane_url(url: str, expected: str) -> None:
+    assert Endpoint.parse(url).url == expected
+
+
+@pytest.mark.parametrize("url", ["http://", "http://host:port"])
+def test_bad_controlplane_url(url: str) -> None:
+    with pytest.raises(NodeError, match="controlplane_url"):
+        Endpoint.parse(url)
+
+
+def test_runner_requests() -> None:
+    assert runner_request(Execute("k", "r", "query", "print(1)")) == {
+        "op": "query",
+        "code": "print(1)",
+    }
+    batch = Execute("k", "r", "batch", options={"clean": "*", "build": None, "exec": "make"})
+    assert runner_request(batch) == {"op": "batch", "clean": None, "build": None, "exec": "make"}
+    empty = Execute("k", "r", "batch")
+    assert runner_request(empty) == {"op": "batch", "clean": None, "build": None, "exec": None}
+
+
+def test_state_dir_must_leave_room_for_socket_paths() -> None:
+    check_state_dir(Path("/var/lib/shipyard/node"))
+    with pytest.raises(NodeError, match="too long"):
+        check_state_dir(Path("/x" * 40))
+
+
+def test_short_id_and_exit_descriptions() -> None:
+    assert short_id("0F1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0") == "0f1e2d3c4b5a"
+    with pytest.raises(NodeError, match="UUID"):
+        short_id("../../etc")
+    oom = ContainerState("c", {}, running=False, exit_code=137, oom_killed=True, mem_limit=2**27)
+    assert describe_exit(oom) == "killed: out of memory (limit 128 MiB)"
+    plain = ContainerState("c", {}, running=False, exit_code=3, oom_killed=False, mem_limit=None)
+    assert describe_exit(plain) == "exited with code 3"
+
+
+@pytest.mark.parametrize("path", ["/abs", "../up", "a/../../up", "", ".", "a\0b"])
+def test_upload_paths_outside_the_work_dir_are_rejected(path: str) -> None:
+    with pytest.raises(UploadRejected):
+        check_upload([("fine", "eA=="), (path, "eA==")])
+
+
+def test_upload_data_must_be_base64() -> None:
+    with pytest.raises(UploadRejected, match="base64"):
+        check_upload([("fine", "not base64!")])
+
+
+def test_upload_writes_nested_files_and_never_follows_links(tmp_path: Path) -> None:
+    uid = os.getuid()
+    work = tmp_path / "work"
+    work.mkdir()
+    [(path, data)] = check_upload([("./a/b/c.txt", "aGk=")])
+    write_upload(work, path, data, uid)
+    assert (work / "a" / "b" / "c.txt").read_bytes() == b"hi"
+    write_upload(work, PurePosixPath("a/b/c.txt"), b"again", uid)  # overwrite truncates
+    assert (work / "a" / "b" / "c.txt").read_bytes() == b"again"
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (work / "link").symlink_to(outside)
+    (work / "file-link").symlink_to(outside / "target")
+    os.mkfifo(work / "fifo")
+    for planted in ("link/x", "file-link", "fifo"):
+        with pytest.raises(UploadRejected):
+            write_upload(work, PurePosixPath(planted), b"x", uid)
+    assert list(outside.iterdir()) == []
+
+
+def test_host_folders(tmp_path: Path) -> None:
+    folder = install_runner(tmp_path)
+    runner = folder / "runner.py"
+    assert runner.read_bytes() == RUNNER_PATH.read_bytes()
+    assert (runner.stat().st_mode & 0o777, folder.stat().st_mode & 0o777) == (0o644, 0o755)
+    runner.write_text("old")
+    install_runner(tmp_path)
+    assert runner.read_bytes() == RUNNER_PATH.read_bytes()
+
+    kdir = tmp_path / "k" / "0123456789ab"
+    make_kernel_dir(kdir, os.getuid())
+    assert (kdir / "ipc").stat().st_mode & 0o777 == 0o700
+    assert (kdir / "work").stat().st_mode & 0o777 == 0o755
+    with pytest.raises(FileExistsError):
+        make_kernel_dir(kdir, os.getuid())
+
+
+def test_capacity_and_load(tmp_path: Path) -> None:
+    configured = NodeConfig(tmp_path, "http://cp", "t", cpu=2.5, mem="1.5g")
+    assert capacity(configured) == {"cpu": "2.5", "mem": str(3 * 2**29)}
+    default = Slots.from_wire(capacity(NodeConfig(tmp_path, "http://cp", "t", mem_reserve="0")))
+    assert default["cpu"] == (os.cpu_count() or 1)
+    assert default["mem"] == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    cpu_pct, mem_used = HostLoad().sample()
+    assert 0 <= cpu_pct <= 100 and mem_used > 0
+
+
+def test_cli_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "none.toml"
+    result = CliRunner().invoke(node_cli, ["serve", "--config", str(missing)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot use {missing}: No such file or directory\n"
+
+    no_state = tmp_path / "node.toml"
+    no_state.write_text('controlplane_url = "http://x"\nnode_token = "t"\n')
+    result = CliRunner().invoke(node_cli, ["serve", "--config", str(no_state)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot use {no_state}: missing setting state_dir\n"
+
+
+# docker-py leaks the socket of a failed connect (UnixHTTPConnection.connect); collect it here
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_cli_reports_startup_failures_in_one_line(tmp_path: Path) -> None:
+    config_path = tmp_path / "node.toml"
+    NodeConfig(tmp_path / "state", "http://", "t").dump(config_path)
+    result = CliRunner().invoke(node_cli, ["serve", "--config", str(config_path)])
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: controlplane_url 'http://' names no host\n",
+    )
+
+    NodeConfig(tmp_path / "state", "http://127.0.0.1:9", "t").dump(config_path)
+    result = CliRunner().invoke(
+        node_cli,
+        ["serve", "--config", str(config_path)],
+        env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"},
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: connecting to the container engine: cannot reach")
+    assert result.output.count("\n") == 1
+    del result
+    gc.collect()
