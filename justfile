@@ -21,3 +21,12 @@ lint:
 # The benchmarks (bench/run.py)
 bench *ARGS:
     ./dev bench "$@"
+
+# Build the single executable dist/shipyard with PyInstaller (works offline)
+package:
+    ./dev package
+
+# Build dist/shipyard-pyapp with PyApp: release machines only (needs crates.io and
+# python-build-standalone downloads; fails fast without them)
+package-pyapp:
+    ./dev package-pyapp

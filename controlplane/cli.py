@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.config import ControlPlaneConfig
 
@@ -42,3 +43,66 @@ def serve_command(config_path: Path) -> None:
         pass
     except OSError as exc:  # e.g. the port is taken
         raise click.ClickException(str(exc)) from exc
+
+
+@controlplane.command("migrate")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="controlplane.toml",
+)
+@click.option(
+    "--check", is_flag=True, help="Only say whether the schema is current (exit 1 if not)."
+)
+def migrate_command(config_path: Path, check: bool) -> None:
+    """Bring the database schema to this version's newest revision (idempotent)."""
+    try:
+        config = ControlPlaneConfig.load(config_path)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise click.ClickException(f"cannot read {config_path}: {exc}") from exc
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        before, after, head = anyio.run(_migrate, config, check, backend="asyncio")
+    except (OSError, SQLAlchemyError) as exc:
+        raise click.ClickException(f"cannot migrate {_redacted(config)}: {exc}") from exc
+    if check:
+        if before == head:
+            click.echo(f"schema is current (revision {head})")
+            return
+        click.echo(f"schema needs migrating: revision {before or 'none'} -> {head}")
+        raise click.exceptions.Exit(1)
+    if before == after:
+        click.echo(f"schema is current (revision {after})")
+    else:
+        click.echo(f"migrated the schema: revision {before or 'none'} -> {after}")
+
+
+async def _migrate(
+    config: ControlPlaneConfig, check: bool
+) -> tuple[str | None, str | None, str | None]:
+    from controlplane.db.engine import create_engine, head_revision, migrate, revisions
+
+    if config.database_url == "":  # the embedded database lives in the state directory
+        if check and not (config.state_dir / "controlplane.db").exists():
+            return None, None, head_revision()  # a check creates nothing
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = create_engine(config.effective_database_url)
+    try:
+        before, head = await revisions(engine)
+        if not check and before != head:
+            await migrate(engine)
+        after, _ = await revisions(engine)
+        return before, after, head
+    finally:
+        await engine.dispose()
+
+
+def _redacted(config: ControlPlaneConfig) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(config.effective_database_url).render_as_string(hide_password=True)
+    except (ValueError, SQLAlchemyError):
+        return "the database"

@@ -117,6 +117,10 @@ async def next_chunk(run: Run, wait: float = math.inf) -> dict[str, Any]:
                 status, exit_code = item.kind, item.exit_code
                 if item.kind == "waiting-input":
                     options = {"is_password": item.password, "prompt": item.data}
+                    if item.data and not item.password:
+                        # Backend.AI kernels print input()'s prompt; its client reads the
+                        # answer without showing any prompt itself
+                        _append(console, "stdout", item.data)
                 break
             try:
                 item = run.outputs.receive_nowait()

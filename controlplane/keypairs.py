@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import secrets
 import string
+import uuid
+from collections.abc import Collection, Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
+from sqlalchemy.orm import QueryableAttribute
 
+from controlplane import listing
 from controlplane.db.models import Domain, Keypair, Project, User
 from controlplane.errors import InvalidAPIParams, KeypairNotFound
 
@@ -98,3 +103,112 @@ async def delete(db: DBSession, access_key: str, *, requester: Keypair) -> None:
         raise KeypairNotFound(f"Keypair {access_key} does not exist.")
     keypair.is_active = False
     await db.flush()
+
+
+# --- lists and lookups for the GraphQL API -----------------------------------------------------
+
+KEYPAIR_FILTER_COLUMNS: dict[str, QueryableAttribute[Any]] = {
+    "access_key": Keypair.access_key,
+    "is_active": Keypair.is_active,
+    "is_admin": Keypair.is_admin,
+}
+KEYPAIR_ORDER_COLUMNS: dict[str, QueryableAttribute[Any]] = {
+    "created_at": Keypair.created_at,
+    "access_key": Keypair.access_key,
+}
+USER_FILTER_COLUMNS: dict[str, QueryableAttribute[Any]] = {
+    "email": User.email,
+    "role": User.role,
+    "domain_name": User.domain_name,
+}
+USER_ORDER_COLUMNS: dict[str, QueryableAttribute[Any]] = {
+    "created_at": User.created_at,
+    "email": User.email,
+    "role": User.role,
+}
+
+
+async def list_keypairs_page(
+    db: DBSession,
+    *,
+    user_id: uuid.UUID | None = None,
+    is_active: bool | None = None,
+    domain_name: str | None = None,
+    conditions: Sequence[listing.Condition] = (),
+    orderings: Sequence[listing.Ordering] = (),
+    limit: int,
+    offset: int,
+) -> tuple[list[Keypair], int]:
+    """One page of keypairs (oldest first by default) and how many match in all."""
+    clauses = listing.where(conditions, KEYPAIR_FILTER_COLUMNS)
+    if user_id is not None:
+        clauses.append(Keypair.user_id == user_id)
+    if is_active is not None:
+        clauses.append(Keypair.is_active.is_(is_active))
+    if domain_name is not None:
+        clauses.append(Keypair.user_id.in_(select(User.id).where(User.domain_name == domain_name)))
+    total = await db.scalar(select(func.count()).select_from(Keypair).where(*clauses))
+    order = listing.order_by(orderings, KEYPAIR_ORDER_COLUMNS) or [Keypair.created_at.asc()]
+    page = await db.scalars(
+        select(Keypair)
+        .where(*clauses)
+        .order_by(*order, Keypair.access_key)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(page), int(total or 0)
+
+
+async def get_keypair(db: DBSession, access_key: str) -> Keypair | None:
+    """A keypair, active or not."""
+    return await db.get(Keypair, access_key)
+
+
+async def list_users_page(
+    db: DBSession,
+    *,
+    domain_name: str | None = None,
+    conditions: Sequence[listing.Condition] = (),
+    orderings: Sequence[listing.Ordering] = (),
+    limit: int,
+    offset: int,
+) -> tuple[list[User], int]:
+    """One page of users (oldest first by default) and how many match in all."""
+    clauses = listing.where(conditions, USER_FILTER_COLUMNS)
+    if domain_name is not None:
+        clauses.append(User.domain_name == domain_name)
+    total = await db.scalar(select(func.count()).select_from(User).where(*clauses))
+    order = listing.order_by(orderings, USER_ORDER_COLUMNS) or [User.created_at.asc()]
+    page = await db.scalars(
+        select(User).where(*clauses).order_by(*order, User.id).limit(limit).offset(offset)
+    )
+    return list(page), int(total or 0)
+
+
+async def get_user(
+    db: DBSession, *, email: str | None = None, user_id: uuid.UUID | None = None
+) -> User | None:
+    if user_id is not None:
+        return await db.get(User, user_id)
+    return await db.scalar(select(User).where(User.email == email))
+
+
+async def users_by_id(db: DBSession, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, User]:
+    return {u.id: u for u in await db.scalars(select(User).where(User.id.in_(ids)))}
+
+
+async def projects_by_id(db: DBSession) -> dict[uuid.UUID, Project]:
+    """Every project (there are few: tenancy is per domain and project)."""
+    return {p.id: p for p in await db.scalars(select(Project))}
+
+
+async def main_access_keys(db: DBSession, user_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Each user's main keypair: the oldest active one."""
+    main: dict[uuid.UUID, str] = {}
+    for kp in await db.scalars(
+        select(Keypair)
+        .where(Keypair.user_id.in_(user_ids), Keypair.is_active.is_(True))
+        .order_by(Keypair.created_at.desc())
+    ):
+        main[kp.user_id] = kp.access_key  # the oldest comes last and wins
+    return main

@@ -145,7 +145,7 @@ async def destroy_session(core: Core, session: Session, *, forced: bool = False)
         reason = "terminated by the user"
         logs: dict[uuid.UUID, str | None] = {}
         for kernel in kernels:
-            if kernel.node_id is None or kernel.status == "TERMINATED":
+            if kernel.node_id is None:  # an exited container is still removed
                 continue
             try:
                 logs[kernel.id] = await _last_logs(core, kernel.node_id, kernel.id)

@@ -16,6 +16,7 @@ from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
 from controlplane.db.engine import create_engine
 from controlplane.db.models import Keypair
+from shipyard import sdnotify
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
             if not stop.is_set():
                 tg.start_soon(_stop_on_signal, stop)
             await tg.start(core.run)
+            tg.start_soon(_notify_when_listening, config.host, config.port)
+            tg.start_soon(sdnotify.watchdog)
             log.info("control plane listening on http://%s:%d", config.host, config.port)
             await hypercorn_serve(app, hconfig, shutdown_trigger=stop.wait)
             tg.cancel_scope.cancel()
@@ -67,3 +70,21 @@ async def _stop_on_signal(stop: anyio.Event) -> None:
         async for _ in signals:
             stop.set()
             return
+
+
+async def _notify_when_listening(host: str, port: int) -> None:
+    """Tell systemd (when it is asking, Type=notify) that we serve, once the port answers:
+    Hypercorn binds inside `serve` and has no hook for after it did."""
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    while True:
+        try:
+            stream = await anyio.connect_tcp(host, port)
+        except OSError:
+            await anyio.sleep(0.05)
+            continue
+        await stream.aclose()
+        sdnotify.ready(f"serving on {host}:{port}")
+        return

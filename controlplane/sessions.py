@@ -9,16 +9,20 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
+from sqlalchemy.orm import QueryableAttribute
 
 import wire
+from controlplane import listing
 from controlplane.db.models import (
     ACTIVE_STATUSES,
     DEAD_STATUSES,
+    OCCUPYING_STATUSES,
     Keypair,
     Node,
     Session,
@@ -117,6 +121,11 @@ def parse_create(body: Any) -> CreateParams:
     ):
         problems["config.environ"] = "must be an object of string values"
         environ = {}
+    # refused rather than ignored, until Shipyard has them (docs/backendai-client.md)
+    if _pick(config, "mounts", default=[]) or _pick(config, "mount_map", "mountMap", default={}):
+        problems["config.mounts"] = "virtual folders are not supported yet: leave out the mounts"
+    if _pick(config, "preopen_ports", "preopenPorts", default=[]):
+        problems["config.preopen_ports"] = "app ports are not supported yet"
     max_wait = _pick(body, "maxWaitSeconds", "max_wait_seconds", default=0)
     if not isinstance(max_wait, int | float) or max_wait < 0:
         problems["maxWaitSeconds"] = "must be a number of seconds >= 0"
@@ -294,3 +303,85 @@ def free_slots(capacity: wire.Slots, sessions: list[Session]) -> wire.Slots:
     for s in sessions:
         used = used + wire.Slots.from_wire(occupying(s))
     return capacity - used
+
+
+# --- lists and lookups for the GraphQL API -----------------------------------------------------
+
+# fields a list `filter` may name, and those an `order` may name (controlplane/listing.py)
+FILTER_COLUMNS: dict[str, QueryableAttribute[Any]] = {
+    "name": Session.name,
+    "status": Session.status,
+    "type": Session.type,
+    "image": Session.image,
+    "access_key": Session.access_key,
+    "result": Session.result,
+    "tag": Session.tag,
+    "domain_name": Session.domain_name,
+}
+ORDER_COLUMNS: dict[str, QueryableAttribute[Any]] = {
+    "created_at": Session.created_at,
+    "name": Session.name,
+    "status": Session.status,
+    "status_changed": Session.status_changed,
+    "terminated_at": Session.terminated_at,
+}
+
+
+async def list_page(
+    db: DBSession,
+    *,
+    access_key: str | None,
+    statuses: Sequence[str] | None = None,
+    domain_name: str | None = None,
+    project_id: uuid.UUID | None = None,
+    conditions: Sequence[listing.Condition] = (),
+    orderings: Sequence[listing.Ordering] = (),
+    limit: int,
+    offset: int,
+) -> tuple[list[Session], int]:
+    """One page of sessions (newest first by default) and how many match in all.
+
+    `access_key` None means every owner's (admins only: the caller checks).
+    """
+    clauses = listing.where(conditions, FILTER_COLUMNS)
+    if access_key is not None:
+        clauses.append(Session.access_key == access_key)
+    if statuses is not None:
+        clauses.append(Session.status.in_(statuses))
+    if domain_name is not None:
+        clauses.append(Session.domain_name == domain_name)
+    if project_id is not None:
+        clauses.append(Session.project_id == project_id)
+    total = await db.scalar(select(func.count()).select_from(Session).where(*clauses))
+    order = listing.order_by(orderings, ORDER_COLUMNS) or [Session.created_at.desc()]
+    page = await db.scalars(
+        select(Session).where(*clauses).order_by(*order, Session.id).limit(limit).offset(offset)
+    )
+    return list(page), int(total or 0)
+
+
+async def get_visible(db: DBSession, requester: Keypair, session_id: uuid.UUID) -> Session | None:
+    """The session with this id if the requester owns it or is an admin."""
+    session = await db.get(Session, session_id)
+    if session is None or not (requester.is_admin or session.access_key == requester.access_key):
+        return None
+    return session
+
+
+async def count_active(db: DBSession, access_keys: Collection[str]) -> dict[str, int]:
+    """How many active sessions each of these keypairs has."""
+    rows = await db.execute(
+        select(Session.access_key, func.count())
+        .where(Session.access_key.in_(access_keys), Session.status.in_(ACTIVE_STATUSES))
+        .group_by(Session.access_key)
+    )
+    return {key: int(count) for key, count in rows}
+
+
+async def occupied_by_node(db: DBSession) -> dict[str, wire.Slots]:
+    """The slots sessions hold on each node."""
+    used: dict[str, wire.Slots] = {}
+    for s in await db.scalars(select(Session).where(Session.status.in_(OCCUPYING_STATUSES))):
+        if s.node_id is not None:
+            used[s.node_id] = used.get(s.node_id, wire.Slots()) + wire.Slots.from_wire(occupying(s))
+    return used

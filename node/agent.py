@@ -6,6 +6,7 @@ Task tree (one root nursery, opened by `serve`):
     ├── runtime.follow_events   engine events -> memory channel (one worker thread)
     ├── Agent.handle_events     die -> KernelExited, image changes -> rescan flag
     ├── Agent.watch_images      rescan on the flag -> ImagesChanged
+    ├── sdnotify.watchdog       keep-alive pings when systemd runs us with WatchdogSec
     └── Agent.connect_forever   dial, Register, then per connection:
         ├── heartbeat loop
         └── one task per request (cancelled when the connection drops)
@@ -30,7 +31,7 @@ from node.link import Endpoint, run_connection
 from node.resources import HostLoad, capacity
 from node.runs import Runs
 from node.runtime import ContainerRuntime, DockerRuntime, RuntimeEvent
-from shipyard import __version__
+from shipyard import __version__, sdnotify
 from wire import (
     CreateKernel,
     DestroyKernel,
@@ -85,6 +86,7 @@ async def serve(
             await nursery.start(runtime.follow_events, send)
             nursery.start_soon(agent.handle_events, receive)
             nursery.start_soon(agent.watch_images)
+            nursery.start_soon(sdnotify.watchdog)
             task_status.started()
             await agent.connect_forever()
     finally:
@@ -137,6 +139,8 @@ class Agent:
             log.warning("could not register: %s", exc)
             return
         log.info("registered with the control plane as %s", self._config.node_id)
+        # systemd (Type=notify) counts the node as started once it first registered
+        sdnotify.ready(f"registered with {self._endpoint.url} as {self._config.node_id}")
         self._backoff = BACKOFF_FIRST
         self._ws = ws
         try:

@@ -37,6 +37,7 @@ from typing import Any
 import click
 
 from node.errors import NodeError
+from shipyard._exe import host_environ
 
 PYTHON_IMAGE = "shipyard/python:3.11"
 FIXTURE_IMAGE = "shipyard-test/python:3.11"
@@ -265,7 +266,7 @@ def _debootstrap(debootstrap: str, rootfs: Path, mirror: str, logfile: Path, log
         str(rootfs),
         mirror,
     ]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    env = {**host_environ(), "DEBIAN_FRONTEND": "noninteractive"}
     env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
     with logfile.open("wb") as out:
         rc = subprocess.call(
@@ -371,7 +372,7 @@ def _remove_workdir(workdir: Path, log: Log) -> None:
     except OSError:
         pass
     for point in sorted(mounts, key=len, reverse=True):
-        subprocess.call(["umount", "-l", point], stderr=subprocess.DEVNULL)
+        subprocess.call(["umount", "-l", point], stderr=subprocess.DEVNULL, env=host_environ())
     try:
         shutil.rmtree(workdir)
     except OSError as exc:
@@ -404,7 +405,9 @@ def _check_host_python() -> None:
 
 
 def _dpkg_files(package: str) -> list[str] | None:
-    proc = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["dpkg", "-L", package], capture_output=True, text=True, check=False, env=host_environ()
+    )
     if proc.returncode != 0:
         return None
     return [line for line in proc.stdout.splitlines() if line.startswith("/")]
@@ -412,7 +415,9 @@ def _dpkg_files(package: str) -> list[str] | None:
 
 def _ldd_closure(files: list[str]) -> set[str]:
     """The shared libraries (and the loader) that `files` link, transitively, as ldd reports."""
-    proc = subprocess.run(["ldd", *files], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["ldd", *files], capture_output=True, text=True, check=False, env=host_environ()
+    )
     libs: set[str] = set()
     for line in proc.stdout.splitlines():
         line = line.strip()
@@ -546,7 +551,7 @@ def _populate_from_host(rootfs: Path, log: Log) -> None:
     busybox_real = "/" + os.path.relpath(os.path.realpath(busybox), "/")
     tree.link("/usr/bin/python3", "python3.11")
     applets = subprocess.run(
-        [busybox, "--list-full"], capture_output=True, text=True, check=True
+        [busybox, "--list-full"], capture_output=True, text=True, check=True, env=host_environ()
     ).stdout.split()
     for applet in applets:
         if "/" in applet:  # not the top-level /linuxrc

@@ -16,9 +16,23 @@ _COMMANDS = {
     "admin": "client.cli:admin",
     "image": "client.cli:image",
     "up": "installer.up:up",
+    "install": "installer.cli:install",
+    "uninstall": "installer.cli:uninstall",
     "controlplane": "controlplane.cli:controlplane",
     "node": "node.cli:node",
 }
+
+# subcommands one package adds to another's group: group -> {name: "module:attribute"}
+_SUBCOMMANDS = {
+    "node": {"token": "installer.cli:token"},
+}
+
+
+def _load(target: str) -> click.Command:
+    module, _, attr = target.partition(":")
+    command = getattr(importlib.import_module(module), attr)
+    assert isinstance(command, click.Command)
+    return command
 
 
 class _LazyGroup(click.Group):
@@ -29,9 +43,12 @@ class _LazyGroup(click.Group):
         target = _COMMANDS.get(cmd_name)
         if target is None:
             return None
-        module, _, attr = target.partition(":")
-        command = getattr(importlib.import_module(module), attr)
-        assert isinstance(command, click.Command)
+        command = _load(target)
+        extra = _SUBCOMMANDS.get(cmd_name, {})
+        if extra and isinstance(command, click.Group):
+            for name, sub in extra.items():
+                if name not in command.commands:
+                    command.add_command(_load(sub), name)
         return command
 
 

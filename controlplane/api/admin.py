@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, Response, jsonify
-from sqlalchemy import select
 
 from controlplane import images as images_db
-from controlplane import keypairs
+from controlplane import keypairs, nodes
 from controlplane.api.app import core, read_json, requester, require_admin
-from controlplane.db.models import Keypair, Node
+from controlplane.db.models import Keypair
 from controlplane.errors import InvalidAPIParams
 
 bp = Blueprint("admin", __name__)
@@ -99,20 +98,19 @@ async def dealias_image(alias: str) -> dict[str, Any]:
 @bp.get("/nodes")
 async def list_nodes() -> dict[str, Any]:
     require_admin()
-    connected = core().hub.connected()
     async with core().db() as db:
-        nodes = list(await db.scalars(select(Node).order_by(Node.id)))
+        found = await nodes.list_nodes(db, core().hub.connected())
     return {
         "items": [
             {
                 "id": n.id,
-                "status": n.status if n.id in connected else "LOST",
+                "status": n.status,
                 "architecture": n.architecture,
                 "networkMode": n.network_mode,
                 "availableSlots": n.available_slots,
                 "firstContact": n.first_contact.isoformat(),
                 "lastContact": n.last_contact.isoformat(),
             }
-            for n in nodes
+            for n in found
         ]
     }

@@ -58,7 +58,7 @@ def _raw_target(scope: dict[str, Any]) -> str:
 
 
 def create_app(the_core: Core) -> Quart:
-    from controlplane.api import admin, misc, node, session
+    from controlplane.api import admin, events, gql, misc, node, node_tokens, session
 
     app = Quart("shipyard.controlplane")
     app.extensions["shipyard.core"] = the_core
@@ -92,6 +92,6 @@ def create_app(the_core: Core) -> Quart:
         scope = cast(dict[str, Any], websocket.scope)
         await _check(websocket.endpoint, "WS", scope, websocket.headers, scheme)
 
-    for blueprint in (misc.bp, session.bp, admin.bp, node.bp):
+    for blueprint in (misc.bp, session.bp, admin.bp, node.bp, node_tokens.bp, gql.bp, events.bp):
         app.register_blueprint(blueprint)
     return app

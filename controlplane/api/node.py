@@ -9,7 +9,7 @@ import anyio
 from quart import Blueprint, websocket
 
 import wire
-from controlplane import lifecycle
+from controlplane import jointokens, lifecycle
 from controlplane.api.app import core, public
 from controlplane.errors import AuthFailed, InvalidAPIParams
 from controlplane.nodehub import NodeConnection
@@ -24,14 +24,28 @@ REGISTER_TIMEOUT = 30.0
 async def connect() -> None:
     the_core = core()
     token = websocket.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(token.encode(), the_core.config.node_token.encode()):
-        raise AuthFailed("unknown node token")
+    # the cluster's shared node token (same-machine nodes), or a join token (other machines)
+    joined = not hmac.compare_digest(token.encode(), the_core.config.node_token.encode())
+    if joined:
+        if not jointokens.looks_like_one(token):
+            raise AuthFailed("unknown node token")
+        async with the_core.db() as db:
+            await jointokens.admit(db, token)
     await websocket.accept()
     ws = websocket._get_current_object()  # type: ignore[attr-defined]  # usable from other tasks
     with anyio.fail_after(REGISTER_TIMEOUT):
         first = wire.decode(await ws.receive())
     if not isinstance(first, wire.Register):
         raise InvalidAPIParams("a node must send register first")
+    if joined:
+        try:
+            async with the_core.db() as db:
+                await jointokens.bind(db, token, first.node_id)
+                await db.commit()
+        except AuthFailed as exc:  # accepted already: say why in the close frame
+            log.warning("refused node %s: %s", first.node_id, exc)
+            await ws.close(1008, str(exc)[:120])
+            return
     conn = NodeConnection(first.node_id, ws.send)
     replaced = the_core.hub.attach(conn)
     if replaced is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import urllib.parse
 from typing import Any
 
 import anyio
@@ -118,7 +119,8 @@ async def upload(ref: str) -> Response:
         data = storage.read()
         if len(data) >= MAX_UPLOAD_SIZE:
             raise InvalidAPIParams(f"{storage.filename}: each file must be under 1 MiB")
-        path = storage.filename or ""
+        # aiohttp (the official client) percent-encodes the file name: "sub%2Fa.py"
+        path = urllib.parse.unquote(storage.filename or "")
         if not path or path.startswith("/") or ".." in path.split("/"):
             raise InvalidAPIParams(f"{path!r}: file names must be relative paths without '..'")
         payload.append(wire.UploadFile(path=path, data_b64=base64.b64encode(data).decode()))

@@ -7,6 +7,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
@@ -45,3 +47,21 @@ async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync_conn: command.upgrade(_alembic_config(sync_conn), "head"))
+
+
+def head_revision() -> str | None:
+    """The newest schema revision this program knows."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+async def revisions(engine: AsyncEngine) -> tuple[str | None, str | None]:
+    """(the database's schema revision, the newest one this program knows); None for a database
+    without a schema yet."""
+
+    def read(sync_conn: Connection) -> tuple[str | None, str | None]:
+        return MigrationContext.configure(sync_conn).get_current_revision(), head_revision()
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(read)

@@ -152,3 +152,17 @@ class StatusChange(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(default=utcnow)
     session: Mapped[Session] = relationship(back_populates="history")
+
+
+class JoinToken(Base):
+    """A token that lets one node join (`shipyard node token create`). Only its SHA-256 is
+    stored. Unused, it expires at `expires_at`; the first node that registers with it binds it,
+    and from then on it is that node's credential (the node keeps dialling in with it)."""
+
+    __tablename__ = "join_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(32))  # the admin's access key
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    node_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,0 +1,149 @@
+"""`shipyard admin ...` and `shipyard image ...` (mounted through `client.cli`)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from client._clibase import CommandError, Group, call
+from client._console import print_fields, print_table
+
+
+@click.group(cls=Group)
+def admin() -> None:
+    """Administration (needs an admin keypair)."""
+
+
+@admin.group("keypair")
+def keypair() -> None:
+    """Keypairs: the access/secret keys that sign API requests."""
+
+
+@keypair.command("create")
+@click.argument("email")
+@click.option("--admin", "is_admin", is_flag=True, help="Give the keypair admin rights.")
+def keypair_create(email: str, is_admin: bool) -> None:
+    """Create a keypair for the user EMAIL."""
+    created = call(lambda api: api.create_keypair(email, is_admin=is_admin))
+    print_fields(
+        [
+            ("access key", created.get("accessKey")),
+            ("secret key", created.get("secretKey")),
+            ("user", created.get("userEmail")),
+            ("admin", created.get("isAdmin")),
+        ]
+    )
+
+
+@keypair.command("ls")
+def keypair_ls() -> None:
+    """List keypairs."""
+    columns = [
+        ("accessKey", "ACCESS KEY"),
+        ("userEmail", "USER"),
+        ("isActive", "ACTIVE"),
+        ("isAdmin", "ADMIN"),
+        ("createdAt", "CREATED"),
+    ]
+    print_table(call(lambda api: api.list_keypairs()), columns)
+
+
+@keypair.command("rm")
+@click.argument("access_key")
+def keypair_rm(access_key: str) -> None:
+    """Delete a keypair."""
+    call(lambda api: api.delete_keypair(access_key))
+    click.echo(f"removed {access_key}")
+
+
+class _LazyCommand(click.Command):
+    """Stands in for a command of another package, imported only when it is invoked (its short
+    help is given here so that `--help` listings do not import it)."""
+
+    def __init__(self, name: str, target: str, short_help: str) -> None:
+        super().__init__(name, short_help=short_help, add_help_option=False)
+        self._target = target
+
+    def _real(self) -> click.Command:
+        module, _, attr = self._target.partition(":")
+        try:
+            command = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            raise CommandError(f"'{self.name}' is not available here: {exc}") from exc
+        assert isinstance(command, click.Command)
+        return command
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        return self._real().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return self._real().invoke(ctx)
+
+
+@click.group(cls=Group)
+def image() -> None:
+    """Kernel images and their aliases."""
+
+
+@image.command("ls")
+def image_ls() -> None:
+    """List the images the nodes have."""
+    items = call(lambda api: api.list_images())
+    for item in items:
+        size = item.get("sizeBytes")
+        item["size"] = f"{size / 1e6:.0f} MB" if isinstance(size, int | float) else None
+        digest = item.get("digest")
+        item["digest"] = digest.removeprefix("sha256:")[:12] if isinstance(digest, str) else None
+    columns = [
+        ("name", "NAME"),
+        ("digest", "DIGEST"),
+        ("size", "SIZE"),
+        ("architecture", "ARCH"),
+        ("aliases", "ALIASES"),
+        ("nodes", "NODES"),
+    ]
+    print_table(items, columns)
+
+
+@image.command("alias")
+@click.argument("alias")
+@click.argument("target", required=False)
+@click.option("--remove", is_flag=True, help="Remove ALIAS instead of setting it.")
+def image_alias(alias: str, target: str | None, remove: bool) -> None:
+    """Point ALIAS at the image TARGET (or remove it with --remove)."""
+    if remove:
+        if target is not None:
+            raise click.UsageError("--remove takes only ALIAS")
+        _dealias(alias)
+        return
+    if target is None:
+        raise click.UsageError("missing TARGET (or use --remove ALIAS)")
+    result = call(lambda api: api.alias_image(alias, target))
+    click.echo(f"{result.get('alias', alias)} -> {result.get('target', target)}")
+
+
+@image.command("dealias")
+@click.argument("alias")
+def image_dealias(alias: str) -> None:
+    """Remove an image alias."""
+    _dealias(alias)
+
+
+def _dealias(alias: str) -> None:
+    call(lambda api: api.dealias_image(alias))
+    click.echo(f"removed alias {alias}")
+
+
+image.add_command(
+    _LazyCommand(
+        "build", "node.imagebuild:build", "Build a kernel image from a recipe, no registry needed."
+    )
+)

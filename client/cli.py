@@ -1,0 +1,276 @@
+"""`shipyard run` and `shipyard session ...`; `admin` and `image` are loaded from
+`client._cli_admin` only when asked for, so that `shipyard run` imports no more than it needs.
+
+Every error ends as one line on stderr, `shipyard: error: <message>`: exit status 1, or 2 for
+usage errors as click has it. Never a traceback (SHIPYARD_DEBUG=1 shows one for a bug).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import secrets
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+
+from client._clibase import Command, Group, call, leaf_error, until_interrupted
+from client._console import execution, parse_pairs, print_fields, print_table, stream_run
+from client.errors import APIError, ClientError, ConnectFailed
+from client.sdk import Client
+
+REMOVE_TIMEOUT = 30.0
+
+
+def _resources_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-r",
+        "--resource",
+        "resources",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=parse_pairs,
+        help="A resource slot, e.g. -r cpu=1 -r mem=256m (repeatable).",
+    )(f)
+
+
+def _environ_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-e",
+        "--env",
+        "environ",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=parse_pairs,
+        help="An environment variable for the container (repeatable).",
+    )(f)
+
+
+def _code_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--exec", "exec_cmd", metavar="CMD", help="A shell command (batch mode).")(f)
+    return click.option("-c", "--code", help="Python code to run (query mode).")(f)
+
+
+# --- shipyard run ------------------------------------------------------------------------------
+
+
+@click.command(cls=Command)
+@click.option("-i", "--image", default="python", show_default=True, help="Image or alias.")
+@_code_options
+@_resources_option
+@_environ_option
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def run(
+    image: str,
+    code: str | None,
+    exec_cmd: str | None,
+    resources: dict[str, str],
+    environ: dict[str, str],
+    files: tuple[Path, ...],
+) -> None:
+    """Run code in a fresh session, then remove it; exits with the code's exit status.
+
+    FILES (relative to the current directory) are uploaded before running.
+    """
+    mode, text, options = execution(code, exec_cmd)
+    name = f"run-{secrets.token_hex(5)}"
+
+    async def body(api: Client) -> int:
+        try:
+            async with trio.open_nursery() as nursery:
+                # import the WebSocket code while the server starts the container
+                nursery.start_soon(trio.to_thread.run_sync, _preload_stream)
+                created = await api.create_session(
+                    image, name=name, resources=resources, environ=environ
+                )
+        except BaseException as exc:
+            # it may exist even though no answer came, unless the request never left
+            if not isinstance(leaf_error(exc), ConnectFailed):
+                await _remove(api, name)
+            raise
+        try:
+            session_id = str(created["sessionId"])
+            status = created.get("status", "RUNNING")
+            if status != "RUNNING":
+                info = created.get("statusInfo") or await _status_info(api, session_id)
+                raise ClientError(f"session {name} is {status}" + (f": {info}" if info else ""))
+            if files:
+                await api.upload(session_id, files, Path.cwd())
+            return await stream_run(api, session_id, mode, text, options)
+        finally:
+            await _remove(api, name)
+
+    raise click.exceptions.Exit(call(lambda api: until_interrupted(lambda: body(api))))
+
+
+def _preload_stream() -> None:
+    importlib.import_module("client._stream")
+
+
+async def _status_info(api: Client, session_id: str) -> str:
+    try:
+        return str((await api.get_session(session_id)).get("statusInfo") or "")
+    except ClientError:
+        return ""
+
+
+async def _remove(api: Client, ref: str) -> None:
+    """Remove a temporary session, also while being cancelled (Ctrl-C)."""
+    problem: ClientError | None = None
+    with trio.move_on_after(REMOVE_TIMEOUT, shield=True) as scope:
+        try:
+            await api.destroy_session(ref)
+        except APIError as exc:
+            if exc.status != 404:  # 404: it was never created
+                problem = exc
+        except ClientError as exc:
+            problem = exc
+    if scope.cancelled_caught:
+        problem = ClientError(f"no answer within {REMOVE_TIMEOUT:.0f} s")
+    if problem is not None:
+        click.echo(f"shipyard: warning: could not remove session {ref}: {problem}", err=True)
+
+
+# --- shipyard session ... -------------------------------------------------------------------
+
+
+@click.group(cls=Group)
+def session() -> None:
+    """Create, inspect, use and remove sessions."""
+
+
+@session.command("create")
+@click.option("-i", "--image", default="python", show_default=True, help="Image or alias.")
+@click.option("-n", "--name", default=None, help="Session name (default: generated).")
+@_resources_option
+@_environ_option
+@click.option("--enqueue-only", is_flag=True, help="Return at once, without waiting to start.")
+def session_create(
+    image: str,
+    name: str | None,
+    resources: dict[str, str],
+    environ: dict[str, str],
+    enqueue_only: bool,
+) -> None:
+    """Create a session and wait until it runs (unless --enqueue-only)."""
+    created = call(
+        lambda api: api.create_session(
+            image, name=name, resources=resources, environ=environ, enqueue_only=enqueue_only
+        )
+    )
+    fields = [
+        ("id", created.get("sessionId")),
+        ("name", created.get("sessionName")),
+        ("status", created.get("status")),
+    ]
+    if created.get("statusInfo"):
+        fields.append(("info", created["statusInfo"]))
+    print_fields(fields)
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+
+
+@session.command("ls")
+@click.option("--all", "all_", is_flag=True, help="Include terminated sessions.")
+@_json_option
+def session_ls(all_: bool, as_json: bool) -> None:
+    """List your sessions (active ones unless --all)."""
+    items = call(lambda api: api.list_sessions(all=all_))
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    columns = [
+        ("sessionId", "ID"),
+        ("sessionName", "NAME"),
+        ("status", "STATUS"),
+        ("image", "IMAGE"),
+        ("creationTime", "CREATED"),
+    ]
+    print_table(items, columns)
+
+
+@session.command("info")
+@click.argument("ref")
+@_json_option
+def session_info(ref: str, as_json: bool) -> None:
+    """Show a session (by name or id), with its status history."""
+    info = call(lambda api: api.get_session(ref))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    history = info.pop("statusHistory", None) or []
+    print_fields((key, _flat(value)) for key, value in info.items())
+    if history:
+        click.echo("statusHistory:")
+        for entry in history:
+            reason = f"  ({entry.get('reason')})" if entry.get("reason") else ""
+            click.echo(f"  {entry.get('at')}  {entry.get('status')}{reason}")
+
+
+def _flat(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return value
+
+
+@session.command("logs")
+@click.argument("ref")
+def session_logs(ref: str) -> None:
+    """Print the container's own output (stdout/stderr)."""
+    click.echo(call(lambda api: api.logs(ref)), nl=False)
+
+
+@session.command("exec")
+@click.argument("ref")
+@_code_options
+def session_exec(ref: str, code: str | None, exec_cmd: str | None) -> None:
+    """Run code in an existing session; exits with the code's exit status."""
+    mode, text, options = execution(code, exec_cmd)
+
+    async def body(api: Client) -> int:
+        session_id = ref if _is_uuid(ref) else str((await api.get_session(ref))["sessionId"])
+        return await until_interrupted(lambda: stream_run(api, session_id, mode, text, options))
+
+    raise click.exceptions.Exit(call(body))
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+@session.command("rm")
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("-f", "--forced", is_flag=True, help="Remove even if its node is unreachable.")
+def session_rm(refs: tuple[str, ...], forced: bool) -> None:
+    """Terminate and remove sessions (by name or id)."""
+
+    async def body(api: Client) -> int:
+        failed = 0
+        for ref in refs:
+            try:
+                await api.destroy_session(ref, forced=forced)
+            except APIError as exc:
+                failed += 1
+                click.echo(f"shipyard: error: {ref}: {exc}", err=True)
+            else:
+                click.echo(f"removed {ref}")
+        return 1 if failed else 0
+
+    raise click.exceptions.Exit(call(body))
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("admin", "image"):
+        from client import _cli_admin
+
+        return getattr(_cli_admin, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,348 @@
+"""The Python SDK: one signed HTTP client for the control plane's REST API (httpx on trio).
+
+Requests are signed exactly as backend.ai-client 23.9.10 signs them (docs/backendai-api.md
+§2.2, §3), so a server that accepts one accepts the other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+import trio
+
+from client.config import ClientConfig
+from client.errors import APIError, ClientError, ConnectFailed
+from wire import API_VERSION, authorization_header, sign
+
+USER_AGENT = "Shipyard Client for Python"
+_ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8": "aarch64"}
+
+Clock = Callable[[], datetime]
+# Answers a waiting-input frame: gets the frame, returns the text to send (without newline).
+InputHandler = Callable[[dict[str, Any]], Awaitable[str]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _segment(ref: str) -> str:
+    """A session name, id or alias as one path segment ("/" and "?" cannot escape it)."""
+    return quote(ref, safe="")
+
+
+def signing_host(endpoint: str) -> str:
+    """`host[:port]` exactly as configured, host lower-cased (what the reference client signs)."""
+    parts = urlsplit(endpoint)
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return host if parts.port is None else f"{host}:{parts.port}"
+
+
+def signed_headers(
+    config: ClientConfig, method: str, rel_url: str, content_type: str, date: datetime
+) -> dict[str, str]:
+    """Date, version and Authorization headers for one request.
+
+    `rel_url` is the request target as sent (path plus query, with any endpoint prefix);
+    `content_type` is the client's own idea of it (no parameters), see §3.1.
+    """
+    date_text = date.astimezone(UTC).isoformat()
+    signature = sign(
+        method=method,
+        rel_url=rel_url,
+        date=date_text,
+        host=signing_host(config.endpoint),
+        content_type=content_type,
+        version=API_VERSION,
+        secret_key=config.secret_key,
+    )
+    return {
+        "Date": date_text,
+        "X-BackendAI-Version": API_VERSION,
+        "Authorization": authorization_header(config.access_key, signature),
+    }
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The most specific reason in a chain of connection errors, e.g. "Connection refused"
+    rather than trio's "all attempts to connect to 127.0.0.1:1 failed"."""
+    reason = str(exc) or type(exc).__name__
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BaseExceptionGroup):
+            current = current.exceptions[0]
+            continue
+        if isinstance(current, OSError) and current.strerror:
+            reason = current.strerror
+        current = current.__cause__ or current.__context__
+    return reason
+
+
+def architecture() -> str:
+    machine = os.uname().machine.lower()
+    return _ARCH_ALIASES.get(machine, machine)
+
+
+class Client:
+    """`async with Client(ClientConfig.from_env()) as api: await api.list_sessions()`."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        parts = urlsplit(config.endpoint)
+        self._base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        if transport is None and parts.scheme == "http":
+            # Plain HTTP never uses TLS: skip building a verifying SSL context (loading the CA
+            # bundle costs ~20 ms of every `shipyard run`).
+            transport = httpx.AsyncHTTPTransport(verify=False)
+        # No read timeout: POST /session is held until the session runs (§6.1).
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(None, connect=10.0),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self._http.aclose()
+
+    def url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        url = self._base + path
+        if query:
+            # like yarl: "*" and "," stay as they are, spaces become "+"
+            url += "?" + urlencode(query, safe="*,")
+        return url
+
+    def headers_for(self, method: str, rel_url: str, content_type: str) -> dict[str, str]:
+        return signed_headers(self.config, method, rel_url, content_type, self._clock())
+
+    # --- transport -------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        files: Sequence[tuple[str, tuple[str, bytes, str]]] | None = None,
+        signed: bool = True,
+    ) -> Any:
+        """Send one request; the decoded JSON answer (None when empty) or an APIError."""
+        url = self.url(path, query)
+        if files is not None:
+            request = self._http.build_request(method, url, files=files)
+            content_type = "multipart/form-data"
+        elif body is not None:
+            request = self._http.build_request(
+                method,
+                url,
+                content=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            content_type = "application/json"
+        else:
+            request = self._http.build_request(
+                method, url, content=b"", headers={"Content-Type": "text/plain"}
+            )
+            content_type = "text/plain"
+        if signed:
+            rel_url = request.url.raw_path.decode("ascii")
+            request.headers.update(self.headers_for(method, rel_url, content_type))
+        try:
+            response = await self._http.send(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
+            raise self.unreachable(exc) from exc
+        except httpx.TransportError as exc:
+            detail = str(exc) or type(exc).__name__
+            raise ClientError(
+                f"{method} {path} to the control plane at {self.config.endpoint} failed: {detail}"
+            ) from exc
+        if not response.is_success:
+            raise APIError.from_response(
+                response.status_code, response.reason_phrase, response.content
+            )
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ClientError(
+                f"the control plane at {self.config.endpoint} sent a non-JSON answer"
+                f" to {method} {path} (status {response.status_code})"
+            ) from exc
+
+    def unreachable(self, exc: BaseException) -> ConnectFailed:
+        return ConnectFailed(
+            f"cannot reach the control plane at {self.config.endpoint}: {_root_cause(exc)}"
+        )
+
+    # --- sessions --------------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        image: str,
+        *,
+        name: str | None = None,
+        type: str = "interactive",
+        resources: Mapping[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        enqueue_only: bool = False,
+        max_wait: float = 0,
+        startup_command: str | None = None,
+        reuse: bool = False,
+    ) -> dict[str, Any]:
+        """POST /session; the server holds the answer until the session runs (unless
+        enqueue_only, or max_wait seconds pass)."""
+        body: dict[str, Any] = {
+            "tag": None,
+            "name": name or f"sess-{secrets.token_hex(5)}",
+            "config": {
+                "mounts": [],
+                "environ": dict(environ or {}),
+                "resources": dict(resources or {}),
+                "resource_opts": {},
+                "scalingGroup": None,
+                "mount_map": {},
+                "preopen_ports": [],
+            },
+            "dependencies": None,
+            "callback_url": None,
+            "architecture": architecture(),
+            "clusterSize": 1,
+            "clusterMode": "single-node",
+            "starts_at": None,
+            "bootstrap_script": None,
+            "owner_access_key": None,
+            "domain": "default",
+            "group": "default",
+            "type": type,
+            "enqueueOnly": enqueue_only,
+            "maxWaitSeconds": max_wait,
+            "reuseIfExists": reuse,
+            "startupCommand": startup_command,
+            "image": image,
+        }
+        result: dict[str, Any] = await self.request("POST", "/session", body=body)
+        return result
+
+    async def get_session(self, ref: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/session/{_segment(ref)}")
+        return result
+
+    async def list_sessions(self, all: bool = False) -> list[dict[str, Any]]:
+        query = {"all": "true" if all else "false"}
+        result = await self.request("GET", "/session", query=query)
+        return list(result["items"])
+
+    async def logs(self, ref: str) -> str:
+        result = await self.request("GET", f"/session/{_segment(ref)}/logs")
+        return str(result["result"]["logs"])
+
+    async def upload(self, ref: str, files: Sequence[Path], basedir: Path) -> None:
+        """POST /session/<ref>/upload: one multipart part named `src` per file, named by its
+        path relative to `basedir`."""
+
+        def read_all() -> list[tuple[str, tuple[str, bytes, str]]]:
+            base = basedir.resolve()
+            parts = []
+            for path in files:
+                relative = path.resolve().relative_to(base).as_posix()
+                parts.append(("src", (relative, path.read_bytes(), "application/octet-stream")))
+            return parts
+
+        try:
+            parts = await trio.to_thread.run_sync(read_all)
+        except (OSError, ValueError) as exc:
+            raise ClientError(f"cannot upload: {exc}") from exc
+        await self.request("POST", f"/session/{_segment(ref)}/upload", files=parts)
+
+    async def destroy_session(self, ref: str, forced: bool = False) -> dict[str, Any]:
+        query = {"forced": "true"} if forced else None
+        result = await self.request("DELETE", f"/session/{_segment(ref)}", query=query)
+        return result if isinstance(result, dict) else {}
+
+    @asynccontextmanager
+    async def execute_stream(
+        self,
+        session_id: str,
+        mode: str,
+        code: str = "",
+        options: Mapping[str, Any] | None = None,
+        on_input: InputHandler | None = None,
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Run code over the execute WebSocket; yields an async iterator of result frames.
+
+        ``async with api.execute_stream(sid, "query", "print(1)") as frames:
+              async for frame in frames: ...``
+
+        A context manager rather than a bare generator because the WebSocket owns a nursery.
+        """
+        from client import _stream  # trio_websocket is only needed here
+
+        async with _stream.open_execute(self, session_id, mode, code, options, on_input) as it:
+            yield it
+
+    # --- admin: keypairs -------------------------------------------------------------------
+
+    async def list_keypairs(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/admin/keypairs"))["items"])
+
+    async def create_keypair(self, user_email: str, is_admin: bool = False) -> dict[str, Any]:
+        body = {"user": user_email, "isAdmin": is_admin}
+        result: dict[str, Any] = await self.request("POST", "/admin/keypairs", body=body)
+        return result
+
+    async def delete_keypair(self, access_key: str) -> None:
+        await self.request("DELETE", f"/admin/keypairs/{_segment(access_key)}")
+
+    # --- images ----------------------------------------------------------------------------
+
+    async def list_images(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/images"))["items"])
+
+    async def alias_image(self, alias: str, target: str) -> dict[str, Any]:
+        body = {"alias": alias, "target": target}
+        result: dict[str, Any] = await self.request("POST", "/images/aliases", body=body)
+        return result
+
+    async def dealias_image(self, alias: str) -> None:
+        await self.request("DELETE", f"/images/aliases/{_segment(alias)}")
+
+    # --- misc ------------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/health", signed=False)
+        return result

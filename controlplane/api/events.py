@@ -1,0 +1,169 @@
+"""GET /events/session: a session's lifecycle as server-sent events (docs/backendai-api.md §6.2).
+
+Each state change becomes Backend.AI's event names: session_* for the session and kernel_* for
+its (single) container, with `{"reason", "sessionName", "ownerAccessKey", "sessionId",
+"exitCode"}` (plus `kernelId`, `clusterRole`, `clusterIdx` for kernel events).
+
+When the stream watches one session (by `sessionId` or a name), it ends with `server_close`
+once that session is gone for good: TERMINATED or CANCELLED (a session that is already gone
+when the stream opens gets its final event and `server_close` at once). Without `server_close`
+the official client reconnects forever. An ERROR session still holds its record until it is
+destroyed, so its stream stays open until then. Watching every session (`sessionName=*`, the
+default) never ends on its own. A `: ping` comment goes out every 15 s of quiet.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from quart import Blueprint, Response, request
+from sqlalchemy import select
+
+from controlplane import keypairs
+from controlplane import sessions as sessions_db
+from controlplane.api.app import core, requester
+from controlplane.core import Core
+from controlplane.db.models import Kernel, Session
+from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
+from controlplane.events import SessionEvent
+
+bp = Blueprint("events", __name__)
+PING_INTERVAL = 15.0
+SUBSCRIBER_BUFFER = 1000
+GONE = ("TERMINATED", "CANCELLED")
+# our status -> Backend.AI's events, kernel ones first as its manager sends them
+_EVENTS: dict[str, tuple[str, ...]] = {
+    "PENDING": ("session_enqueued",),
+    "SCHEDULED": ("session_scheduled",),
+    "PREPARING": ("kernel_preparing", "kernel_creating"),
+    "RUNNING": ("kernel_started", "session_started"),
+    "TERMINATING": ("kernel_terminating", "session_terminating"),
+    "TERMINATED": ("kernel_terminated", "session_terminated"),
+    "CANCELLED": ("kernel_cancelled", "session_cancelled"),
+    "ERROR": ("kernel_terminated", "session_failure"),
+}
+
+
+@bp.get("/events/session")
+async def session_events() -> Response:
+    args = request.args
+    scope = args.get("scope", "*")
+    if scope not in ("*", "session", "kernel"):
+        raise InvalidAPIParams(f"scope must be *, session or kernel, not {scope!r}")
+    session_id = args.get("sessionId") or args.get("session_id")
+    name = args.get("sessionName") or args.get("name") or "*"
+    owner = args.get("ownerAccessKey") or args.get("owner_access_key")
+    group = args.get("group") or args.get("groupName") or "*"
+    me = requester()
+    if owner and owner != me.access_key and not me.is_admin:
+        raise InsufficientPrivilege("only admins may watch the sessions of another keypair")
+    target: Session | None = None
+    ref = session_id or (name if name != "*" else None)
+    if ref is not None:
+        async with core().db() as db:
+            target = await sessions_db.find(db, me, ref, owner_access_key=owner)
+    response = Response(
+        _stream(core(), owner or me.access_key, target, scope, group),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.timeout = None  # the stream lasts as long as the client listens
+    return response
+
+
+async def _stream(
+    the_core: Core, access_key: str, target: Session | None, scope: str, group: str
+) -> AsyncIterator[bytes]:
+    async with the_core.events.subscribe(SUBSCRIBER_BUFFER) as events:
+        last: dict[uuid.UUID, str] = {}
+        if target is not None:
+            async with the_core.db() as db:
+                current = await db.get(Session, target.id)
+                assert current is not None
+            if current.status in GONE:
+                event = SessionEvent(
+                    current.id,
+                    current.name,
+                    current.access_key,
+                    current.status,
+                    current.status_info,
+                    (current.status_data or {}).get("exit_code"),
+                )
+                for frame in await _frames(the_core, event, scope):
+                    yield frame
+                yield _sse("server_close", {})
+                return
+            last[current.id] = current.status
+        while True:
+            received: SessionEvent | None = None
+            with anyio.move_on_after(PING_INTERVAL):
+                received = await events.receive()
+            if received is None:
+                yield b": ping\n\n"
+                continue
+            event = received
+            if target is not None and event.session_id != target.id:
+                continue
+            if target is None and (
+                event.access_key != access_key or not await _in_group(the_core, event, group)
+            ):
+                continue
+            if last.get(event.session_id) == event.status:
+                continue  # a pending session's reason changed: no Backend.AI event for that
+            last[event.session_id] = event.status
+            for frame in await _frames(the_core, event, scope):
+                yield frame
+            if target is not None and event.status in GONE:
+                yield _sse("server_close", {})
+                return
+
+
+async def _in_group(the_core: Core, event: SessionEvent, group: str) -> bool:
+    if group == "*":
+        return True
+    async with the_core.db() as db:
+        session = await db.get(Session, event.session_id)
+        if session is None:
+            return False
+        project = (await keypairs.projects_by_id(db)).get(session.project_id)
+    return project is not None and project.name == group
+
+
+async def _frames(the_core: Core, event: SessionEvent, scope: str) -> list[bytes]:
+    names = list(_EVENTS.get(event.status, ()))
+    base: dict[str, Any] = {
+        "reason": event.reason,
+        "sessionName": event.session_name,
+        "ownerAccessKey": event.access_key,
+        "sessionId": str(event.session_id),
+        "exitCode": event.exit_code,
+    }
+    async with the_core.db() as db:
+        kernel = await db.scalar(select(Kernel).where(Kernel.session_id == event.session_id))
+        if event.status == "TERMINATED":
+            session = await db.get(Session, event.session_id)
+            if session is not None and session.result in ("SUCCESS", "FAILURE"):
+                # a batch session's outcome comes before its termination
+                names.insert(-1, f"session_{session.result.lower()}")
+                code = (session.status_data or {}).get("exit_code")
+                base["exitCode"] = code if isinstance(code, int) else base["exitCode"]
+    frames = []
+    for name in names:
+        kind = name.split("_", 1)[0]
+        if scope != "*" and kind != scope:
+            continue
+        data = dict(base)
+        if kind == "kernel":
+            if kernel is None:
+                continue  # no container was ever made (cancelled while pending)
+            data.update(kernelId=str(kernel.id), clusterRole=kernel.cluster_role, clusterIdx=0)
+        frames.append(_sse(name, data))
+    return frames
+
+
+def _sse(name: str, data: Any) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()

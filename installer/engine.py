@@ -1,0 +1,325 @@
+"""The install engine (trio): detect → preflight → steps, with rollback; and uninstall.
+
+Each step knows whether it is already done (`check`), how to do it (`apply`) and how to take it
+back (`undo`). Steps run in stages; the steps of one stage do not depend on each other and run
+at once in a nursery. When a step fails, every step that started is undone in reverse order,
+shielded from cancellation (Ctrl-C included). Running the install again finds every step done
+and changes nothing; running a newer executable's install upgrades in place.
+
+Progress goes to `on_event` as plain dataclasses (see `Event`); the TUI posts them to its
+screens from its worker thread, headless mode prints them.
+
+    outcome = trio.run(install, plan, print)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import trio
+
+from installer._host import Host, SystemHost
+from installer.errors import InstallerError, PlanError, StepError
+from installer.plan import Plan
+from installer.preflight import Problem, preflight
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    step: str
+    title: str = ""  # addition: what the step does, for a person
+
+
+@dataclass(frozen=True)
+class StepLog:
+    step: str
+    line: str
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    step: str
+    changed: bool
+
+
+@dataclass(frozen=True)
+class StepFailed:
+    step: str
+    error: str
+    fix: str = ""  # addition: what would help, when known
+
+
+@dataclass(frozen=True)
+class RollingBack:
+    step: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    ok: bool
+    summary: dict[str, Any]
+
+
+Event = StepStarted | StepLog | StepFinished | StepFailed | RollingBack | Finished
+OnEvent = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    summary: dict[str, Any]
+    changed: tuple[str, ...] = ()  # the steps that changed something
+    problems: tuple[Problem, ...] = ()  # preflight's findings
+    error: str = ""
+    fix: str = ""
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What the steps of one install (or uninstall) share."""
+
+    plan: Plan
+    host: Host
+    emit: OnEvent
+    changed: set[str] = field(default_factory=set)
+    facts: dict[str, Any] = field(default_factory=dict)  # e.g. endpoint, keys, versions
+    after_rollback: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+class Step:
+    """One thing the installer does. Subclasses set `name` and `title` and implement the
+    three methods; `self.run` is set before any of them is called."""
+
+    name: ClassVar[str]
+    title: str = ""
+    # a probe only looks: it always runs, changes nothing and has nothing to undo
+    probe: ClassVar[bool] = False
+    # a failed final check leaves a working installation in place (fix, then run again)
+    rollback_on_failure: ClassVar[bool] = True
+    run: Run
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    @property
+    def host(self) -> Host:
+        return self.run.host
+
+    def log(self, line: str) -> None:
+        for part in line.rstrip("\n").splitlines() or [""]:
+            self.run.emit(StepLog(self.name, part))
+
+    async def check(self) -> bool:
+        """True when the system is already as this step would leave it."""
+        return False
+
+    async def apply(self) -> None:
+        raise NotImplementedError
+
+    async def undo(self) -> None:
+        """Take back what `apply` did (also a partial apply); must not raise for what is
+        already gone."""
+
+
+@dataclass
+class _Failure:
+    step: Step
+    error: str
+    fix: str
+
+
+class _Runner:
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.started: list[Step] = []  # steps that may have changed something, in order
+        self.failures: list[_Failure] = []
+
+    async def stage(self, steps: list[Step]) -> None:
+        async with trio.open_nursery() as nursery:
+            for step in steps:
+                nursery.start_soon(self._one, step)
+
+    async def _one(self, step: Step) -> None:
+        emit = self.run.emit
+        step.run = self.run
+        emit(StepStarted(step.name, step.title))
+        try:
+            if not step.probe:
+                if await step.check():
+                    step.log("already done")
+                    emit(StepFinished(step.name, False))
+                    return
+                self.started.append(step)
+            await step.apply()
+        except StepError as exc:
+            self._fail(step, str(exc), exc.fix)
+            return
+        except (OSError, InstallerError) as exc:
+            self._fail(step, str(exc), "")
+            return
+        except Exception as exc:  # a bug: still roll back, and say what it was
+            self._fail(step, f"unexpected error: {exc!r}", "")
+            return
+        if not step.probe:
+            self.run.changed.add(step.name)
+        emit(StepFinished(step.name, not step.probe))
+
+    def _fail(self, step: Step, error: str, fix: str) -> None:
+        self.failures.append(_Failure(step, error, fix))
+        self.run.emit(StepFailed(step.name, error, fix))
+
+    async def rollback(self) -> None:
+        with trio.CancelScope(shield=True):
+            for step in reversed(self.started):
+                self.run.emit(RollingBack(step.name))
+                try:
+                    await step.undo()
+                except Exception as exc:
+                    step.log(f"could not undo: {exc}")
+            for restore in self.run.after_rollback:
+                try:
+                    await restore()
+                except Exception as exc:
+                    self.run.emit(StepLog("rollback", f"could not restore: {exc}"))
+
+    async def execute(self, stages: list[list[Step]]) -> _Failure | None:
+        """Run the stages; on the first failed stage roll back (unless only steps that ask
+        not to be rolled back failed). The failure, or None."""
+        try:
+            for steps in stages:
+                await self.stage(steps)
+                if self.failures:
+                    if any(f.step.rollback_on_failure for f in self.failures):
+                        await self.rollback()
+                    return self.failures[0]
+        except BaseException:  # cancelled (Ctrl-C): leave nothing half done
+            await self.rollback()
+            raise
+        return None
+
+
+# --- install ---------------------------------------------------------------------------------
+
+
+async def install(
+    plan: Plan,
+    on_event: OnEvent,
+    *,
+    host: Host | None = None,
+    check_first: bool = True,
+) -> Outcome:
+    """Install (or upgrade, or repair) what `plan` describes. `check_first=False` skips
+    detection and preflight (tests on a machine without systemd, with a host double)."""
+    from installer import _steps
+
+    run = Run(plan, host or SystemHost(), on_event)
+    problems: tuple[Problem, ...] = ()
+    if check_first:
+        problems = tuple(await _preflight(run))
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            summary: dict[str, Any] = {
+                "role": plan.role,
+                "problems": [p.__dict__ for p in problems],
+                "error": errors[0].message,
+                "fix": errors[0].fix,
+            }
+            on_event(Finished(False, summary))
+            return Outcome(False, summary, (), problems, errors[0].message, errors[0].fix)
+    runner = _Runner(run)
+    failure = await runner.execute(_steps.install_stages(plan))
+    summary = _steps.summary(run)
+    if failure is not None:
+        summary |= {"failed_step": failure.step.name, "error": failure.error, "fix": failure.fix}
+        summary["rolled_back"] = failure.step.rollback_on_failure
+    on_event(Finished(failure is None, summary))
+    return Outcome(
+        failure is None,
+        summary,
+        tuple(sorted(run.changed)),
+        problems,
+        failure.error if failure else "",
+        failure.fix if failure else "",
+    )
+
+
+async def _preflight(run: Run) -> list[Problem]:
+    from installer.detect import detect
+
+    name = "preflight"
+    run.emit(StepStarted(name, "Check this machine against the plan"))
+    plan = run.plan
+    report = await detect(
+        config_dir=plan.config_dir, unit_dir=plan.unit_dir, executable=plan.executable
+    )
+    problems = preflight(report, plan)
+    for problem in problems:
+        run.emit(StepLog(name, f"{problem.severity}: {problem.message} (fix: {problem.fix})"))
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        run.emit(StepFailed(name, errors[0].message, errors[0].fix))
+    else:
+        run.emit(StepLog(name, "no problems" if not problems else "warnings only; going on"))
+        run.emit(StepFinished(name, False))
+    return problems
+
+
+def describe(plan: Plan) -> list[tuple[str, str]]:
+    """(name, title) of every step `install(plan)` runs, in order (addition, for the TUI)."""
+    from installer import _steps
+
+    return [(s.name, s.title) for stage in _steps.install_stages(plan) for s in stage]
+
+
+# --- uninstall -------------------------------------------------------------------------------
+
+
+async def uninstall(
+    config_dir: Path,
+    purge: bool,
+    on_event: OnEvent,
+    *,
+    host: Host | None = None,
+    plan: Plan | None = None,
+) -> Outcome:
+    """Stop and remove the services, their units, configuration and executable, and the node's
+    session containers. The state directory (database, keys) stays unless `purge`.
+
+    What is where comes from `plan`, else from the install record in `config_dir`, else from
+    the defaults."""
+    from installer import _steps
+
+    try:
+        plan = plan or _steps.installed_plan(config_dir)
+    except PlanError as exc:
+        on_event(Finished(False, {"error": str(exc)}))
+        return Outcome(False, {"error": str(exc)}, error=str(exc))
+    run = Run(plan, host or SystemHost(), on_event)
+    runner = _Runner(run)
+    for step in _steps.uninstall_steps(plan, purge):
+        await runner.stage([step])  # in order, and on past a failure: remove what we can
+    ok = not runner.failures
+    summary: dict[str, Any] = {
+        "removed": sorted(run.changed),
+        "kept": [] if purge else [str(plan.state_dir)],
+    }
+    if runner.failures:
+        first = runner.failures[0]
+        summary |= {"failed_step": first.step.name, "error": first.error, "fix": first.fix}
+    on_event(Finished(ok, summary))
+    first_failure = runner.failures[0] if runner.failures else None
+    return Outcome(
+        ok,
+        summary,
+        tuple(sorted(run.changed)),
+        error=first_failure.error if first_failure else "",
+        fix=first_failure.fix if first_failure else "",
+    )

@@ -1,0 +1,282 @@
+"""What to install, as one typed object: the TUI builds it, an answers file (TOML) spells it.
+
+    role = "all-in-one"          # or "node" (with controlplane_url and join_token)
+    database_url = ""            # "" = embedded SQLite; or postgresql+asyncpg://user:pw@host/db
+    vfolder_root = "/var/lib/shipyard/vfolders"
+    network_mode = "none"        # the session containers' network: none | bridge | host
+    bind_host = "127.0.0.1"
+    port = 8081
+
+Every setting has a default except `role`; `installer/examples/single-node.toml` is a complete
+example. Paths are settings too (executable, state, config and unit directories), so tests and
+unusual hosts can put them elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import difflib
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+import anyio
+import tomli_w
+
+from installer.errors import PlanError
+
+Role = Literal["all-in-one", "node"]
+NetworkMode = Literal["none", "bridge", "host"]
+ROLES: tuple[str, ...] = get_args(Role)
+NETWORK_MODES: tuple[str, ...] = get_args(NetworkMode)
+DEFAULT_STATE_DIR = Path("/var/lib/shipyard")
+DEFAULT_VFOLDER_ROOT = DEFAULT_STATE_DIR / "vfolders"
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DATABASE_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
+_LONGEST_SOCKET = "/node/k/000000000000/ipc/runner.sock"  # see node.kernels.check_state_dir
+
+
+def default_node_id() -> str:
+    return f"i-{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    role: Role
+    # "" = the embedded SQLite database in state_dir; else a SQLAlchemy URL for PostgreSQL
+    database_url: str = ""
+    # where virtual folders live (created by the installer)
+    vfolder_root: Path = DEFAULT_VFOLDER_ROOT
+    network_mode: NetworkMode = "none"
+    bind_host: str = "127.0.0.1"
+    port: int = 8081
+    executable: Path = Path("/usr/local/bin/shipyard")
+    state_dir: Path = DEFAULT_STATE_DIR
+    config_dir: Path = Path("/etc/shipyard")
+    install_engine: bool = False  # apt-get install docker.io when no engine answers
+    controlplane_url: str = ""  # node role: the control plane to join
+    join_token: str = ""  # node role: from `shipyard node token create`
+    node_id: str = ""  # "" = i-<hostname>
+    # additions to the engine's API: where unit files go, and the image the final check runs
+    unit_dir: Path = Path("/etc/systemd/system")
+    verify_image: str = "python"
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise PlanError("; ".join(problems))
+
+    # --- derived ---------------------------------------------------------------------------
+
+    @property
+    def effective_node_id(self) -> str:
+        return self.node_id or default_node_id()
+
+    @property
+    def endpoint(self) -> str:
+        """The URL clients and the node use for the control plane."""
+        if self.role == "node":
+            return self.controlplane_url.rstrip("/")
+        host = "127.0.0.1" if self.bind_host in ("0.0.0.0", "::") else self.bind_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def units(self) -> list[str]:
+        if self.role == "node":
+            return ["shipyard-node.service"]
+        return ["shipyard-controlplane.service", "shipyard-node.service"]
+
+    # --- TOML ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "the answers") -> Plan:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PlanError(f"{source} is not valid TOML: {exc}") from exc
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "the answers") -> Plan:
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise PlanError(f"{source}: unknown setting {key!r}{hint}")
+            values[key] = _coerce(key, value, known[key].default, source)
+        if "role" not in values:
+            raise PlanError(f"{source}: role is required: {' or '.join(map(repr, ROLES))}")
+        try:
+            return cls(**values)
+        except PlanError as exc:
+            raise PlanError(f"{source}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> Plan:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise PlanError(f"cannot read the answers file {path}: {exc.strerror or exc}") from exc
+        return cls.from_toml(text, source=str(path))
+
+    def to_toml(self) -> str:
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = str(value) if isinstance(value, Path) else value
+        return tomli_w.dumps(data)
+
+    def replace(self, **changes: Any) -> Plan:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """The TOML value as the field's type, or a PlanError naming the key."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise PlanError(f"{source}: {key} must be true or false, not {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PlanError(f"{source}: {key} must be a whole number, not {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise PlanError(f"{source}: {key} must be a string, not {value!r}")
+    return Path(value) if isinstance(default, Path) else value
+
+
+def _problems(plan: Plan) -> list[str]:
+    problems: list[str] = []
+    if plan.role not in ROLES:
+        problems.append(f"role must be {' or '.join(map(repr, ROLES))}, not {plan.role!r}")
+    if plan.network_mode not in NETWORK_MODES:
+        problems.append(
+            f"network_mode must be one of {', '.join(NETWORK_MODES)}, not {plan.network_mode!r}"
+        )
+    if not 1 <= plan.port <= 65535:
+        problems.append(f"port must be between 1 and 65535, not {plan.port}")
+    for name in ("vfolder_root", "executable", "state_dir", "config_dir", "unit_dir"):
+        path = getattr(plan, name)
+        if not path.is_absolute():
+            problems.append(f"{name} must be an absolute path, not {str(path)!r}")
+    # the node's kernel sockets live under it, and a Unix socket path has at most 107 bytes
+    longest = len(str(plan.state_dir).encode()) + len(_LONGEST_SOCKET)
+    if longest > 107:
+        problems.append(
+            f"state_dir {str(plan.state_dir)!r} is too long: kernel sockets under it would need"
+            f" {longest} bytes, and Unix sockets allow 107; choose a shorter path"
+        )
+    if plan.node_id and not _NODE_ID.fullmatch(plan.node_id):
+        problems.append(f"node_id {plan.node_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    if not _valid_host(plan.bind_host):
+        problems.append(f"bind_host {plan.bind_host!r} is not an IP address or host name")
+    if plan.database_url:
+        scheme = plan.database_url.partition("://")[0]
+        if scheme not in DATABASE_SCHEMES:
+            problems.append(
+                f"database_url must start with postgresql+asyncpg:// (or be empty for the"
+                f" embedded database), not {scheme + '://'!r}"
+            )
+    if plan.role == "node":
+        if not plan.controlplane_url:
+            problems.append("controlplane_url is required for role 'node'")
+        elif urlsplit(plan.controlplane_url).scheme not in ("http", "https"):
+            problems.append(
+                f"controlplane_url must be an http:// or https:// URL,"
+                f" not {plan.controlplane_url!r}"
+            )
+        if not plan.join_token:
+            problems.append(
+                "join_token is required for role 'node' (on the control plane:"
+                " shipyard node token create)"
+            )
+        if plan.database_url:
+            problems.append("database_url is for role 'all-in-one'; a node has no database")
+    else:
+        for name in ("controlplane_url", "join_token"):
+            if getattr(plan, name):
+                problems.append(f"{name} is only for role 'node', not {plan.role!r}")
+    if not plan.verify_image.strip():
+        problems.append("verify_image must name an image or alias")
+    return problems
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host))
+    return True
+
+
+# --- the database check --------------------------------------------------------------------
+
+
+async def check_database(url: str, time_limit: float = 5.0) -> None:
+    """Connect to the PostgreSQL at `url` and run `SELECT 1`; PlanError saying why not.
+
+    Runs under trio (the engine) and asyncio (the TUI) alike: asyncpg is asyncio-only, so the
+    probe runs its own event loop in a worker thread.
+    """
+    if not url:
+        return
+    try:
+        await anyio.to_thread.run_sync(lambda: asyncio.run(_probe(url, time_limit)))
+    except PlanError:
+        raise
+    except Exception as exc:
+        raise PlanError(f"cannot use the database at {redact(url)}: {_reason(exc)}") from exc
+
+
+async def _probe(url: str, time_limit: float) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    try:
+        engine = create_async_engine(url, connect_args=_connect_args(url, time_limit))
+    except Exception as exc:  # a malformed URL, an unknown driver
+        raise PlanError(f"database_url {redact(url)} is not usable: {exc}") from exc
+    try:
+        async with asyncio.timeout(time_limit):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except TimeoutError:
+        raise PlanError(
+            f"no answer from the database at {redact(url)} within {time_limit:.0f} s;"
+            " is PostgreSQL running and reachable from here?"
+        ) from None
+    finally:
+        await engine.dispose()
+
+
+def _connect_args(url: str, timeout: float) -> dict[str, Any]:
+    return {"timeout": timeout} if url.startswith("postgresql+asyncpg") else {}
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost message of a SQLAlchemy/asyncpg error chain, which names the cause."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, OSError) and (exc.errno or exc.strerror):
+        reason = os.strerror(exc.errno) if exc.errno else str(exc.strerror)
+        return f"{reason} (is PostgreSQL running and listening there?)"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
