@@ -1,15 +1,19 @@
-"""agent and agent_list: nodes, for admins."""
+"""agent, agents and agent_list: nodes, for admins."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ariadne import QueryType
+from ariadne import ObjectType, QueryType
 
+import wire
 from controlplane import nodes
-from controlplane.graphql._common import Info, admin_only, list_args, split_csv
+from controlplane.graphql._common import Info, admin_only, context, list_args, split_csv
+from controlplane.graphql._sessions import container_counts, containers_on
 
 query = QueryType()
+agent_type = ObjectType("Agent")
+MIB = 2**20
 
 
 @query.field("agent")
@@ -17,7 +21,34 @@ async def resolve_agent(_: Any, info: Info, agent_id: str) -> dict[str, Any] | N
     ctx = admin_only(info)
     async with ctx.core.db() as db:
         node = await nodes.get(db, ctx.core.hub.connected(), agent_id)
-    return _agent_view(node) if node is not None else None
+        counts = await container_counts(db)
+    return _agent_view(node, counts) if node is not None else None
+
+
+@query.field("agents")
+async def resolve_agents(
+    _: Any, info: Info, scaling_group: str | None = None, status: str | None = None
+) -> list[dict[str, Any]]:
+    ctx = admin_only(info)
+    async with ctx.core.db() as db:
+        found = await nodes.list_nodes(db, ctx.core.hub.connected())
+        counts = await container_counts(db)
+    statuses = split_csv(status)
+    return [
+        _agent_view(n, counts)
+        for n in found
+        if (statuses is None or n.status in statuses)
+        and (scaling_group is None or n.scaling_group == scaling_group)
+    ]
+
+
+@agent_type.field("compute_containers")
+async def resolve_compute_containers(
+    agent: dict[str, Any], info: Info, status: str | None = None
+) -> list[dict[str, Any]]:
+    # only admins see agents at all; this runs only when the field is selected
+    async with context(info).core.db() as db:
+        return await containers_on(db, agent["id"], split_csv(status))
 
 
 @query.field("agent_list")
@@ -51,10 +82,13 @@ async def resolve_agent_list(
             limit=args.limit,
             offset=args.offset,
         )
-    return {"items": [_agent_view(n) for n in page], "total_count": total}
+        counts = await container_counts(db)
+    return {"items": [_agent_view(n, counts) for n in page], "total_count": total}
 
 
-def _agent_view(node: nodes.NodeView) -> dict[str, Any]:
+def _agent_view(node: nodes.NodeView, container_counts: dict[str, int]) -> dict[str, Any]:
+    available = wire.Slots.from_wire(node.available_slots)
+    occupied = wire.Slots.from_wire(node.occupied_slots)
     return {
         "id": node.id,
         "status": node.status,
@@ -79,4 +113,16 @@ def _agent_view(node: nodes.NodeView) -> dict[str, Any]:
         "network_mode": node.network_mode,
         "cpu_cur_pct": node.cpu_cur_pct,
         "mem_cur_bytes": node.mem_cur_bytes,
+        # Shipyard never terminates a kernel for abusing its node
+        "auto_terminate_abusing_kernel": False,
+        "container_count": container_counts.get(node.id, 0),
+        # Backend.AI's older per-slot fields: memory in MiB; no GPU/TPU slots exist
+        "mem_slots": int(available["mem"]) // MIB,
+        "cpu_slots": float(available["cpu"]),
+        "gpu_slots": 0.0,
+        "tpu_slots": 0.0,
+        "used_mem_slots": int(occupied["mem"]) // MIB,
+        "used_cpu_slots": float(occupied["cpu"]),
+        "used_gpu_slots": 0.0,
+        "used_tpu_slots": 0.0,
     }

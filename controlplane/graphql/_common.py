@@ -1,8 +1,10 @@
 """What every resolver shares: the request context, permission checks, scalars, list arguments.
 
 Root resolvers open one database session, call the data functions REST handlers use, and
-return plain dicts; field resolvers never touch the database. graphql-core resolves sibling
-fields concurrently, so a database session is never shared between resolvers.
+return plain dicts. The only field resolvers that read the database are the relations that
+take arguments (KeyPair.compute_sessions, Agent.compute_containers), so that they cost nothing
+unless selected; graphql-core resolves sibling fields concurrently, so each opens its own
+database session and none is shared between resolvers.
 """
 
 from __future__ import annotations

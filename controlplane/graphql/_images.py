@@ -60,7 +60,12 @@ async def resolve_images(
                 "hash": image.digest,
                 "size_bytes": image.size_bytes,
                 "aliases": image.aliases,
+                # the nodes report no image labels, hence none of what Backend.AI reads from
+                # them: resource limits, supported accelerators
                 "labels": [],
+                "raw_labels": {},
+                "resource_limits": [],
+                "supported_accelerators": [],
                 "installed": True,
                 "installed_agents": image.nodes,
             }

@@ -13,7 +13,15 @@ from graphql import GraphQLError, GraphQLSchema
 from controlplane.core import Core
 from controlplane.db.models import Keypair
 from controlplane.errors import ControlPlaneError
-from controlplane.graphql import _agents, _images, _sessions, _users
+from controlplane.graphql import (
+    _agents,
+    _images,
+    _keypairs,
+    _policies,
+    _sessions,
+    _tenancy,
+    _users,
+)
 from controlplane.graphql._common import SCALARS, Context
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
@@ -27,9 +35,14 @@ def schema() -> GraphQLSchema:
         *SCALARS,
         _sessions.query,
         _agents.query,
+        _agents.agent_type,
         _images.query,
         _images.mutation,
+        _keypairs.query,
+        _keypairs.keypair_type,
         _users.query,
+        _tenancy.query,
+        _policies.query,
     )
 
 

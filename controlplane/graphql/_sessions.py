@@ -1,18 +1,22 @@
-"""compute_session and compute_session_list: sessions and their containers (kernels)."""
+"""compute_session and compute_session_list: sessions and their containers (kernels), also
+reached through KeyPair.compute_sessions and Agent.compute_containers."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from ariadne import QueryType
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
-from controlplane import keypairs
+from controlplane import keypairs, tenancy
 from controlplane import sessions as sessions_db
-from controlplane.db.models import Kernel, Project, Session, User
+from controlplane.db.models import DEAD_STATUSES, Image, Kernel, Project, Session, User
 from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
 from controlplane.graphql._common import Info, context, iso, list_args, split_csv
+from controlplane.graphql._images import split_reference
 
 query = QueryType()
 
@@ -24,7 +28,7 @@ async def resolve_compute_session(_: Any, info: Info, id: uuid.UUID) -> dict[str
         session = await sessions_db.get_visible(db, ctx.requester, id)
         if session is None:
             return None
-        return (await _views(db, [session]))[0]
+        return (await session_views(db, [session]))[0]
 
 
 @query.field("compute_session_list")
@@ -73,29 +77,76 @@ async def resolve_compute_session_list(
             limit=args.limit,
             offset=args.offset,
         )
-        return {"items": await _views(db, page), "total_count": total}
+        return {"items": await session_views(db, page), "total_count": total}
 
 
-async def _views(db: DBSession, found: list[Session]) -> list[dict[str, Any]]:
+async def session_views(db: DBSession, found: list[Session]) -> list[dict[str, Any]]:
     projects = await keypairs.projects_by_id(db)
     users = await keypairs.users_by_id(db, {s.user_id for s in found})
-    return [_session_view(s, projects.get(s.project_id), users.get(s.user_id)) for s in found]
+    arch = await _architectures(db)
+    return [_session_view(s, projects.get(s.project_id), users.get(s.user_id), arch) for s in found]
 
 
-def _session_view(session: Session, project: Project | None, user: User | None) -> dict[str, Any]:
+async def sessions_of(db: DBSession, access_key: str, statuses: list[str] | None) -> list[Session]:
+    """A keypair's sessions, newest first (KeyPair.compute_sessions)."""
+    clauses = [Session.access_key == access_key]
+    if statuses is not None:
+        clauses.append(Session.status.in_(statuses))
+    found = await db.scalars(
+        select(Session).where(*clauses).order_by(Session.created_at.desc(), Session.id)
+    )
+    return list(found)
+
+
+async def containers_on(
+    db: DBSession, node_id: str, statuses: list[str] | None
+) -> list[dict[str, Any]]:
+    """The containers a node has had, newest first (Agent.compute_containers)."""
+    on_node = select(Kernel.session_id).where(Kernel.node_id == node_id)
+    arch = await _architectures(db)
+    views = [
+        _container_view(session, kernel, idx, arch)
+        for session in await db.scalars(select(Session).where(Session.id.in_(on_node)))
+        for idx, kernel in enumerate(session.kernels)
+        if kernel.node_id == node_id and (statuses is None or kernel.status in statuses)
+    ]
+    return sorted(views, key=lambda v: (v["created_at"], v["id"]), reverse=True)
+
+
+async def container_counts(db: DBSession) -> dict[str, int]:
+    """How many containers each node has now (kernels not yet terminated)."""
+    rows = await db.execute(
+        select(Kernel.node_id, func.count())
+        .where(Kernel.node_id.is_not(None), Kernel.status.not_in(DEAD_STATUSES))
+        .group_by(Kernel.node_id)
+    )
+    return {node_id: int(count) for node_id, count in rows if node_id is not None}
+
+
+async def _architectures(db: DBSession) -> dict[str, str]:
+    """Each known image's architecture (every node that has an image reports the same one)."""
+    return {name: arch for name, arch in await db.execute(select(Image.name, Image.architecture))}
+
+
+def _session_view(
+    session: Session, project: Project | None, user: User | None, arch: dict[str, str]
+) -> dict[str, Any]:
     main = session.kernels[0] if session.kernels else None
     occupying = sessions_db.occupying(session)
     email = user.email if user is not None else None
+    node_ids = sorted({k.node_id for k in session.kernels if k.node_id})
     return {
         "id": str(session.id),
         "session_id": session.id,
         "main_kernel_id": main.id if main else None,
+        "tag": session.tag,
         "name": session.name,
         "type": session.type,
-        "tag": session.tag,
+        # Backend.AI's kernel roles are COMPUTE, INFERENCE and SYSTEM; Shipyard runs compute only
+        "main_kernel_role": "COMPUTE",
         "image": session.image,
-        "architecture": "x86_64",
-        "registry": None,
+        "architecture": arch.get(session.image),
+        "registry": split_reference(session.image)[0],
         "cluster_template": None,
         "cluster_mode": "single-node",
         "cluster_size": 1,
@@ -116,47 +167,68 @@ def _session_view(session: Session, project: Project | None, user: User | None) 
         "created_at": session.created_at,
         "terminated_at": session.terminated_at,
         "starts_at": None,
-        "scheduled_at": next((h.at for h in session.history if h.status == "SCHEDULED"), None),
+        "scheduled_at": _scheduled_at(session),
         "startup_command": session.startup_command,
         "result": session.result,
-        "idle_checks": {},
+        "commit_status": None,
         "abusing_reports": [],
-        "agent_ids": sorted({k.node_id for k in session.kernels if k.node_id}),
+        "idle_checks": {},
+        "agent_ids": node_ids,
+        "agents": node_ids,
         "resource_opts": {},
-        "scaling_group": "default",
+        "scaling_group": tenancy.SCALING_GROUP,
         "service_ports": [],
         "mounts": [],
+        "vfolder_mounts": [],
         "occupying_slots": occupying,
         "occupied_slots": occupying,
         "requested_slots": session.requested_slots,
         "num_queries": 0,
-        "containers": [_container_view(session, k, i) for i, k in enumerate(session.kernels)],
+        "containers": [_container_view(session, k, i, arch) for i, k in enumerate(session.kernels)],
         "dependencies": [],
+        "inference_metrics": None,
+        "user_uuid": session.user_id,
+        "session_name": session.name,
+        "sess_id": session.name,
+        "lang": session.image,
     }
 
 
-def _container_view(session: Session, kernel: Kernel, idx: int) -> dict[str, Any]:
+def _scheduled_at(session: Session) -> datetime | None:
+    return next((h.at for h in session.history if h.status == "SCHEDULED"), None)
+
+
+def _container_view(
+    session: Session, kernel: Kernel, idx: int, arch: dict[str, str]
+) -> dict[str, Any]:
     running = kernel.status in ("PREPARING", "RUNNING")
     role = kernel.cluster_role
     return {
         "id": str(kernel.id),
+        "kernel_id": kernel.id,
         "idx": idx,
         "role": role,
         "hostname": f"{role}{idx + 1}",
         "cluster_idx": idx,
+        "local_rank": idx,
         "cluster_role": role,
         "cluster_hostname": f"{role}{idx + 1}",
         "session_id": session.id,
         "image": session.image,
-        "architecture": "x86_64",
-        "registry": None,
+        "architecture": arch.get(session.image),
+        "registry": split_reference(session.image)[0],
         "status": kernel.status,
         "status_changed": session.status_changed,
         "status_info": session.status_info,
         "status_data": {"exit_code": kernel.exit_code} if kernel.exit_code is not None else {},
         "created_at": kernel.created_at,
         "terminated_at": None if running else session.terminated_at,
+        "starts_at": None,
+        "scheduled_at": _scheduled_at(session),
+        "abusing_report": None,
         "agent": kernel.node_id,
+        # nodes dial out to the control plane: there is no address to reach them at
+        "agent_addr": None,
         "container_id": kernel.container_id,
         "resource_opts": {},
         "occupied_slots": session.requested_slots if running else {},
