@@ -63,10 +63,6 @@ def is_member(user: User, project: Project) -> bool:
     return members_domain(project) == user.domain_name
 
 
-async def member_projects(db: DBSession, user: User) -> list[Project]:
-    return [p for p in await list_projects(db, domain_name=user.domain_name) if is_member(user, p)]
-
-
 async def list_users(db: DBSession, *, domain_name: str | None = None) -> list[User]:
     """Every user (of one domain), oldest first."""
     query = select(User).order_by(User.created_at, User.id)

@@ -120,7 +120,7 @@ async def resolve_compute_sessions(
 
 
 async def keypair_views(db: DBSession, found: list[Keypair]) -> list[dict[str, Any]]:
-    project = await keypairs.default_project_id(db)
+    projects = await tenancy.list_projects(db)
     active = await sessions_db.count_active(db, [kp.access_key for kp in found])
     return [
         {
@@ -129,7 +129,7 @@ async def keypair_views(db: DBSession, found: list[Keypair]) -> list[dict[str, A
             "full_name": None,
             "user": kp.user_id,
             "user_info": {"email": kp.user.email, "full_name": None},
-            "projects": [project.name],
+            "projects": [p.name for p in projects if tenancy.is_member(kp.user, p)],
             "access_key": kp.access_key,
             "secret_key": kp.secret_key,
             "is_active": kp.is_active,

@@ -132,9 +132,10 @@ async def _scope(
 
 async def _user_views(db: DBSession, found: list[User]) -> list[dict[str, Any]]:
     main_keys = await keypairs.main_access_keys(db, [u.id for u in found])
+    projects = await tenancy.list_projects(db)
     views = []
     for u in found:
-        groups = await tenancy.member_projects(db, u)
+        groups = [p for p in projects if tenancy.is_member(u, p)]
         views.append(
             {
                 "id": str(u.id),
