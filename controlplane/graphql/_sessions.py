@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 from controlplane import keypairs, tenancy
 from controlplane import sessions as sessions_db
-from controlplane.db.models import DEAD_STATUSES, Image, Kernel, Project, Session, User
+from controlplane.db.models import DEAD_STATUSES, Image, Kernel, Node, Project, Session, User
 from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
 from controlplane.graphql._common import Info, context, iso, list_args, split_csv
 from controlplane.graphql._images import split_reference
@@ -83,8 +83,11 @@ async def resolve_compute_session_list(
 async def session_views(db: DBSession, found: list[Session]) -> list[dict[str, Any]]:
     projects = await keypairs.projects_by_id(db)
     users = await keypairs.users_by_id(db, {s.user_id for s in found})
-    arch = await _architectures(db)
-    return [_session_view(s, projects.get(s.project_id), users.get(s.user_id), arch) for s in found]
+    archs = await _architectures(db, found)
+    return [
+        _session_view(s, projects.get(s.project_id), users.get(s.user_id), archs[s.id])
+        for s in found
+    ]
 
 
 async def sessions_of(db: DBSession, access_key: str, statuses: list[str] | None) -> list[Session]:
@@ -103,10 +106,11 @@ async def containers_on(
 ) -> list[dict[str, Any]]:
     """The containers a node has had, newest first (Agent.compute_containers)."""
     on_node = select(Kernel.session_id).where(Kernel.node_id == node_id)
-    arch = await _architectures(db)
+    found = list(await db.scalars(select(Session).where(Session.id.in_(on_node))))
+    archs = await _architectures(db, found)
     views = [
-        _container_view(session, kernel, idx, arch)
-        for session in await db.scalars(select(Session).where(Session.id.in_(on_node)))
+        _container_view(session, kernel, idx, archs[session.id])
+        for session in found
         for idx, kernel in enumerate(session.kernels)
         if kernel.node_id == node_id and (statuses is None or kernel.status in statuses)
     ]
@@ -123,13 +127,18 @@ async def container_counts(db: DBSession) -> dict[str, int]:
     return {node_id: int(count) for node_id, count in rows if node_id is not None}
 
 
-async def _architectures(db: DBSession) -> dict[str, str]:
-    """Each known image's architecture (every node that has an image reports the same one)."""
-    return {name: arch for name, arch in await db.execute(select(Image.name, Image.architecture))}
+async def _architectures(db: DBSession, found: list[Session]) -> dict[uuid.UUID, str | None]:
+    """Each session's CPU architecture: its node's once placed, before that its image's (None
+    while neither is known)."""
+    nodes = select(Node.id, Node.architecture).where(Node.id.in_({s.node_id for s in found}))
+    by_node: dict[str, str] = {row.id: row.architecture for row in await db.execute(nodes)}
+    images = select(Image.name, Image.architecture).where(Image.name.in_({s.image for s in found}))
+    by_image: dict[str, str] = {row.name: row.architecture for row in await db.execute(images)}
+    return {s.id: by_node.get(s.node_id or "") or by_image.get(s.image) for s in found}
 
 
 def _session_view(
-    session: Session, project: Project | None, user: User | None, arch: dict[str, str]
+    session: Session, project: Project | None, user: User | None, architecture: str | None
 ) -> dict[str, Any]:
     main = session.kernels[0] if session.kernels else None
     occupying = sessions_db.occupying(session)
@@ -145,7 +154,7 @@ def _session_view(
         # Backend.AI's kernel roles are COMPUTE, INFERENCE and SYSTEM; Shipyard runs compute only
         "main_kernel_role": "COMPUTE",
         "image": session.image,
-        "architecture": arch.get(session.image),
+        "architecture": architecture,
         "registry": split_reference(session.image)[0],
         "cluster_template": None,
         "cluster_mode": "single-node",
@@ -184,7 +193,9 @@ def _session_view(
         "occupied_slots": occupying,
         "requested_slots": session.requested_slots,
         "num_queries": 0,
-        "containers": [_container_view(session, k, i, arch) for i, k in enumerate(session.kernels)],
+        "containers": [
+            _container_view(session, k, i, architecture) for i, k in enumerate(session.kernels)
+        ],
         "dependencies": [],
         "inference_metrics": None,
         "user_uuid": session.user_id,
@@ -199,7 +210,7 @@ def _scheduled_at(session: Session) -> datetime | None:
 
 
 def _container_view(
-    session: Session, kernel: Kernel, idx: int, arch: dict[str, str]
+    session: Session, kernel: Kernel, idx: int, architecture: str | None
 ) -> dict[str, Any]:
     running = kernel.status in ("PREPARING", "RUNNING")
     role = kernel.cluster_role
@@ -215,7 +226,7 @@ def _container_view(
         "cluster_hostname": f"{role}{idx + 1}",
         "session_id": session.id,
         "image": session.image,
-        "architecture": arch.get(session.image),
+        "architecture": architecture,
         "registry": split_reference(session.image)[0],
         "status": kernel.status,
         "status_changed": session.status_changed,
