@@ -1,10 +1,11 @@
-"""Domains, projects (Backend.AI's groups) and their members, and the scheduling and resource
-policies every keypair is under, as far as Shipyard has them.
+"""Domains, projects (Backend.AI's groups) and who is in them, and the scheduling and resource
+policies every keypair is under, as far as Shipyard has them; also the whole lists of users
+and keypairs (keypairs.py has the paginated ones).
 
-Every user is a member of the default project of the default domain (keypairs.bootstrap makes
-both, sessions are created in it). One scaling group, `default`, holds every node, and the
-scheduler may place any session on any of them. One keypair resource policy, `default`, is every
-keypair's, and it limits nothing beyond the nodes' capacity.
+Every user is a member of the default project of its domain (keypairs.bootstrap makes the one
+domain and project, `default`; sessions are created in it). One scaling group, `default`, holds
+every node, and the scheduler may place any session on any of them. One keypair resource
+policy, `default`, is every keypair's, and it limits nothing beyond the nodes' capacity.
 """
 
 from __future__ import annotations
