@@ -10,6 +10,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.config import ControlPlaneConfig
+from hostlib import ConfigError
 
 
 @click.group()
@@ -29,8 +30,8 @@ def serve_command(config_path: Path) -> None:
     """Serve the API until SIGTERM or Ctrl-C."""
     try:
         config = ControlPlaneConfig.load(config_path)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise click.ClickException(f"cannot read {config_path}: {exc}") from exc
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -60,8 +61,8 @@ def migrate_command(config_path: Path, check: bool) -> None:
     """Bring the database schema to this version's newest revision (idempotent)."""
     try:
         config = ControlPlaneConfig.load(config_path)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise click.ClickException(f"cannot read {config_path}: {exc}") from exc
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         before, after, head = anyio.run(_migrate, config, check, backend="asyncio")

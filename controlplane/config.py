@@ -1,15 +1,16 @@
-"""Control plane configuration: a typed model read from and written to TOML."""
+"""Control plane configuration: a typed model read from and written to TOML (hostlib)."""
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import tomli_w
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
+
+from hostlib import dump_config, load_config
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class ControlPlaneConfig:
     state_dir: Path
     node_token: str  # shared secret nodes present when they dial in
@@ -29,15 +30,8 @@ class ControlPlaneConfig:
 
     @classmethod
     def load(cls, path: Path) -> ControlPlaneConfig:
-        data = tomllib.loads(path.read_text())
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}")
-        data["state_dir"] = Path(data["state_dir"])
-        return cls(**data)
+        """ConfigError (hostlib) naming the file and the key when it is not usable."""
+        return load_config(path, cls)
 
     def dump(self, path: Path) -> None:
-        data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
-        path.write_text(tomli_w.dumps(data))
-        path.chmod(0o600)
+        dump_config(self, path)

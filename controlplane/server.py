@@ -16,7 +16,7 @@ from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
 from controlplane.db.engine import create_engine
 from controlplane.db.models import Keypair
-from shipyard import sdnotify
+from hostlib import sdnotify
 
 log = logging.getLogger(__name__)
 

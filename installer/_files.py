@@ -5,15 +5,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from installer.engine import Step
+from installer._step import Step
 from installer.plan import Plan
 
 
@@ -31,14 +29,6 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def rendered(dump: Callable[[Path], None]) -> bytes:
-    """What a config model's `dump(path)` writes, without touching the real file."""
-    with tempfile.TemporaryDirectory(prefix="shipyard-") as tmp:
-        path = Path(tmp) / "rendered"
-        dump(path)
-        return path.read_bytes()
 
 
 def make_dirs(path: Path, mode: int) -> list[Path]:

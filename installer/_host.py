@@ -12,8 +12,8 @@ from typing import Protocol
 
 import trio
 
+from hostlib import host_environ
 from installer.errors import CommandFailed, StepError
-from shipyard._exe import host_environ
 
 LABEL_NODE = "ai.shipyard.node-id"
 COMMAND_TIMEOUT = 600.0

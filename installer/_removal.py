@@ -7,8 +7,9 @@ from pathlib import Path
 
 import trio
 
+from hostlib import ConfigError
 from installer._files import remove_tree
-from installer.engine import Step
+from installer._step import Step
 from installer.plan import Plan
 from node.config import NodeConfig
 
@@ -54,7 +55,7 @@ class RemoveContainers(Step):
     def _node_id(self) -> str:
         try:
             return NodeConfig.load(self.plan.config_dir / "node.toml").node_id
-        except (OSError, ValueError, TypeError, KeyError):
+        except ConfigError:
             return self.plan.effective_node_id
 
     async def check(self) -> bool:

@@ -11,7 +11,6 @@ import os
 import platform
 import shutil
 import subprocess
-import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -367,6 +366,7 @@ async def _postgres() -> list[Finding]:
 
 
 async def _installation(config_dir: Path, unit_dir: Path, executable: Path) -> list[Finding]:
+    from installer.errors import PlanError
     from installer.plan import Plan
     from installer.units import UNIT_NAMES
 
@@ -385,14 +385,11 @@ async def _installation(config_dir: Path, unit_dir: Path, executable: Path) -> l
         version = output.strip().rsplit(" ", 1)[-1] if code == 0 else None
     if not configs and not units and not has_executable:
         return [Finding("shipyard", None, "info", "Shipyard is not installed here")]
-    plan: dict[str, Any] | None = None
+    plan: Plan | None = None
     try:
-        plan = tomllib.loads(record_text) if record_text else None
-        if plan is not None:
-            Plan.from_dict(plan)
-    except ValueError as exc:
+        plan = Plan.from_toml(record_text, source=str(record)) if record_text else None
+    except PlanError as exc:
         findings.append(Finding("install record", str(record), "warning", f"unreadable: {exc}"))
-        plan = None
     states = {}
     if units and _read("/proc/1/comm").strip() == "systemd":
         for name in units:
@@ -404,9 +401,9 @@ async def _installation(config_dir: Path, unit_dir: Path, executable: Path) -> l
         "units": states or {name: "unknown" for name in units},
         "executable": str(executable) if has_executable else None,
         "version": version,
-        "role": plan.get("role") if plan else None,
-        "bind_host": plan.get("bind_host", "127.0.0.1") if plan else None,
-        "port": plan.get("port", 8081) if plan else None,
+        "role": plan.role if plan else None,
+        "bind_host": plan.bind_host if plan else None,
+        "port": plan.port if plan else None,
     }
     parts = []
     if version:

@@ -7,8 +7,11 @@ class InstallerError(Exception):
     """Base of the installer's errors."""
 
 
-class PlanError(InstallerError, ValueError):
-    """The plan (answers file, or what the TUI collected) is not usable; names the bad key."""
+class PlanError(InstallerError):
+    """The plan (answers file, or what the TUI collected) is not usable; names the bad key.
+
+    Not a ValueError: pydantic would turn one raised by `Plan`'s own checks into a
+    ValidationError."""
 
 
 class StepError(InstallerError):

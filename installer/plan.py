@@ -16,26 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import difflib
 import ipaddress
 import os
 import re
 import socket
-import tomllib
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
-import tomli_w
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
 
+from hostlib import ConfigError, parse_config, render_config
 from installer.errors import PlanError
 
 Role = Literal["all-in-one", "node"]
 NetworkMode = Literal["none", "bridge", "host"]
-ROLES: tuple[str, ...] = get_args(Role)
-NETWORK_MODES: tuple[str, ...] = get_args(NetworkMode)
 DEFAULT_STATE_DIR = Path("/var/lib/shipyard")
 DEFAULT_VFOLDER_ROOT = DEFAULT_STATE_DIR / "vfolders"
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -47,7 +44,7 @@ def default_node_id() -> str:
     return f"i-{socket.gethostname()}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class Plan:
     role: Role
     # "" = the embedded SQLite database in state_dir; else a SQLAlchemy URL for PostgreSQL
@@ -97,26 +94,11 @@ class Plan:
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "the answers") -> Plan:
+        """The answers in `text`; PlanError naming `source` and the bad key."""
         try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise PlanError(f"{source} is not valid TOML: {exc}") from exc
-        return cls.from_dict(data, source=source)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "the answers") -> Plan:
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise PlanError(f"{source}: unknown setting {key!r}{hint}")
-            values[key] = _coerce(key, value, known[key].default, source)
-        if "role" not in values:
-            raise PlanError(f"{source}: role is required: {' or '.join(map(repr, ROLES))}")
-        try:
-            return cls(**values)
+            return parse_config(text, cls, source=source)
+        except ConfigError as exc:
+            raise PlanError(str(exc)) from None
         except PlanError as exc:
             raise PlanError(f"{source}: {exc}") from None
 
@@ -129,39 +111,15 @@ class Plan:
         return cls.from_toml(text, source=str(path))
 
     def to_toml(self) -> str:
-        data: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            data[f.name] = str(value) if isinstance(value, Path) else value
-        return tomli_w.dumps(data)
+        return render_config(self)
 
     def replace(self, **changes: Any) -> Plan:
         return dataclasses.replace(self, **changes)
 
 
-def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
-    """The TOML value as the field's type, or a PlanError naming the key."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise PlanError(f"{source}: {key} must be true or false, not {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PlanError(f"{source}: {key} must be a whole number, not {value!r}")
-        return value
-    if not isinstance(value, str):
-        raise PlanError(f"{source}: {key} must be a string, not {value!r}")
-    return Path(value) if isinstance(default, Path) else value
-
-
 def _problems(plan: Plan) -> list[str]:
+    """What the types alone do not say (the role and the network mode are Literal types)."""
     problems: list[str] = []
-    if plan.role not in ROLES:
-        problems.append(f"role must be {' or '.join(map(repr, ROLES))}, not {plan.role!r}")
-    if plan.network_mode not in NETWORK_MODES:
-        problems.append(
-            f"network_mode must be one of {', '.join(NETWORK_MODES)}, not {plan.network_mode!r}"
-        )
     if not 1 <= plan.port <= 65535:
         problems.append(f"port must be between 1 and 65535, not {plan.port}")
     for name in ("vfolder_root", "executable", "state_dir", "config_dir", "unit_dir"):

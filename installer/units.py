@@ -2,7 +2,7 @@
 
 Both services are `Type=notify`: systemd counts the control plane as started once it listens and
 the node once it has registered with the control plane, and restarts either when it stops
-answering its watchdog (`WATCHDOG=1` at half of `WatchdogSec`, see shipyard/sdnotify.py).
+answering its watchdog (`WATCHDOG=1` at half of `WatchdogSec`, see hostlib/sdnotify.py).
 `KillMode=mixed` sends SIGTERM to the main process only (the packaged executable's bootloader,
 which forwards it once to Python) and SIGKILL to whatever is left after the timeout.
 """

@@ -26,8 +26,8 @@ import httpx
 import trio
 
 from controlplane.config import ControlPlaneConfig
+from hostlib import ConfigError, shipyard_argv
 from node.config import NETWORK_MODES, NodeConfig
-from shipyard._exe import shipyard_argv
 
 T = TypeVar("T")
 READY_TIMEOUT = 60.0
@@ -118,8 +118,8 @@ def _load(loader: Callable[[Path], T], path: Path) -> T | None:
         return None
     try:
         return loader(path)
-    except (OSError, ValueError, TypeError, KeyError) as exc:  # TOMLDecodeError is a ValueError
-        raise UpError(f"cannot use {path}: {exc}; fix or remove it") from exc
+    except ConfigError as exc:
+        raise UpError(f"{exc}; fix or remove it") from None
 
 
 def write_client_env(path: Path, endpoint: str, access_key: str, secret_key: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from hostlib import __version__, sdnotify
 from node import hostfs
 from node.config import NodeConfig
 from node.errors import ControlPlaneUnreachable, NodeError
@@ -31,7 +32,6 @@ from node.link import Endpoint, run_connection
 from node.resources import HostLoad, capacity
 from node.runs import Runs
 from node.runtime import ContainerRuntime, DockerRuntime, RuntimeEvent
-from shipyard import __version__, sdnotify
 from wire import (
     CreateKernel,
     DestroyKernel,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import tomllib
 from pathlib import Path
 
 import click
 import trio
 
+from hostlib import ConfigError
 from node.agent import serve
 from node.config import NodeConfig
 from node.errors import NodeError
@@ -32,8 +32,8 @@ def serve_command(config_path: Path) -> None:
     """Run the node agent in the foreground."""
     try:
         config = NodeConfig.load(config_path)
-    except (OSError, tomllib.TOMLDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise click.ClickException(f"cannot use {config_path}: {_describe(exc)}") from exc
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -57,11 +57,3 @@ async def _run_until_signalled(config: NodeConfig) -> None:
 
             nursery.start_soon(stop_on_signal)
             await serve(config)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        return f"missing setting {exc.args[0]}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc)

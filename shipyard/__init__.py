@@ -1,3 +1,7 @@
-"""The `shipyard` command: one executable for the CLI, installer, control plane and node."""
+"""The `shipyard` command: the one entry point that ties the packages together (cli.py).
 
-__version__ = "0.1.0"
+No other package imports this one; what they share lives in `hostlib` and `wire`."""
+
+from hostlib import __version__
+
+__all__ = ["__version__"]

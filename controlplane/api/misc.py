@@ -8,7 +8,7 @@ from quart import Blueprint
 
 import wire
 from controlplane.api.app import core, public
-from shipyard import __version__
+from hostlib import __version__
 
 bp = Blueprint("misc", __name__)
 # what a Backend.AI client needs to hear to speak its newest protocol to us

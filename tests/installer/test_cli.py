@@ -50,7 +50,7 @@ def test_headless_needs_good_answers(tmp_path: Path) -> None:
     bad.write_text('role = "all-in-one"\nprot = 8081\n')
     result = shipyard("install", "--headless", "--answers", str(bad))
     assert result.returncode == 2
-    assert f"{bad}: unknown setting 'prot' (did you mean 'port'?)" in result.stderr
+    assert f'{bad}: unknown key "prot" (did you mean "port"?)' in result.stderr
     result = shipyard("install", "--json")
     assert result.returncode == 2 and "--json goes with --detect" in result.stderr
 

@@ -18,7 +18,7 @@ import trio
 import trio.testing
 
 from controlplane.config import ControlPlaneConfig
-from shipyard import sdnotify
+from hostlib import sdnotify
 from shipyard.testing import free_port
 
 

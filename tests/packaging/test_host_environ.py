@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from shipyard._exe import host_environ, shipyard_argv
+from hostlib import host_environ, shipyard_argv
 
 
 @pytest.fixture
