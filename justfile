@@ -10,11 +10,11 @@ setup:
 up *ARGS:
     ./dev up "$@"
 
-# ruff, mypy and pytest against a real Docker engine and PostgreSQL
+# ruff, mypy, lint-imports and pytest against a real Docker engine and PostgreSQL
 test *ARGS:
     ./dev test "$@"
 
-# ruff and mypy only
+# ruff, mypy and lint-imports only
 lint:
     ./dev lint
 

@@ -1,13 +1,11 @@
-"""`shipyard admin ...` and `shipyard image ...` (mounted through `client.cli`)."""
+"""`shipyard admin ...` and `shipyard image ...` (`image build` is the image builder's,
+`kernelimages`; the `shipyard` command's registry adds it to this group)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 import click
 
-from client._clibase import CommandError, Group, call
+from client._clibase import Group, call
 from client._console import print_fields, print_table
 
 
@@ -56,36 +54,6 @@ def keypair_rm(access_key: str) -> None:
     """Delete a keypair."""
     call(lambda api: api.delete_keypair(access_key))
     click.echo(f"removed {access_key}")
-
-
-class _LazyCommand(click.Command):
-    """Stands in for a command of another package, imported only when it is invoked (its short
-    help is given here so that `--help` listings do not import it)."""
-
-    def __init__(self, name: str, target: str, short_help: str) -> None:
-        super().__init__(name, short_help=short_help, add_help_option=False)
-        self._target = target
-
-    def _real(self) -> click.Command:
-        module, _, attr = self._target.partition(":")
-        try:
-            command = getattr(importlib.import_module(module), attr)
-        except ImportError as exc:
-            raise CommandError(f"'{self.name}' is not available here: {exc}") from exc
-        assert isinstance(command, click.Command)
-        return command
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        return self._real().make_context(info_name, args, parent, **extra)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        return self._real().invoke(ctx)
 
 
 @click.group(cls=Group)
@@ -140,10 +108,3 @@ def image_dealias(alias: str) -> None:
 def _dealias(alias: str) -> None:
     call(lambda api: api.dealias_image(alias))
     click.echo(f"removed alias {alias}")
-
-
-image.add_command(
-    _LazyCommand(
-        "build", "node.imagebuild:build", "Build a kernel image from a recipe, no registry needed."
-    )
-)

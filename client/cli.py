@@ -1,5 +1,5 @@
-"""`shipyard run` and `shipyard session ...`; `admin` and `image` are loaded from
-`client._cli_admin` only when asked for, so that `shipyard run` imports no more than it needs.
+"""`shipyard run` and `shipyard session ...` (`admin` and `image` are in `client._cli_admin`, so
+that `shipyard run` imports no more than it needs).
 
 Every error ends as one line on stderr, `shipyard: error: <message>`: exit status 1, or 2 for
 usage errors as click has it. Never a traceback (SHIPYARD_DEBUG=1 shows one for a bug).
@@ -7,7 +7,6 @@ usage errors as click has it. Never a traceback (SHIPYARD_DEBUG=1 shows one for 
 
 from __future__ import annotations
 
-import importlib
 import json
 import secrets
 import uuid
@@ -108,7 +107,7 @@ def run(
 
 
 def _preload_stream() -> None:
-    importlib.import_module("client._stream")
+    from client import _stream  # noqa: F401
 
 
 async def _status_info(api: Client, session_id: str) -> str:
@@ -266,11 +265,3 @@ def session_rm(refs: tuple[str, ...], forced: bool) -> None:
         return 1 if failed else 0
 
     raise click.exceptions.Exit(call(body))
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("admin", "image"):
-        from client import _cli_admin
-
-        return getattr(_cli_admin, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,6 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,11 +118,9 @@ def install(detect_only: bool, as_json: bool, headless: bool, answers: Path | No
 
 
 def _run_tui() -> int:
-    import importlib
-
     try:
-        run_tui: Callable[[], int] = importlib.import_module("installer.tui.app").run_tui
-    except (ImportError, AttributeError) as exc:
+        from installer.tui.app import run_tui
+    except ImportError as exc:  # a build without Textual
         click.echo(
             f"shipyard: the installer's text UI is not available ({exc});"
             " use --headless --answers FILE",

@@ -1,58 +1,92 @@
-"""The `shipyard` command line. Subcommands live with the package they belong to and are imported
-only when used, so `shipyard run` does not pay for importing the control plane."""
+"""The `shipyard` command line: the one registry of every command, wherever it lives.
+
+Commands live with the package they belong to and are imported only when used, so `shipyard run`
+does not pay for importing the control plane, and `shipyard image ls` not for the image builder.
+Each entry names its command as "module:attribute" with the short help that listings show, so
+`--help` imports nothing either. A group may get commands from another package (the installer's
+`node token`, the image builder's `image build`): they are added when the group is loaded.
+"""
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from typing import Any
 
 import click
 
 from shipyard import __version__
 
-# name -> "module:attribute" of a click command or group
-_COMMANDS = {
-    "run": "client.cli:run",
-    "session": "client.cli:session",
-    "admin": "client.cli:admin",
-    "image": "client.cli:image",
-    "up": "installer.up:up",
-    "install": "installer.cli:install",
-    "uninstall": "installer.cli:uninstall",
-    "controlplane": "controlplane.cli:controlplane",
-    "node": "node.cli:node",
+
+@dataclass(frozen=True)
+class Entry:
+    target: str  # "module:attribute" of a click command or group
+    short_help: str
+
+
+COMMANDS: dict[str, Entry] = {
+    "run": Entry("client.cli:run", "Run code in a fresh session, then remove it."),
+    "session": Entry("client.cli:session", "Create, inspect, use and remove sessions."),
+    "image": Entry("client._cli_admin:image", "Kernel images and their aliases."),
+    "admin": Entry("client._cli_admin:admin", "Administration (needs an admin keypair)."),
+    "up": Entry("installer.up:up", "Run a control plane and a node here, in the foreground."),
+    "install": Entry("installer.cli:install", "Install Shipyard on this machine under systemd."),
+    "uninstall": Entry("installer.cli:uninstall", "Remove Shipyard from this machine."),
+    "controlplane": Entry("controlplane.cli:controlplane", "The control plane service."),
+    "node": Entry("node.cli:node", "The node agent: runs kernels for the control plane."),
 }
 
-# subcommands one package adds to another's group: group -> {name: "module:attribute"}
-_SUBCOMMANDS = {
-    "node": {"token": "installer.cli:token"},
+# group -> commands that another package adds to it
+SUBCOMMANDS: dict[str, dict[str, Entry]] = {
+    "node": {"token": Entry("installer.cli:token", "Join tokens for nodes on other machines.")},
+    "image": {
+        "build": Entry(
+            "kernelimages:build", "Build a kernel image from a recipe, no registry needed."
+        )
+    },
 }
 
 
-def _load(target: str) -> click.Command:
-    module, _, attr = target.partition(":")
-    command = getattr(importlib.import_module(module), attr)
-    assert isinstance(command, click.Command)
-    return command
+class Lazy(click.Command):
+    """Stands in for a registered command until it is invoked (or its --help is asked for)."""
+
+    def __init__(self, name: str, entry: Entry, extra: dict[str, Entry] | None = None) -> None:
+        super().__init__(name, short_help=entry.short_help, add_help_option=False)
+        self.entry = entry
+        self.extra = extra or {}
+        self._loaded: click.Command | None = None
+
+    def load(self) -> click.Command:
+        if self._loaded is None:
+            module, _, attr = self.entry.target.partition(":")
+            try:
+                command = getattr(importlib.import_module(module), attr)
+            except ImportError as exc:
+                raise click.ClickException(f"'{self.name}' is not available here: {exc}") from exc
+            assert isinstance(command, click.Command), self.entry.target
+            if isinstance(command, click.Group):
+                for name, entry in self.extra.items():
+                    command.commands.setdefault(name, Lazy(name, entry))
+            self._loaded = command
+        return self._loaded
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        return self.load().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return self.load().invoke(ctx)
 
 
-class _LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(_COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        command = _load(target)
-        extra = _SUBCOMMANDS.get(cmd_name, {})
-        if extra and isinstance(command, click.Group):
-            for name, sub in extra.items():
-                if name not in command.commands:
-                    command.add_command(_load(sub), name)
-        return command
-
-
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    commands=[Lazy(name, entry, SUBCOMMANDS.get(name)) for name, entry in COMMANDS.items()],
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="shipyard")
 def main() -> None:
     """Shipyard: run code in isolated, resource-limited containers."""

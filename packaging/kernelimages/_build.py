@@ -36,8 +36,7 @@ from typing import Any
 
 import click
 
-from node.errors import NodeError
-from shipyard._exe import host_environ
+from hostlib import host_environ
 
 PYTHON_IMAGE = "shipyard/python:3.11"
 FIXTURE_IMAGE = "shipyard-test/python:3.11"
@@ -74,7 +73,7 @@ _HOST_SKIP = (
 _APT_HINT_HOST = "apt-get install -y python3.11 busybox-static"
 
 
-class ImageBuildError(NodeError):
+class ImageBuildError(Exception):
     """A kernel image could not be built; the message says why and what to install or fix."""
 
 

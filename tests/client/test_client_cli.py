@@ -256,19 +256,20 @@ def test_image_commands(fake_api: FakeAPI) -> None:
 
 
 def test_image_build_is_imported_only_when_invoked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, "node.imagebuild", raising=False)
+    for module in ("kernelimages", "kernelimages._build"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
     listing = shipyard("image", "--help")
     assert "build" in listing.stdout
-    assert "node.imagebuild" not in sys.modules
+    assert "kernelimages" not in sys.modules
     helped = shipyard("image", "build", "--help")
     assert helped.exit_code == 0
     assert "RECIPE" in helped.stdout
-    assert "node.imagebuild" in sys.modules
+    assert "kernelimages" in sys.modules
 
 
 def test_the_run_path_imports_only_what_it_needs() -> None:
     code = (
-        "import sys; import shipyard.cli as c; c.main.get_command(None, 'run');"
+        "import sys; import shipyard.cli as c; c.main.get_command(None, 'run').load();"
         " import client._stream;"
         " heavy = ['client._cli_admin', 'controlplane.api', 'node.agent', 'quart', 'sqlalchemy'];"
         " print([m for m in heavy if m in sys.modules])"

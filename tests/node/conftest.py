@@ -38,7 +38,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="session")
 def kernel_image(docker_client: docker.DockerClient) -> str:
-    from node.imagebuild import FIXTURE_IMAGE, build_image, image_exists
+    from kernelimages import FIXTURE_IMAGE, build_image, image_exists
 
     if not image_exists(FIXTURE_IMAGE):
         build_image("python-host", log=lambda *_: None)

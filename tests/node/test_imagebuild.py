@@ -6,7 +6,7 @@ import docker
 import pytest
 from click.testing import CliRunner
 
-from node.imagebuild import FIXTURE_IMAGE, build, build_image, image_exists
+from kernelimages import FIXTURE_IMAGE, build, build_image, image_exists
 
 pytestmark = pytest.mark.docker
 

@@ -36,8 +36,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import MIGRATIONS
+from hostlib import __version__
 from node.runner import RUNNER_PATH
-from shipyard import __version__
 
 pytestmark = pytest.mark.package
 
