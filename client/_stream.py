@@ -12,9 +12,9 @@ the socket to the garbage collector when the server rejects the upgrade or close
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
@@ -22,30 +22,30 @@ import trio_websocket
 
 from client.errors import APIError, ClientError
 
-if TYPE_CHECKING:
-    from client.sdk import Client, InputHandler
-
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
+
+# Answers a waiting-input frame: gets the frame, returns the text to send (without newline).
+InputHandler = Callable[[dict[str, Any]], Awaitable[str]]
+# Signed headers for a GET of the given request target (path and query).
+SignHeaders = Callable[[str], dict[str, str]]
 
 
 @asynccontextmanager
 async def open_execute(
-    api: Client,
-    session_id: str,
-    mode: str,
-    code: str,
-    options: Mapping[str, Any] | None,
+    url: str,
+    sign: SignHeaders,
+    unreachable: Callable[[BaseException], ClientError],
+    first: Mapping[str, Any],
     on_input: InputHandler | None,
 ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-    from client.sdk import USER_AGENT, _segment
-
-    parts = urlsplit(api.url(f"/stream/session/{_segment(session_id)}/execute"))
+    """Open the execute WebSocket at `url` (signed by `sign`), send `first`, and yield the
+    result frames. `unreachable` makes the SDK's error for a control plane not reached."""
+    parts = urlsplit(url)
+    endpoint = f"{parts.scheme}://{parts.netloc}"
     rel_url = parts.path + (f"?{parts.query}" if parts.query else "")
-    # No Content-Type header goes out; the server then reads application/octet-stream (§3.2).
-    headers = api.headers_for("GET", rel_url, "application/octet-stream")
-    headers["User-Agent"] = USER_AGENT
-    stream = await _connect(api, parts.scheme, parts.hostname or "", parts.port)
+    headers = sign(rel_url)
+    stream = await _connect(unreachable, parts.scheme, parts.hostname or "", parts.port)
     host = parts.hostname or ""
     host_header = f"[{host}]" if ":" in host else host
     if parts.port is not None:
@@ -62,8 +62,7 @@ async def open_execute(
                         rel_url,
                         extra_headers=[(k.encode(), v.encode()) for k, v in headers.items()],
                     )
-                first = {"code": code, "mode": mode, "options": dict(options or {})}
-                await ws.send_message(json.dumps(first))
+                await ws.send_message(json.dumps(dict(first)))
                 frames = _frames(ws, on_input)
                 try:
                     yield frames
@@ -77,10 +76,10 @@ async def open_execute(
                     finally:
                         await stream.aclose()
     except BaseExceptionGroup as group:
-        raise _translate(api, group) from None
+        raise _translate(endpoint, group) from None
 
 
-def _translate(api: Client, group: BaseExceptionGroup[BaseException]) -> BaseException:
+def _translate(endpoint: str, group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one exception inside a nursery's group, as the SDK reports it."""
     if len(group.exceptions) != 1:
         return group
@@ -88,14 +87,14 @@ def _translate(api: Client, group: BaseExceptionGroup[BaseException]) -> BaseExc
     if isinstance(exc, trio_websocket.ConnectionRejected):
         return APIError.from_response(exc.status_code, "", exc.body or b"")
     if isinstance(exc, trio.TooSlowError):
-        return ClientError(f"no WebSocket handshake from {api.config.endpoint} in time")
+        return ClientError(f"no WebSocket handshake from {endpoint} in time")
     if isinstance(exc, trio_websocket.ConnectionClosed | trio.BrokenResourceError):
-        return ClientError(f"the connection to {api.config.endpoint} broke: {exc!r}")
+        return ClientError(f"the connection to {endpoint} broke: {exc!r}")
     return exc
 
 
 async def _connect(
-    api: Client, scheme: str, host: str, port: int | None
+    unreachable: Callable[[BaseException], ClientError], scheme: str, host: str, port: int | None
 ) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
@@ -103,7 +102,7 @@ async def _connect(
                 return await trio.open_ssl_over_tcp_stream(host, port or 443, https_compatible=True)
             return await trio.open_tcp_stream(host, port or 80)
     except (OSError, trio.TooSlowError) as exc:
-        raise api.unreachable(exc) from exc
+        raise unreachable(exc) from exc
 
 
 async def _frames(

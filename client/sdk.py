@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
@@ -22,14 +22,15 @@ import trio
 
 from client.config import ClientConfig
 from client.errors import APIError, ClientError, ConnectFailed
+
+if TYPE_CHECKING:
+    from client._stream import InputHandler
 from wire import API_VERSION, authorization_header, sign
 
 USER_AGENT = "Shipyard Client for Python"
 _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8": "aarch64"}
 
 Clock = Callable[[], datetime]
-# Answers a waiting-input frame: gets the frame, returns the text to send (without newline).
-InputHandler = Callable[[dict[str, Any]], Awaitable[str]]
 
 
 def _utcnow() -> datetime:
@@ -312,8 +313,15 @@ class Client:
         """
         from client import _stream  # trio_websocket is only needed here
 
-        async with _stream.open_execute(self, session_id, mode, code, options, on_input) as it:
-            yield it
+        def sign(rel_url: str) -> dict[str, str]:
+            # No Content-Type header goes out; the server reads application/octet-stream (§3.2).
+            headers = self.headers_for("GET", rel_url, "application/octet-stream")
+            return headers | {"User-Agent": USER_AGENT}
+
+        url = self.url(f"/stream/session/{_segment(session_id)}/execute")
+        first = {"code": code, "mode": mode, "options": dict(options or {})}
+        async with _stream.open_execute(url, sign, self.unreachable, first, on_input) as frames:
+            yield frames
 
     # --- admin: keypairs -------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import httpx
 import trio
 
 from installer._files import write_atomic
-from installer.engine import Run, Step
+from installer._step import Run, Step
 from installer.errors import StepError
 from installer.plan import Plan
 

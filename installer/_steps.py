@@ -16,15 +16,15 @@ from typing import Any
 import trio
 
 from controlplane.config import ControlPlaneConfig
+from hostlib import ConfigError, __version__, render_config
 from installer import units as unitfiles
-from installer._files import FilesStep, make_dirs, rendered
+from installer._files import FilesStep, make_dirs
 from installer._host import is_debian_like
 from installer._services import ClientEnv, Health, Services, Verify
-from installer.engine import Run, Step
+from installer._step import Run, Step
 from installer.errors import CommandFailed, PlanError, StepError
 from installer.plan import Plan, check_database
 from node.config import NodeConfig
-from shipyard import __version__
 
 DB_BACKUP = "controlplane.db.before-upgrade"
 
@@ -259,7 +259,7 @@ class Configs(FilesStep):
         path = self.plan.config_dir / "controlplane.toml"
         try:
             return ControlPlaneConfig.load(path).node_token
-        except (OSError, ValueError, TypeError, KeyError):
+        except ConfigError:
             return secrets.token_urlsafe(32)
 
     def files(self) -> dict[Path, tuple[bytes, int]]:
@@ -273,7 +273,7 @@ class Configs(FilesStep):
                 port=plan.port,
                 database_url=plan.database_url,
             )
-            files[plan.config_dir / "controlplane.toml"] = (rendered(cp.dump), 0o600)
+            files[plan.config_dir / "controlplane.toml"] = (render_config(cp).encode(), 0o600)
             token = cp.node_token
         else:
             token = plan.join_token
@@ -287,9 +287,9 @@ class Configs(FilesStep):
         node_path = plan.config_dir / "node.toml"
         try:  # keep what an operator tuned (cpu, mem, ...) across re-runs
             node = dataclasses.replace(NodeConfig.load(node_path), **settings)
-        except (OSError, ValueError, TypeError, KeyError):
+        except ConfigError:
             node = NodeConfig(**settings)
-        files[node_path] = (rendered(node.dump), 0o600)
+        files[node_path] = (render_config(node).encode(), 0o600)
         # what uninstall reads to know what was installed where (0600: a join token is the
         # node's credential, as in node.toml)
         files[plan.config_dir / "install.toml"] = (plan.to_toml().encode(), 0o600)

@@ -14,119 +14,47 @@ screens from its worker thread, headless mode prints them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import trio
 
+from installer import _steps
 from installer._host import Host, SystemHost
+from installer._step import (
+    Event,
+    Finished,
+    OnEvent,
+    Outcome,
+    RollingBack,
+    Run,
+    Step,
+    StepFailed,
+    StepFinished,
+    StepLog,
+    StepStarted,
+)
 from installer.errors import InstallerError, PlanError, StepError
 from installer.plan import Plan
 from installer.preflight import Problem, preflight
 
-# --- events ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StepStarted:
-    step: str
-    title: str = ""  # addition: what the step does, for a person
-
-
-@dataclass(frozen=True)
-class StepLog:
-    step: str
-    line: str
-
-
-@dataclass(frozen=True)
-class StepFinished:
-    step: str
-    changed: bool
-
-
-@dataclass(frozen=True)
-class StepFailed:
-    step: str
-    error: str
-    fix: str = ""  # addition: what would help, when known
-
-
-@dataclass(frozen=True)
-class RollingBack:
-    step: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    ok: bool
-    summary: dict[str, Any]
-
-
-Event = StepStarted | StepLog | StepFinished | StepFailed | RollingBack | Finished
-OnEvent = Callable[[Event], None]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    summary: dict[str, Any]
-    changed: tuple[str, ...] = ()  # the steps that changed something
-    problems: tuple[Problem, ...] = ()  # preflight's findings
-    error: str = ""
-    fix: str = ""
-
-
-# --- steps -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """What the steps of one install (or uninstall) share."""
-
-    plan: Plan
-    host: Host
-    emit: OnEvent
-    changed: set[str] = field(default_factory=set)
-    facts: dict[str, Any] = field(default_factory=dict)  # e.g. endpoint, keys, versions
-    after_rollback: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-
-class Step:
-    """One thing the installer does. Subclasses set `name` and `title` and implement the
-    three methods; `self.run` is set before any of them is called."""
-
-    name: ClassVar[str]
-    title: str = ""
-    # a probe only looks: it always runs, changes nothing and has nothing to undo
-    probe: ClassVar[bool] = False
-    # a failed final check leaves a working installation in place (fix, then run again)
-    rollback_on_failure: ClassVar[bool] = True
-    run: Run
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-
-    @property
-    def host(self) -> Host:
-        return self.run.host
-
-    def log(self, line: str) -> None:
-        for part in line.rstrip("\n").splitlines() or [""]:
-            self.run.emit(StepLog(self.name, part))
-
-    async def check(self) -> bool:
-        """True when the system is already as this step would leave it."""
-        return False
-
-    async def apply(self) -> None:
-        raise NotImplementedError
-
-    async def undo(self) -> None:
-        """Take back what `apply` did (also a partial apply); must not raise for what is
-        already gone."""
+__all__ = [
+    "Event",
+    "Finished",
+    "OnEvent",
+    "Outcome",
+    "RollingBack",
+    "Run",
+    "Step",
+    "StepFailed",
+    "StepFinished",
+    "StepLog",
+    "StepStarted",
+    "describe",
+    "install",
+    "uninstall",
+]
 
 
 @dataclass
@@ -218,8 +146,6 @@ async def install(
 ) -> Outcome:
     """Install (or upgrade, or repair) what `plan` describes. `check_first=False` skips
     detection and preflight (tests on a machine without systemd, with a host double)."""
-    from installer import _steps
-
     run = Run(plan, host or SystemHost(), on_event)
     problems: tuple[Problem, ...] = ()
     if check_first:
@@ -274,8 +200,6 @@ async def _preflight(run: Run) -> list[Problem]:
 
 def describe(plan: Plan) -> list[tuple[str, str]]:
     """(name, title) of every step `install(plan)` runs, in order (addition, for the TUI)."""
-    from installer import _steps
-
     return [(s.name, s.title) for stage in _steps.install_stages(plan) for s in stage]
 
 
@@ -295,8 +219,6 @@ async def uninstall(
 
     What is where comes from `plan`, else from the install record in `config_dir`, else from
     the defaults."""
-    from installer import _steps
-
     try:
         plan = plan or _steps.installed_plan(config_dir)
     except PlanError as exc:

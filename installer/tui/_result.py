@@ -22,13 +22,14 @@ def next_steps(summary: dict[str, Any]) -> list[str]:
     if summary.get("role") == "node":
         return [
             f"This node ({summary.get('node_id', '')}) now takes sessions from {endpoint}.",
-            "See it there: shipyard admin nodes (with the admin's client settings).",
+            "See it there: shipyard image ls lists its images under NODES (with the admin's"
+            " client settings).",
         ]
     client_env = summary.get("client_env", "/etc/shipyard/client.env")
     return [
         f"Use the admin's settings (they hold the secret key): source {client_env}",
-        "Run something: shipyard run python -c 'print(6*7)'",
-        f"Open the web UI: {endpoint}",
+        "Run something: shipyard run -c 'print(6*7)'",
+        f"Scripts and the official backend.ai client use the API at {endpoint}",
         "Add machines: shipyard node token create, then shipyard install on each one.",
     ]
 

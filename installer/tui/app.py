@@ -4,14 +4,11 @@
 
 The app owns the flow: each screen gets what it needs through its constructor and says what
 the user decided by posting a message, which the app answers by pushing the next screen. The
-engine's functions come in through the constructor, so tests (and `--demo`) hand in doubles.
+engine's functions come in through the constructor, so tests (and `--demo`, see __main__.py)
+hand in doubles; this module never imports them.
 """
 
 from __future__ import annotations
-
-import argparse
-import sys
-from collections.abc import Sequence
 
 from textual.app import App
 from textual.binding import Binding
@@ -129,42 +126,10 @@ class InstallerApp(App[int]):
             )
 
 
-def run_tui(*, demo: bool = False, demo_fail_at: str | None = None) -> int:
-    """Run the installer's text UI; 0 when installed, 1 when it failed, 130 when cancelled.
-
-    `demo` swaps the machine and the engine for the doubles in `installer.tui.testing`."""
-    if demo:
-        from installer.tui.testing import demo_app
-
-        app = demo_app(fail_at=demo_fail_at)
-    else:
-        app = InstallerApp()
-    code = app.run()
+def run_tui(app: InstallerApp | None = None) -> int:
+    """Run the installer's text UI (the real one unless `app` is given); 0 when installed, 1
+    when it failed, 130 when cancelled."""
+    code = (app or InstallerApp()).run()
     if code is None:  # the app crashed (Textual printed why)
         return EXIT_FAILED
     return code
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m installer.tui",
-        description="The installer's text UI (the real one is `shipyard install`).",
-    )
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        help="walk through the screens with a made-up machine and engine; installs nothing",
-    )
-    parser.add_argument(
-        "--demo-fail-at",
-        metavar="STEP",
-        help="with --demo: make this step fail (e.g. services) to see the rollback",
-    )
-    args = parser.parse_args(argv)
-    if args.demo_fail_at and not args.demo:
-        parser.error("--demo-fail-at goes with --demo")
-    return run_tui(demo=args.demo, demo_fail_at=args.demo_fail_at)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,10 @@
 """Doubles for the installer's text UI: a made-up machine and a scripted engine.
 
 Used by tests/installer/test_tui.py, by the screenshots (installer/tui/screenshots.py) and by
-`python -m installer.tui.app --demo`. None of them touches this machine: the engine double only
-emits the events the real engine would (same classes, same order, same rollback), it never runs
-a step. Preflight is not doubled: the real one is a pure function of the report and the plan.
+`python -m installer.tui --demo`. None of them touches this machine: the engine double emits
+the events of the steps the real engine names for the plan (`installer.engine.describe`), and
+never runs one. Preflight and `describe` are not doubled: they are pure functions of the report
+and the plan.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from installer.engine import (
     StepFinished,
     StepLog,
     StepStarted,
+    describe,
 )
 from installer.errors import PlanError
 from installer.plan import Plan, redact
@@ -175,36 +177,9 @@ class FakeDatabase:
             raise PlanError(f"cannot use the database at {redact(url)}: connection refused")
 
 
-def steps_for(plan: Plan) -> list[tuple[str, str]]:
-    """The steps the real engine runs for `plan` (installer/_steps.py), by name and title."""
-    steps: list[tuple[str, str]] = []
-    if plan.database_url:
-        steps.append(("database-reachable", "Connect to the PostgreSQL database"))
-    if plan.role == "node":
-        steps.append(("join-check", "Check that the control plane accepts the join token"))
-    if plan.install_engine:
-        steps.append(("engine", "Install and start the Docker engine (apt-get install docker.io)"))
-    steps += [
-        ("state-dirs", "Create the state directories"),
-        ("executable", f"Install the executable as {plan.executable}"),
-        ("configs", "Write the configuration"),
-        ("units", "Write the systemd units"),
-    ]
-    if plan.role == "all-in-one":
-        steps.append(("database", "Migrate the database schema"))
-    steps += [
-        ("services", "Enable and start the services (systemctl enable --now)"),
-        ("health", "Wait until the services are ready"),
-    ]
-    if plan.role == "all-in-one":
-        steps.append(("client-env", "Write the admin's client settings (client.env)"))
-    steps.append(("verify", "Run a session through the API"))
-    return steps
-
-
 class FakeEngine:
-    """Stands in for `installer.engine.install`/`describe`: emits the real engine's events for
-    the real engine's steps, and changes nothing.
+    """Stands in for `installer.engine.install`: emits the engine's events for the steps the
+    real engine would run (`installer.engine.describe`), in order, and changes nothing.
 
     `fail_at` makes that step fail (and the steps started so far roll back, as the engine's do);
     `hang_at` makes that step wait until cancelled, as a slow `apt-get` would. `delay` slows
@@ -229,9 +204,6 @@ class FakeEngine:
         self.events: list[Event] = []
         self.hanging = threading.Event()  # set when the engine reached `hang_at`
 
-    def describe(self, plan: Plan) -> list[tuple[str, str]]:
-        return steps_for(plan)
-
     async def install(self, plan: Plan, on_event: OnEvent) -> Outcome:
         def emit(event: Event) -> None:
             self.events.append(event)
@@ -243,7 +215,7 @@ class FakeEngine:
         emit(StepFinished("preflight", False))
         started: list[str] = []
         try:
-            for name, title in steps_for(plan):
+            for name, title in describe(plan):
                 emit(StepStarted(name, title))
                 started.append(name)
                 if name == self.hang_at:
@@ -321,7 +293,6 @@ def fake_app(
         detect=FakeDetect(report or demo_report(), delay=detect_delay),
         check_database=database or FakeDatabase(),
         install=engine.install,
-        describe=engine.describe,
         demo=demo,
     )
 
