@@ -125,6 +125,10 @@ def test_every_command_loads_with_an_empty_environment(executable: Path, tmp_pat
     for command in commands:
         result = shipyard(command, "--help")
         assert result.returncode == 0, f"{command} --help: {result.stderr}"
+    # commands one package adds to another's group (shipyard/cli.py's registry)
+    for command in (["image", "build"], ["node", "token", "create"]):
+        result = shipyard(*command, "--help")
+        assert result.returncode == 0, f"{' '.join(command)} --help: {result.stderr}"
 
 
 @dataclass
