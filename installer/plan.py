@@ -20,6 +20,7 @@ import ipaddress
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ import anyio
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 
-from hostlib import ConfigError, parse_config, render_config
+from hostlib import ConfigError, load_config, parse_config, render_config
 from installer.errors import PlanError
 
 Role = Literal["all-in-one", "node"]
@@ -95,26 +96,27 @@ class Plan:
     @classmethod
     def from_toml(cls, text: str, *, source: str = "the answers") -> Plan:
         """The answers in `text`; PlanError naming `source` and the bad key."""
-        try:
-            return parse_config(text, cls, source=source)
-        except ConfigError as exc:
-            raise PlanError(str(exc)) from None
-        except PlanError as exc:
-            raise PlanError(f"{source}: {exc}") from None
+        return _loaded(lambda: parse_config(text, cls, source=source), source)
 
     @classmethod
     def load(cls, path: Path) -> Plan:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise PlanError(f"cannot read the answers file {path}: {exc.strerror or exc}") from exc
-        return cls.from_toml(text, source=str(path))
+        return _loaded(lambda: load_config(path, cls), str(path))
 
     def to_toml(self) -> str:
         return render_config(self)
 
     def replace(self, **changes: Any) -> Plan:
         return dataclasses.replace(self, **changes)
+
+
+def _loaded(load: Callable[[], Plan], source: str) -> Plan:
+    """The loader's ConfigError, and the plan's own checks, as a PlanError naming `source`."""
+    try:
+        return load()
+    except ConfigError as exc:
+        raise PlanError(str(exc)) from None
+    except PlanError as exc:
+        raise PlanError(f"{source}: {exc}") from None
 
 
 def _problems(plan: Plan) -> list[str]:

@@ -90,9 +90,8 @@ def test_a_missing_required_key_is_named(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", list(GOOD))
 def test_broken_toml_and_an_unreadable_file(name: str, tmp_path: Path) -> None:
     assert error_for(name, "state_dir = ", tmp_path).startswith("not valid TOML: ")
-    if name != "answers.toml":  # the installer says it its own way: test_plan.py
-        with pytest.raises(ConfigError, match="cannot read it: No such file or directory"):
-            load(name, tmp_path / "nowhere" / name)
+    with pytest.raises(ConfigError, match="cannot read it: No such file or directory"):
+        load(name, tmp_path / "nowhere" / name)
 
 
 def test_every_problem_is_in_the_one_message(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_a_state_dir_too_long_for_kernel_sockets_is_refused() -> None:
 
 def test_load_says_which_file_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(
-        PlanError, match=re.escape(f"cannot read the answers file {tmp_path}/nope.toml")
+        PlanError, match=re.escape(f"{tmp_path}/nope.toml: cannot read it: No such file")
     ):
         Plan.load(tmp_path / "nope.toml")
 

@@ -190,6 +190,7 @@ async def test_cli_rejects_a_bad_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     message = result.stderr.decode().strip()
-    assert (
-        message == f"Error: cannot use {config_path}: {config_path}: unknown setting(s) node_tokn"
+    assert message == (
+        f'Error: {config_path}: key "node_token" is required;'
+        ' unknown key "node_tokn" (did you mean "node_token"?)'
     )

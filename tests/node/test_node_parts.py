@@ -132,13 +132,13 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "none.toml"
     result = CliRunner().invoke(node_cli, ["serve", "--config", str(missing)])
     assert result.exit_code == 1
-    assert result.output == f"Error: cannot use {missing}: No such file or directory\n"
+    assert result.output == f"Error: {missing}: cannot read it: No such file or directory\n"
 
     no_state = tmp_path / "node.toml"
     no_state.write_text('controlplane_url = "http://x"\nnode_token = "t"\n')
     result = CliRunner().invoke(node_cli, ["serve", "--config", str(no_state)])
     assert result.exit_code == 1
-    assert result.output == f"Error: cannot use {no_state}: missing setting state_dir\n"
+    assert result.output == f'Error: {no_state}: key "state_dir" is required\n'
 
 
 # docker-py leaks the socket of a failed connect (UnixHTTPConnection.connect); collect it here
