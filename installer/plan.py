@@ -38,7 +38,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/shipyard")
 DEFAULT_VFOLDER_ROOT = DEFAULT_STATE_DIR / "vfolders"
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DATABASE_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
-_LONGEST_SOCKET = "/node/k/000000000000/ipc/runner.sock"  # see node.kernels.check_state_dir
+_LONGEST_SOCKET = "/node/k/000000000000/sock/node.sock"  # see node.kernels.check_state_dir
 
 
 def default_node_id() -> str:

@@ -27,7 +27,14 @@ from hostlib import __version__, sdnotify
 from node import hostfs
 from node.config import NodeConfig
 from node.errors import ControlPlaneUnreachable, NodeError
-from node.kernels import LABEL_KERNEL, LABEL_NODE, Kernels, check_state_dir, describe_exit
+from node.kernels import (
+    LABEL_KERNEL,
+    LABEL_NODE,
+    Kernels,
+    check_kernel_uid,
+    check_state_dir,
+    describe_exit,
+)
 from node.link import Endpoint, run_connection
 from node.resources import HostLoad, capacity
 from node.runs import Runs
@@ -71,6 +78,7 @@ async def serve(
     # a bad URL or state dir fails before anything starts
     endpoint = Endpoint.parse(config.controlplane_url)
     check_state_dir(config.state_dir)
+    check_kernel_uid(config.kernel_uid)
     docker_runtime = None
     if runtime is None:
         runtime = docker_runtime = await DockerRuntime.connect()
@@ -82,13 +90,16 @@ async def serve(
             raise NodeError(f"cannot install the runner under {config.state_dir}: {exc}") from exc
         agent = Agent(config, runtime, endpoint)
         send, receive = trio.open_memory_channel[RuntimeEvent](256)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.follow_events, send)
-            nursery.start_soon(agent.handle_events, receive)
-            nursery.start_soon(agent.watch_images)
-            nursery.start_soon(sdnotify.watchdog)
-            task_status.started()
-            await agent.connect_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(runtime.follow_events, send)
+                nursery.start_soon(agent.handle_events, receive)
+                nursery.start_soon(agent.watch_images)
+                nursery.start_soon(sdnotify.watchdog)
+                task_status.started()
+                await agent.connect_forever()
+        finally:
+            agent.close()
     finally:
         if docker_runtime is not None:
             docker_runtime.close()
@@ -106,6 +117,10 @@ class Agent:
         self._images_dirty = trio.Event()
         self._images_sent: list[ImageInfo] | None = None
         self._backoff = BACKOFF_FIRST
+
+    def close(self) -> None:
+        """Stop listening for the kernels' runners; the kernels themselves keep running."""
+        self._kernels.close()
 
     async def send(self, message: Message) -> None:
         """Send on the current connection; dropped while there is none (Register catches up)."""

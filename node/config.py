@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from hostlib import dump_config, load_config
+from wire import Slots, SlotsError
 
 NetworkMode = Literal["none", "bridge", "host"]  # the containers' network policy
 NETWORK_MODES: tuple[str, ...] = get_args(NetworkMode)
@@ -26,8 +28,31 @@ class NodeConfig:
     mem: str | None = None  # e.g. "8g"; None = physical memory minus mem_reserve
     mem_reserve: str = "1g"
     pids_limit: int = 1024
-    kernel_uid: int = 1000  # containers run as this uid:gid, never as root
+    # containers run as this uid:gid, never as root; 65536-99999 is allocated by neither Debian
+    # (policy 9.2.2), useradd (UID_MAX 60000, subordinate ids from 100000) nor systemd
+    kernel_uid: Annotated[int, Field(gt=0, lt=2**31 - 1)] = 65536
+    work_size: str = "1g"  # each kernel's /home/work quota (preallocated on the state disk)
+    tmp_size: str = "256m"  # each kernel's /tmp (tmpfs: counted in the kernel's memory)
+    disk_reserve: str = "2g"  # a kernel is refused if its work quota would leave less free
     heartbeat_interval: float = 5.0
+
+    @field_validator("work_size", "tmp_size", "disk_reserve")
+    @classmethod
+    def _a_size(cls, value: str) -> str:
+        _size(value)
+        return value
+
+    @property
+    def work_size_bytes(self) -> int:
+        return _size(self.work_size)
+
+    @property
+    def tmp_size_bytes(self) -> int:
+        return _size(self.tmp_size)
+
+    @property
+    def disk_reserve_bytes(self) -> int:
+        return _size(self.disk_reserve)
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -36,3 +61,10 @@ class NodeConfig:
 
     def dump(self, path: Path) -> None:
         dump_config(self, path)
+
+
+def _size(value: str) -> int:
+    try:
+        return int(Slots({"mem": value})["mem"])
+    except SlotsError:
+        raise PydanticCustomError("size", "a size such as 512m or 2g") from None

@@ -3,6 +3,12 @@
 All functions here are blocking; the agent calls them in worker threads. The node runs as root
 while a kernel's work directory is writable by the kernel's user, so writes into it never follow
 a symbolic link the kernel may have planted (a link to /etc would otherwise be written through).
+Everything else of a kernel's directory belongs to root and is mounted read-only, if at all.
+
+A kernel's work directory is its own ext4 filesystem in a preallocated image file of the quota's
+size, loop-mounted by the node: a session that fills it gets ENOSPC there and cannot take space
+from anyone else, and the node refuses a kernel whose image would leave less than the configured
+reserve free on the state directory's filesystem.
 """
 
 from __future__ import annotations
@@ -12,14 +18,23 @@ import binascii
 import os
 import shutil
 import stat
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from node.errors import UploadRejected
 from node.runner import RUNNER_PATH
+from wire import format_bytes
 
 RUNNER_DIR = "runner"  # <state>/runner/runner.py, mounted read-only at /opt/shipyard
-KERNELS_DIR = "k"  # <state>/k/<12 hex>/{ipc,work}; short, because socket paths max out at 107 bytes
+KERNELS_DIR = "k"  # <state>/k/<12 hex>/...; short, because socket paths max out at 107 bytes
+# in a kernel's folder, all root-owned but the work filesystem's root:
+SOCKET_DIR = "sock"  # the node's listening socket `node.sock`; mounted read-only at /run/shipyard
+SOCKET_NAME = "node.sock"
+WORK_DIR = "work"  # mount point of the work filesystem, mounted at /home/work
+WORK_IMAGE = "work.img"  # that filesystem's image
+PASSWD, GROUP = "passwd", "group"  # mounted read-only over /etc/passwd and /etc/group
+TOOL_TIMEOUT = 60.0  # mkfs and mount take tens of milliseconds; this only catches a hung one
 
 
 def install_runner(state_dir: Path) -> Path:
@@ -38,26 +53,90 @@ def install_runner(state_dir: Path) -> Path:
     return folder
 
 
-def make_kernel_dir(path: Path, uid: int) -> None:
-    """Create a kernel's folder with `ipc` (0700) and `work` (0755), both owned by `uid`.
-
-    FileExistsError if it is there already.
-    """
+def make_kernel_dir(path: Path, uid: int, work_size: int, reserve: int) -> None:
+    """Create a kernel's folder: the socket folder, the passwd/group files its user sees, and a
+    `work_size` work filesystem owned by `uid`, mounted. FileExistsError if it is there already;
+    OSError (ENOSPC) when the image would leave less than `reserve` bytes free."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     path.mkdir(mode=0o755)
     try:
-        for name, mode in (("ipc", 0o700), ("work", 0o755)):
-            sub = path / name
-            sub.mkdir(mode=mode)
-            sub.chmod(mode)  # mkdir's mode is filtered by the umask
-            os.chown(sub, uid, uid)
+        path.chmod(0o755)  # mkdir's mode is filtered by the umask
+        for name in (SOCKET_DIR, WORK_DIR):
+            (path / name).mkdir(mode=0o755)
+            (path / name).chmod(0o755)
+        _write(path / PASSWD, _passwd(uid))
+        _write(path / GROUP, f"root:x:0:\nnogroup:x:65534:\nwork:x:{uid}:\n")
+        _make_work_fs(path, uid, work_size, reserve)
     except BaseException:
-        remove_tree(path)
+        remove_kernel_dir(path)
         raise
 
 
+def _passwd(uid: int) -> str:
+    # the image's own accounts are replaced: with a read-only root only these three matter
+    return (
+        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        f"work:x:{uid}:{uid}:Shipyard user:/home/work:/bin/sh\n"
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def _make_work_fs(kdir: Path, uid: int, size: int, reserve: int) -> None:
+    image = kdir / WORK_IMAGE
+    free = shutil.disk_usage(kdir).free
+    if free - size < reserve:
+        raise OSError(
+            28,
+            f"a {format_bytes(size)} work directory would leave {format_bytes(max(free - size, 0))}"
+            f" free on the node's disk, below its reserve of {format_bytes(reserve)}",
+        )
+    fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size)  # reserved now: the disk cannot be overcommitted later
+    finally:
+        os.close(fd)
+    # no journal: the work filesystem does not outlive its kernel, which a host crash ends too;
+    # nodiscard keeps the preallocation (mkfs would otherwise punch the image's blocks out again)
+    _tool("mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
+          "-E", f"root_owner={uid}:{uid},nodiscard", str(image))  # fmt: skip
+    _tool("mount", "-o", "loop,nosuid,nodev", str(image), str(kdir / WORK_DIR))
+
+
+def _tool(*argv: str) -> None:
+    try:
+        subprocess.run(argv, check=True, capture_output=True, text=True, timeout=TOOL_TIMEOUT)
+    except subprocess.CalledProcessError as exc:
+        raise OSError(f"{argv[0]} failed: {exc.stderr.strip() or exc.returncode}") from exc
+    except (subprocess.TimeoutExpired, FileNotFoundError) as exc:
+        raise OSError(f"{argv[0]} failed: {exc}") from exc
+
+
+def remove_kernel_dir(path: Path) -> None:
+    """Unmount the kernel's work filesystem (if mounted) and remove its folder."""
+    work = path / WORK_DIR
+    if os.path.ismount(work):
+        # lazy: detached at once even if something still holds it; the loop device goes with
+        # the last user (mount set it to clear itself)
+        subprocess.run(["umount", "--lazy", str(work)], check=False, capture_output=True)
+    if os.path.ismount(work):
+        raise OSError(f"cannot unmount {work}")  # rmtree would empty a live session's files
+    remove_tree(path)
+
+
+def remove_kernel_dirs(state_dir: Path) -> None:
+    """Remove every kernel folder under a node's state directory (after its containers)."""
+    for kdir in (state_dir / KERNELS_DIR).glob("*"):
+        remove_kernel_dir(kdir)
+
+
 def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)  # fd-based on Linux: never follows a planted link
 
 
 def check_upload(files: Sequence[tuple[str, str]]) -> list[tuple[PurePosixPath, bytes]]:

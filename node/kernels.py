@@ -1,12 +1,19 @@
 """Kernels: the containers this node runs for sessions, and their folders on the host.
 
 A kernel is found again from its container's labels and the folder named after its id, so a
-restarted node adopts the kernels it left running; nothing about them lives only in memory.
+restarted node adopts the kernels it left running; nothing about them lives only in memory but
+the node's listening socket for each kernel, which a restarted node simply opens again (the
+runner dials it again by itself).
+
+Kernels run as `kernel_uid` (an id no host account uses) with a read-only root filesystem; they
+can write only to their work filesystem (a quota-sized ext4 image, see node/hostfs.py), to `/tmp`
+(a size-limited tmpfs, counted in the kernel's memory) and to Docker's 64 MiB `/dev/shm`.
 """
 
 from __future__ import annotations
 
 import logging
+import pwd
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +29,7 @@ from node.errors import (
     KernelStartFailed,
     NodeError,
 )
-from node.runner_client import ping
+from node.runner_client import RunnerSocket, ping
 from node.runtime import Bind, ContainerRuntime, ContainerSpec, ContainerState
 from wire import CreateKernel, KernelInfo, Slots, SlotsError, UploadFile, format_bytes
 
@@ -33,9 +40,11 @@ LABEL_SESSION = "ai.shipyard.session-id"
 LABEL_OWNER = "ai.shipyard.owner"
 LABEL_NODE = "ai.shipyard.node-id"
 
-RUNNER_SOCKET = "/run/shipyard/runner.sock"
+SOCKET_MOUNT = "/run/shipyard"
+RUNNER_SOCKET = f"{SOCKET_MOUNT}/{hostfs.SOCKET_NAME}"
 MAX_SOCKET_PATH = 107  # bytes in a Unix socket address (sun_path) on Linux
 READY_TIMEOUT = 30.0
+READY_POLL = 0.25  # how often a starting kernel's container is checked while its runner is silent
 LOGS_LIMIT = 4 * 1024 * 1024  # a Reply must fit in one frame (the control plane takes 16 MiB)
 _HEX12 = re.compile(r"^[0-9a-f]{12}")
 
@@ -47,10 +56,7 @@ class Kernel:
     container_id: str
     dir: Path
     mem_limit: int | None
-
-    @property
-    def socket(self) -> Path:
-        return self.dir / "ipc" / "runner.sock"
+    runner: RunnerSocket
 
     @property
     def work(self) -> Path:
@@ -67,12 +73,24 @@ def short_id(kernel_id: str) -> str:
 
 def check_state_dir(state_dir: Path) -> None:
     """NodeError when kernel socket paths under `state_dir` would be too long to connect to."""
-    longest = state_dir / hostfs.KERNELS_DIR / ("0" * 12) / "ipc" / "runner.sock"
+    longest = state_dir / hostfs.KERNELS_DIR / ("0" * 12) / hostfs.SOCKET_DIR / hostfs.SOCKET_NAME
     if len(bytes(longest)) > MAX_SOCKET_PATH:
         raise NodeError(
             f"state_dir {state_dir} is too long: kernel socket paths like {longest} must stay "
             f"within {MAX_SOCKET_PATH} bytes"
         )
+
+
+def check_kernel_uid(uid: int) -> None:
+    """NodeError when `uid` belongs to a host account: kernel files must belong to nobody real."""
+    try:
+        account = pwd.getpwuid(uid)
+    except KeyError:
+        return
+    raise NodeError(
+        f"kernel_uid {uid} is the host account {account.pw_name!r}; choose an id no account uses "
+        "(the default, 65536, is outside the ranges Debian, useradd and systemd allocate)"
+    )
 
 
 def describe_exit(state: ContainerState) -> str:
@@ -90,6 +108,7 @@ class Kernels:
         self._config = config
         self._runtime = runtime
         self._known: dict[str, Kernel] = {}
+        self._sockets: dict[str, RunnerSocket] = {}  # by kernel id, until destroyed or closed
         # kernels whose end the control plane caused or was told about in a Reply
         self._expected_exits: set[str] = set()
 
@@ -99,14 +118,28 @@ class Kernels:
     def _dir(self, kernel_id: str) -> Path:
         return self._config.state_dir / hostfs.KERNELS_DIR / short_id(kernel_id)
 
+    def _socket(self, kernel_id: str, kdir: Path) -> RunnerSocket:
+        """The kernel's listening socket, opened (again, after a node restart) if need be."""
+        runner = self._sockets.get(kernel_id)
+        if runner is None:
+            path = kdir / hostfs.SOCKET_DIR / hostfs.SOCKET_NAME
+            try:
+                runner = RunnerSocket(path, self._config.kernel_uid)
+            except OSError as exc:
+                raise NodeError(f"cannot listen for kernel {kernel_id} at {path}: {exc}") from exc
+            self._sockets[kernel_id] = runner
+        return runner
+
     def _adopt(self, state: ContainerState) -> Kernel:
         kernel_id = state.labels[LABEL_KERNEL]
+        kdir = self._dir(kernel_id)
         kernel = Kernel(
             kernel_id=kernel_id,
             session_id=state.labels.get(LABEL_SESSION, ""),
             container_id=state.id,
-            dir=self._dir(kernel_id),
+            dir=kdir,
             mem_limit=state.mem_limit,
+            runner=self._socket(kernel_id, kdir),
         )
         self._known[kernel_id] = kernel
         return kernel
@@ -119,11 +152,14 @@ class Kernels:
         for state in states:
             if LABEL_KERNEL not in state.labels:
                 continue
-            kernel = self._adopt(state)
+            try:
+                self._adopt(state)
+            except NodeError as exc:  # reported as it is; its runs will say what is wrong
+                log.warning("%s", exc)
             infos.append(
                 KernelInfo(
-                    kernel_id=kernel.kernel_id,
-                    session_id=kernel.session_id,
+                    kernel_id=state.labels[LABEL_KERNEL],
+                    session_id=state.labels.get(LABEL_SESSION, ""),
                     container_id=state.id,
                     running=state.running,
                     exit_code=state.exit_code,
@@ -131,6 +167,13 @@ class Kernels:
                 )
             )
         return infos
+
+    def close(self) -> None:
+        """Stop listening for every kernel (the node is stopping; the kernels keep running)."""
+        for runner in self._sockets.values():
+            runner.close()
+        self._sockets.clear()
+        self._known.clear()
 
     async def get(self, kernel_id: str) -> Kernel:
         if kernel_id in self._known:
@@ -160,6 +203,7 @@ class Kernels:
         self._expected_exits.add(req.kernel_id)  # dying while starting is reported in the Reply
         container_id = ""
         try:
+            runner = self._socket(req.kernel_id, kdir)
             spec = self._spec(req, kdir, slots)
             try:
                 container_id = await self._runtime.create(spec)
@@ -168,7 +212,9 @@ class Kernels:
                     f"image {req.image} not found on node {self._config.node_id}"
                 ) from exc
             await self._runtime.start(container_id)
-            kernel = Kernel(req.kernel_id, req.session_id, container_id, kdir, spec.mem_limit)
+            kernel = Kernel(
+                req.kernel_id, req.session_id, container_id, kdir, spec.mem_limit, runner
+            )
             await self._wait_ready(kernel)
         except BaseException:
             with trio.CancelScope(shield=True):
@@ -177,26 +223,40 @@ class Kernels:
                         await self._runtime.remove(container_id)
                     except NodeError as exc:
                         log.warning("could not remove failed kernel %s: %s", req.kernel_id, exc)
-                await trio.to_thread.run_sync(hostfs.remove_tree, kdir)
+                await self._remove_dir(req.kernel_id, kdir)
             raise
         self._known[req.kernel_id] = kernel
         self._expected_exits.discard(req.kernel_id)
         return container_id
 
     async def _make_dir(self, kdir: Path) -> None:
+        config = self._config
         try:
-            await trio.to_thread.run_sync(hostfs.make_kernel_dir, kdir, self._config.kernel_uid)
+            await trio.to_thread.run_sync(
+                hostfs.make_kernel_dir, kdir, config.kernel_uid,
+                config.work_size_bytes, config.disk_reserve_bytes,
+            )  # fmt: skip
         except FileExistsError:
             raise
         except OSError as exc:
-            raise NodeError(f"cannot create the kernel folder {kdir}: {exc.strerror}") from exc
+            reason = exc.strerror or exc
+            raise NodeError(f"cannot create the kernel folder {kdir}: {reason}") from exc
+
+    async def _remove_dir(self, kernel_id: str, kdir: Path) -> None:
+        runner = self._sockets.pop(kernel_id, None)
+        if runner is not None:
+            runner.close()
+        try:
+            await trio.to_thread.run_sync(hostfs.remove_kernel_dir, kdir)
+        except OSError as exc:
+            log.warning("could not remove the folder of kernel %s: %s", kernel_id, exc)
 
     async def _clear_leftover(self, kernel_id: str, kdir: Path) -> None:
         """A folder without a container is left from a crash: remove it. With one: refuse."""
         labels = {LABEL_KERNEL: kernel_id, LABEL_NODE: self._config.node_id}
         if kernel_id in self._known or await self._runtime.containers(labels):
             raise NodeError(f"kernel {kernel_id} already exists on node {self._config.node_id}")
-        await trio.to_thread.run_sync(hostfs.remove_tree, kdir)
+        await self._remove_dir(kernel_id, kdir)
 
     def _spec(self, req: CreateKernel, kdir: Path, slots: Slots) -> ContainerSpec:
         config = self._config
@@ -217,9 +277,12 @@ class Kernels:
             working_dir="/home/work",
             binds=[
                 Bind(config.state_dir / hostfs.RUNNER_DIR, "/opt/shipyard", read_only=True),
-                Bind(kdir / "ipc", "/run/shipyard"),
-                Bind(kdir / "work", "/home/work"),
+                Bind(kdir / hostfs.SOCKET_DIR, SOCKET_MOUNT, read_only=True),
+                Bind(kdir / hostfs.WORK_DIR, "/home/work"),
+                Bind(kdir / hostfs.PASSWD, "/etc/passwd", read_only=True),
+                Bind(kdir / hostfs.GROUP, "/etc/group", read_only=True),
             ],
+            scratch={"/tmp": config.tmp_size_bytes},
             network_mode=config.network_mode,
             nano_cpus=int(cpu * 1_000_000_000) if cpu > 0 else None,
             mem_limit=int(mem) if mem > 0 else None,
@@ -229,11 +292,13 @@ class Kernels:
     async def _wait_ready(self, kernel: Kernel) -> None:
         try:
             with trio.fail_after(READY_TIMEOUT):
-                while not await ping(kernel.socket):
+                while True:
+                    with trio.move_on_after(READY_POLL):
+                        if await ping(kernel.runner):
+                            return
                     state = await self._runtime.inspect(kernel.container_id)
                     if not state.running:
                         raise KernelStartFailed(await self._start_failure(kernel, state))
-                    await trio.sleep(0.02)
         except trio.TooSlowError as exc:
             raise KernelStartFailed(
                 f"kernel {kernel.kernel_id} did not become ready within {READY_TIMEOUT:g} s"
@@ -262,7 +327,7 @@ class Kernels:
                 if not state.running:
                     exit_code = state.exit_code
             self._known.pop(kernel_id, None)
-            await trio.to_thread.run_sync(hostfs.remove_tree, kdir)
+            await self._remove_dir(kernel_id, kdir)
         return exit_code
 
     async def logs(self, kernel_id: str) -> str:

@@ -1,4 +1,8 @@
-"""The node's side of the runner protocol: JSON lines over the kernel's Unix socket.
+"""The node's side of the runner protocol: JSON lines over a Unix socket the node listens on.
+
+Each kernel has its own listening socket, owned by the node in a directory the container sees
+read-only; the runner dials it (see node/runner/runner.py). The node therefore never connects to a
+path: what it talks to is whoever dialled that kernel's socket, and only that kernel can.
 
 One connection per request. Requests: `{"op": "ping"}`, `{"op": "query", "code": ...}`,
 `{"op": "batch", "clean": ..., "build": ..., "exec": ...}`, and `{"op": "input", "text": ...}`
@@ -9,7 +13,10 @@ closes the connection.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +24,7 @@ from typing import Any
 
 import trio
 
-PING_TIMEOUT = 2.0
+BACKLOG = 4  # the runner keeps one idle connection; more come only from code in the kernel
 # what talking to a runner that is not (or no longer) there raises
 RUNNER_GONE = (OSError, trio.BrokenResourceError)
 _MAX_LINE = 64 * 1024 * 1024
@@ -67,26 +74,57 @@ class RunnerConnection:
         return None
 
 
+class RunnerSocket:
+    """The node's listening socket for one kernel: each accepted connection carries one request."""
+
+    def __init__(self, path: Path, uid: int) -> None:
+        """Listen at `path` (replacing a socket left by an earlier node process); only `uid`
+        (the kernel's user) and root may connect. Blocking, but only a few local syscalls."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(path))
+            os.chown(path, uid, uid)
+            os.chmod(path, 0o600)
+            sock.listen(BACKLOG)
+        except BaseException:
+            sock.close()
+            raise
+        self.path = path
+        self._listener = trio.socket.from_stdlib_socket(sock)
+        self._accepting = trio.Lock()  # fair: requests get the runner in the order they asked
+
+    async def accept(self) -> trio.SocketStream:
+        """The next connection the runner dialled; waits while it is busy with another run."""
+        async with self._accepting:
+            sock, _ = await self._listener.accept()
+        return trio.SocketStream(sock)
+
+    def close(self) -> None:
+        """Stop listening; a runner waiting on this socket notices and dials its successor."""
+        self._listener.close()
+
+
 @asynccontextmanager
-async def connect(path: Path) -> AsyncIterator[RunnerConnection]:
-    """Open a connection to the runner at `path`; OSError when nobody listens there.
+async def connect(runner: RunnerSocket) -> AsyncIterator[RunnerConnection]:
+    """The next connection from the kernel's runner.
 
     Sending and receiving raise one of RUNNER_GONE when the runner goes away mid-run.
     """
-    stream = await trio.open_unix_socket(str(path))
+    stream = await runner.accept()
     async with stream:
         yield RunnerConnection(stream)
 
 
-async def ping(path: Path) -> bool:
-    """Whether a runner answers at `path` (False when none listens yet or it fails to answer)."""
-    with trio.move_on_after(PING_TIMEOUT):
-        try:
-            async with connect(path) as conn:
-                await conn.send({"op": "ping"})
-                while (event := await conn.receive()) is not None:
-                    if event.get("kind") == "pong":
-                        return True
-        except RUNNER_GONE:
-            return False
+async def ping(runner: RunnerSocket) -> bool:
+    """Whether the runner answers a ping; waits until it has dialled in (callers bound the wait)."""
+    try:
+        async with connect(runner) as conn:
+            await conn.send({"op": "ping"})
+            while (event := await conn.receive()) is not None:
+                if event.get("kind") == "pong":
+                    return True
+    except RUNNER_GONE:
+        pass
     return False

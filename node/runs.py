@@ -109,7 +109,7 @@ class Runs:
             await emit(RunOutput(req.run_id, "finished", exit_code=1))
             return
         try:
-            async with connect(kernel.socket) as conn:
+            async with connect(kernel.runner) as conn:
                 self._live[req.run_id] = conn
                 try:
                     await conn.send(runner_request(req))

@@ -5,7 +5,8 @@ library errors are re-raised as `node.errors` at this boundary. The engine's eve
 followed by one dedicated thread that hands events to trio through a memory channel.
 
 Security is not a parameter: every container this runtime creates is unprivileged, drops all
-capabilities, has `no-new-privileges` and an init process, whatever the spec says.
+capabilities, has `no-new-privileges`, an init process, a read-only root filesystem and a capped
+log (the engine's disk must not fill up with what a session prints), whatever the spec says.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ log = logging.getLogger("shipyard.node.runtime")
 T = TypeVar("T")
 
 # Events the node reacts to: a container stopping, and anything that changes the image list.
+# json-file rotation: the newest 2 x 8 MiB of a kernel's output stay readable as its logs
+_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "8m", "max-file": "2"}}
 _EVENT_FILTERS = {
     "type": ["container", "image"],
     "event": ["die", "import", "load", "tag", "untag", "delete"],
@@ -55,6 +58,7 @@ class ContainerSpec:
     nano_cpus: int | None = None
     mem_limit: int | None = None  # bytes; swap is never granted on top
     pids_limit: int | None = None
+    scratch: dict[str, int] = field(default_factory=dict)  # tmpfs mount point -> size in bytes
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,13 @@ class DockerRuntime:
             mem_limit=spec.mem_limit,
             memswap_limit=spec.mem_limit,
             pids_limit=spec.pids_limit,
+            read_only=True,
+            log_config=_LOG_CONFIG,
+            # exec: programs a session builds in /tmp must run; its size counts as memory
+            tmpfs={
+                target: f"size={size},mode=1777,exec,nosuid,nodev"
+                for target, size in spec.scratch.items()
+            },
             mounts=[
                 docker.types.Mount(b.target, str(b.source), type="bind", read_only=b.read_only)
                 for b in spec.binds

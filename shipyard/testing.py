@@ -20,6 +20,8 @@ from pathlib import Path
 import docker
 import httpx
 
+from node.hostfs import remove_kernel_dirs
+
 TEST_IMAGE = "shipyard-test/python:3.11"
 START_TIMEOUT = 90.0
 
@@ -155,4 +157,5 @@ def running_appliance(
         if appliance.process is not None:
             appliance.stop()
         appliance.remove_containers()
+        remove_kernel_dirs(state / "node")  # their work filesystems are mounted
         subprocess.run(["rm", "-rf", str(state)], check=False)

@@ -2,16 +2,19 @@
 
 Started as the kernel container's command::
 
-    python3 /opt/shipyard/runner.py /run/shipyard/runner.sock
+    python3 /opt/shipyard/runner.py /run/shipyard/node.sock
 
-It listens on the Unix socket given as argv[1] (a stale file there is removed first; the socket
-is chmod 0o666 because its directory is private to the kernel) and logs one line to its real
-stderr: ``runner: listening on PATH (pid N)``.
+The node listens on the Unix socket given as argv[1], in a directory the container sees read-only,
+and the runner dials it: the container can neither replace that socket nor point the node anywhere
+else, because the node never opens a path the container can change. The runner logs one line to
+its real stderr: ``runner: dialling PATH (pid N)``.
 
 Protocol: JSON lines, UTF-8, one object per ``\\n``-terminated line, both directions. Runner
 output is pure ASCII JSON (non-ASCII characters are ``\\u`` escaped). One connection carries one
-request; connections are served one at a time, so a second client waits in the listen backlog
-until the current run ends (this serialises runs). The first line must arrive within 60 s.
+request. The runner keeps exactly one idle connection open to the node and waits on it for the
+next request; once that request is served it closes the connection and dials again, so runs are
+served one at a time (this serialises runs). When the node is not listening (it is restarting),
+or drops the idle connection, the runner dials again with a capped backoff.
 
 Requests (the first line a client sends) and the items the runner answers with:
 
@@ -47,7 +50,11 @@ Anything else (bad JSON, not an object, unknown op, wrong field types) ->
 "exit_code": 2}``.
 
 A client that goes away mid-run does not stop the run: it continues to the end with its output
-discarded (still copied to the container log), then the next connection is served.
+discarded (still copied to the container log), then the runner dials again.
+
+A run that ends with a non-zero code while the work directory or /tmp is (nearly) full gets one
+more stderr item saying so (``shipyard: /home/work is full (1 GiB) ...``): a write that failed for
+lack of space is then explained, whichever program made it.
 
 Interrupting: SIGINT to the runner raises KeyboardInterrupt in a running query (reported as an
 exception, exit code 1) or is passed to a running batch command's process group; when idle the
@@ -69,12 +76,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 import types
 from typing import Any, TextIO
 
-REQUEST_TIMEOUT = 60.0  # a client that connects and says nothing must not wedge the runner
 CHUNK = 65536
+REDIAL_FIRST, REDIAL_MAX = 0.05, 1.0  # seconds between tries to reach a node that is not listening
+FULL_BELOW = 0.01  # a filesystem with less than this fraction free counts as full
 BATCH_STEPS = (("clean", "clean-finished"), ("build", "build-finished"), ("exec", None))
 
 
@@ -102,9 +111,6 @@ class Conn:
                 self.alive = False
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-
-    def set_timeout(self, seconds: float | None) -> None:
-        self._sock.settimeout(seconds)
 
     def read_line(self) -> bytes:
         """The next line from the client; b"" on EOF or a broken connection."""
@@ -347,11 +353,9 @@ def _parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
 
 
 def serve_one(conn: Conn) -> None:
-    conn.set_timeout(REQUEST_TIMEOUT)
-    line = conn.read_line()
+    line = conn.read_line()  # waits as long as the node has nothing to run
     if not line:
-        return  # connected and left (or timed out): nobody to answer
-    conn.set_timeout(None)  # runs and input() waits may take as long as they take
+        return  # the node dropped the connection (it restarted, or gave up waiting): dial again
     try:
         op, req = _parse_request(line)
     except ValueError as exc:
@@ -362,7 +366,42 @@ def serve_one(conn: Conn) -> None:
         conn.send("pong", pid=os.getpid())
         return
     code = run_query(conn, req["code"]) if op == "query" else run_batch(conn, req)
+    if code != 0:
+        for note in full_filesystems():
+            conn.send("stderr", data=note)
+            _tee("stderr", note)
     conn.send("finished", exit_code=code)
+
+
+def full_filesystems() -> list[str]:
+    """A line for each of the kernel's writable filesystems that is (nearly) out of space."""
+    notes, seen = [], set()
+    for path in (_WORKDIR, "/tmp"):
+        try:
+            st, dev = os.statvfs(path), os.stat(path).st_dev
+        except OSError:
+            continue
+        if dev in seen or st.f_blocks == 0:
+            continue
+        seen.add(dev)
+        size = st.f_blocks * st.f_frsize
+        out_of_space = st.f_bavail < st.f_blocks * FULL_BELOW
+        out_of_inodes = st.f_files > 0 and st.f_favail < st.f_files * FULL_BELOW
+        if out_of_space or out_of_inodes:
+            what = "space" if out_of_space else "inodes"
+            notes.append(
+                f"shipyard: {path} is full (out of {what}; its limit is {_size(size)}): "
+                "writes there fail with 'No space left on device'; delete files to free some\n"
+            )
+    return notes
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.4g} {unit}"
+        n /= 1024
+    return f"{n:.4g} GiB"
 
 
 def _on_sigint(signum: int, frame: Any) -> None:
@@ -375,14 +414,18 @@ def _on_sigint(signum: int, frame: Any) -> None:
     # otherwise idle (or between steps): ignore, so a stray ^C never ends the runner
 
 
-def listen(path: str) -> socket.socket:
-    with contextlib.suppress(FileNotFoundError):  # stale, from a previous start
-        os.unlink(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(path)
-    os.chmod(path, 0o666)
-    sock.listen(16)
-    return sock
+def dial(path: str) -> socket.socket:
+    """A connection to the node, retrying (capped backoff) while nobody listens at `path`."""
+    delay = REDIAL_FIRST
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            return sock
+        except OSError:
+            sock.close()
+            time.sleep(delay)
+            delay = min(delay * 2, REDIAL_MAX)
 
 
 def _log(message: str) -> None:
@@ -395,16 +438,14 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         _log(f"usage: {argv[0]} SOCKET_PATH")
         return 2
-    server = listen(argv[1])  # first, so the node can connect as early as possible
     signal.signal(signal.SIGINT, _on_sigint)
     sys.modules["__main__"] = _user_main
     # like the REPL: user code imports from the cwd, not from the runner's (read-only) directory
     own_dir = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = ["", *(p for p in sys.path if p != own_dir)]
-    _log(f"listening on {argv[1]} (pid {os.getpid()})")
+    _log(f"dialling {argv[1]} (pid {os.getpid()})")
     while True:
-        sock, _ = server.accept()
-        conn = Conn(sock)
+        conn = Conn(dial(argv[1]))
         try:
             serve_one(conn)
         except Exception as exc:  # a runner bug must cost one request, not the kernel

@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from node import NodeConfig
+from node.hostfs import remove_kernel_dirs
 from node.testing import FakeControlPlane, NodeProcess
 from wire import CreateKernel
 
@@ -59,6 +60,7 @@ def state_dir() -> Iterator[Path]:
     # short: the runner's socket path must stay under 107 bytes
     path = Path(tempfile.mkdtemp(dir="/tmp", prefix="sy"))
     yield path
+    remove_kernel_dirs(path)  # those a test left (their containers are gone by now) are mounted
     shutil.rmtree(path, ignore_errors=True)
 
 

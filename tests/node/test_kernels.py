@@ -48,7 +48,7 @@ async def test_created_container_is_confined_and_labelled(
         "ai.shipyard.node-id": node.config.node_id,
         "ai.shipyard.kernel": "1",  # inherited from the image
     }
-    assert config["User"] == "1000:1000"
+    assert config["User"] == "65536:65536"
     assert config["WorkingDir"] == "/home/work"
     assert "GREETING=hi" in config["Env"] and "HOME=/home/work" in config["Env"]
     assert host["Privileged"] is False
@@ -59,17 +59,20 @@ async def test_created_container_is_confined_and_labelled(
     assert host["Memory"] == host["MemorySwap"] == 256 * 2**20
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 1024
+    assert host["ReadonlyRootfs"] is True
+    assert host["Tmpfs"] == {"/tmp": f"size={256 * 2**20},mode=1777,exec,nosuid,nodev"}
+    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "8m", "max-file": "2"}}
     mounts = {m["Destination"]: (m["Source"], m["RW"]) for m in attrs["Mounts"]}
     kdir = _kernel_dir(node, kernel_id)
     assert mounts == {
         "/opt/shipyard": (str(node.config.state_dir / "runner"), False),
-        "/run/shipyard": (str(kdir / "ipc"), True),
+        "/run/shipyard": (str(kdir / "sock"), False),
         "/home/work": (str(kdir / "work"), True),
+        "/etc/passwd": (str(kdir / "passwd"), False),
+        "/etc/group": (str(kdir / "group"), False),
     }
-    assert (kdir / "ipc").stat().st_mode & 0o777 == 0o700
-    assert (kdir / "work").stat().st_uid == 1000
     outputs = await control_plane.execute(kernel_id, "import os; print(os.getuid(), os.getcwd())")
-    assert text_of(outputs) == "1000 /home/work\n"
+    assert text_of(outputs) == "65536 /home/work\n"
 
 
 async def test_query_output_and_state_between_runs(
@@ -155,7 +158,7 @@ async def test_upload_then_read_in_batch(
     outputs = await control_plane.execute(
         kernel_id, mode="batch", options={"exec": "cat sub/dir/hello.txt; stat -c %u sub/dir"}
     )
-    assert text_of(outputs) == "hello from upload\n1000\n"
+    assert text_of(outputs) == "hello from upload\n65536\n"
     assert outputs[-1].exit_code == 0
 
 

@@ -21,16 +21,12 @@ TIMEOUT = 5.0
 
 
 class Client:
-    """A tiny blocking client: one connection, one request."""
+    """A tiny blocking node: takes the runner's next connection, for one request."""
 
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def __init__(self, listener: socket.socket) -> None:
+        listener.settimeout(TIMEOUT)
+        self.sock, _ = listener.accept()
         self.sock.settimeout(TIMEOUT)
-        try:
-            self.sock.connect(str(path))
-        except OSError:
-            self.sock.close()
-            raise
         self.rfile = self.sock.makefile("rb")
 
     def __enter__(self) -> Client:
@@ -66,14 +62,14 @@ class Client:
         self.sock.close()
 
 
-def request(path: Path, obj: Item) -> list[Item]:
-    with Client(path) as client:
+def request(listener: socket.socket, obj: Item) -> list[Item]:
+    with Client(listener) as client:
         client.send(obj)
         return client.rest()
 
 
-def query(path: Path, code: str) -> list[Item]:
-    return request(path, {"op": "query", "code": code})
+def query(listener: socket.socket, code: str) -> list[Item]:
+    return request(listener, {"op": "query", "code": code})
 
 
 def merged(items: list[Item]) -> list[tuple[str, str]]:
@@ -99,25 +95,44 @@ def finished(items: list[Item]) -> int:
     return code
 
 
+def listen(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(4)
+    return sock
+
+
 class Runner:
-    def __init__(self, proc: subprocess.Popen[bytes], sock: Path, cwd: Path) -> None:
-        self.proc, self.sock, self.cwd = proc, sock, cwd
+    def __init__(self, proc: subprocess.Popen[bytes], path: Path, cwd: Path) -> None:
+        self.proc, self.path, self.cwd = proc, path, cwd
+        self.sock = listen(path)  # the node's side: the runner dials it
+
+    def restart_listener(self) -> None:
+        """As a restarting node does: close the socket, then listen at the same path again."""
+        self.sock.close()
+        self.path.unlink()
+        self.sock = listen(self.path)
 
 
 @pytest.fixture
 def runner(tmp_path: Path) -> Iterator[Runner]:
-    sock = tmp_path / "r.sock"
     work = tmp_path / "work"
     work.mkdir()
-    sock.write_text("stale")  # left by a previous start: the runner must replace it
+    path = tmp_path / "r.sock"
     with (tmp_path / "runner.log").open("wb") as log:
+        # started before anyone listens: the runner must keep dialling until someone does
         proc = subprocess.Popen(
-            [sys.executable, str(RUNNER_PATH), str(sock)], cwd=work, stdout=log, stderr=log
+            [sys.executable, str(RUNNER_PATH), str(path)], cwd=work, stdout=log, stderr=log
         )
+    runner = None
     try:
-        _wait_ready(proc, sock)
-        yield Runner(proc, sock, work)
+        _wait_for_log(tmp_path / "runner.log", "dialling", proc)  # nobody listens yet
+        runner = Runner(proc, path, work)
+        assert request(runner.sock, {"op": "ping"})[0]["kind"] == "pong"
+        yield runner
     finally:
+        if runner is not None:
+            runner.sock.close()
         proc.terminate()
         try:
             proc.wait(timeout=TIMEOUT)
@@ -126,24 +141,28 @@ def runner(tmp_path: Path) -> Iterator[Runner]:
             proc.wait()
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], sock: Path) -> None:
-    deadline = time.monotonic() + 10
-    while True:
+def _wait_for_log(log: Path, text: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while text not in log.read_text():
         assert proc.poll() is None, "runner exited at start"
-        try:
-            if request(sock, {"op": "ping"})[0]["kind"] == "pong":
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("runner did not answer ping")
+        assert time.monotonic() < deadline, f"runner never logged {text!r}"
         time.sleep(0.01)
 
 
 def test_ping_answers_pid_and_logs_start(runner: Runner, tmp_path: Path) -> None:
     assert request(runner.sock, {"op": "ping"}) == [{"kind": "pong", "pid": runner.proc.pid}]
     log = (tmp_path / "runner.log").read_text()
-    assert f"runner: listening on {runner.sock} (pid {runner.proc.pid})" in log
+    assert f"runner: dialling {runner.path} (pid {runner.proc.pid})" in log
+
+
+def test_runner_dials_again_when_the_node_restarts(runner: Runner) -> None:
+    assert finished(query(runner.sock, "kept = 42")) == 0
+    runner.restart_listener()  # the runner's idle connection is reset with the old socket
+    assert text(query(runner.sock, "print(kept)"), "stdout") == "42\n"
+    # and when the node drops the idle connection it had accepted
+    with Client(runner.sock):
+        pass
+    assert text(query(runner.sock, "print(kept)"), "stdout") == "42\n"
 
 
 def test_state_persists_between_queries(runner: Runner) -> None:
@@ -242,7 +261,7 @@ def test_disconnect_mid_run_keeps_running_then_serves_next(runner: Runner) -> No
         code = "for i in range(200):\n    print('x' * 5000)\ndone = i"
         client.send({"op": "query", "code": code})
         client.recv_until("stdout")
-    # the next connection waits in the backlog until the 1 MB of orphaned output is discarded
+    # the runner dials again only once the 1 MB of orphaned output is discarded
     assert text(query(runner.sock, "print(done)"), "stdout") == "199\n"
 
 
