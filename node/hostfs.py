@@ -189,6 +189,8 @@ def write_upload(work_dir: Path, path: PurePosixPath, data: bytes, uid: int) -> 
             view = memoryview(data)
             while view:
                 view = view[os.write(out, view) :]
+        except OSError as exc:  # ENOSPC: the kernel's work quota is full
+            raise UploadRejected(f"{path}: cannot write it ({exc.strerror})") from exc
         finally:
             os.close(out)
     finally:

@@ -53,8 +53,8 @@ A client that goes away mid-run does not stop the run: it continues to the end w
 discarded (still copied to the container log), then the runner dials again.
 
 A run that ends with a non-zero code while the work directory or /tmp is (nearly) full gets one
-more stderr item saying so (``shipyard: /home/work is full (1 GiB) ...``): a write that failed for
-lack of space is then explained, whichever program made it.
+more stderr item saying so (``shipyard: /home/work is full (12 KiB free of 1006 MiB) ...``): a
+write that failed for lack of space is then explained, whichever program made it.
 
 Interrupting: SIGINT to the runner raises KeyboardInterrupt in a running query (reported as an
 exception, exit code 1) or is passed to a running batch command's process group; when idle the
@@ -83,7 +83,9 @@ from typing import Any, TextIO
 
 CHUNK = 65536
 REDIAL_FIRST, REDIAL_MAX = 0.05, 1.0  # seconds between tries to reach a node that is not listening
-FULL_BELOW = 0.01  # a filesystem with less than this fraction free counts as full
+# a filesystem counts as full with less than this free (fraction of its size, capped): ext4 keeps
+# up to 2% (at most 16 MiB) back for itself, so a write fails before free space reaches zero
+FULL_BELOW, FULL_BELOW_MAX = 0.03, 64 * 1024 * 1024
 BATCH_STEPS = (("clean", "clean-finished"), ("build", "build-finished"), ("exec", None))
 
 
@@ -384,15 +386,17 @@ def full_filesystems() -> list[str]:
         if dev in seen or st.f_blocks == 0:
             continue
         seen.add(dev)
-        size = st.f_blocks * st.f_frsize
-        out_of_space = st.f_bavail < st.f_blocks * FULL_BELOW
-        out_of_inodes = st.f_files > 0 and st.f_favail < st.f_files * FULL_BELOW
-        if out_of_space or out_of_inodes:
-            what = "space" if out_of_space else "inodes"
-            notes.append(
-                f"shipyard: {path} is full (out of {what}; its limit is {_size(size)}): "
-                "writes there fail with 'No space left on device'; delete files to free some\n"
-            )
+        size, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+        if free < min(size * FULL_BELOW, FULL_BELOW_MAX):
+            what = f"{_size(free)} free of {_size(size)}"
+        elif st.f_files > 0 and st.f_favail < st.f_files * FULL_BELOW:
+            what = f"{st.f_favail} of {st.f_files} inodes free"
+        else:
+            continue
+        notes.append(
+            f"shipyard: {path} is full ({what}): writes there fail with "
+            "'No space left on device'; delete files to free some\n"
+        )
     return notes
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import gc
 import os
+import shutil
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -12,14 +14,22 @@ from click.testing import CliRunner
 from node.cli import node as node_cli
 from node.config import NodeConfig
 from node.errors import NodeError, UploadRejected
-from node.hostfs import check_upload, install_runner, make_kernel_dir, write_upload
-from node.kernels import check_state_dir, describe_exit, short_id
+from node.hostfs import (
+    check_upload,
+    install_runner,
+    make_kernel_dir,
+    remove_kernel_dir,
+    write_upload,
+)
+from node.kernels import check_kernel_uid, check_state_dir, describe_exit, short_id
 from node.link import Endpoint
 from node.resources import HostLoad, capacity
 from node.runner import RUNNER_PATH
 from node.runs import runner_request
 from node.runtime import ContainerState
 from wire import Execute, Slots
+
+MIB = 2**20
 
 
 @pytest.mark.parametrize(
@@ -110,12 +120,51 @@ def test_host_folders(tmp_path: Path) -> None:
     install_runner(tmp_path)
     assert runner.read_bytes() == RUNNER_PATH.read_bytes()
 
+
+def test_kernel_folder_has_a_quota_sized_work_filesystem(tmp_path: Path) -> None:
     kdir = tmp_path / "k" / "0123456789ab"
-    make_kernel_dir(kdir, os.getuid())
-    assert (kdir / "ipc").stat().st_mode & 0o777 == 0o700
-    assert (kdir / "work").stat().st_mode & 0o777 == 0o755
-    with pytest.raises(FileExistsError):
-        make_kernel_dir(kdir, os.getuid())
+    make_kernel_dir(kdir, 65536, 8 * MIB, 0)
+    try:
+        for name in ("", "sock"):
+            st = (kdir / name).lstat()  # root's: kernels see the socket folder read-only
+            assert (st.st_uid, st.st_mode & 0o777) == (0, 0o755), name
+        assert os.path.ismount(kdir / "work")
+        root = (kdir / "work").stat()  # the work filesystem's root: the kernel's
+        assert (root.st_uid, root.st_gid) == (65536, 65536)
+        fs = os.statvfs(kdir / "work")
+        assert 7 * MIB < fs.f_blocks * fs.f_frsize <= 8 * MIB
+        image = (kdir / "work.img").stat()
+        assert image.st_blocks * 512 >= 8 * MIB  # preallocated: the disk cannot be overcommitted
+        assert (
+            "work:x:65536:65536:Shipyard user:/home/work:/bin/sh\n" in (kdir / "passwd").read_text()
+        )
+        assert "work:x:65536:\n" in (kdir / "group").read_text()
+        with pytest.raises(FileExistsError):
+            make_kernel_dir(kdir, 65536, 8 * MIB, 0)
+
+        [(path, data)] = check_upload([("big.bin", base64.b64encode(bytes(9 * MIB)).decode())])
+        with pytest.raises(UploadRejected, match=r"big\.bin: cannot write it \(No space left"):
+            write_upload(kdir / "work", path, data, 65536)
+    finally:
+        remove_kernel_dir(kdir)
+    assert not kdir.exists()
+    assert not any(
+        str(kdir) in line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+    )
+
+
+def test_kernel_folder_is_refused_when_it_would_eat_the_disk_reserve(tmp_path: Path) -> None:
+    kdir = tmp_path / "k" / "0123456789ab"
+    free = shutil.disk_usage(tmp_path).free
+    with pytest.raises(OSError, match="below its reserve of"):
+        make_kernel_dir(kdir, 65536, 8 * MIB, free)
+    assert not kdir.exists()
+
+
+def test_kernel_uid_must_not_be_a_host_account() -> None:
+    check_kernel_uid(65536)
+    with pytest.raises(NodeError, match="kernel_uid 0 is the host account 'root'"):
+        check_kernel_uid(0)
 
 
 def test_capacity_and_load(tmp_path: Path) -> None:
