@@ -6,9 +6,11 @@ import base64
 import gc
 import os
 import shutil
+import socket
 from pathlib import Path, PurePosixPath
 
 import pytest
+import trio
 from click.testing import CliRunner
 
 from node.cli import node as node_cli
@@ -25,6 +27,7 @@ from node.kernels import check_kernel_uid, check_state_dir, describe_exit, short
 from node.link import Endpoint
 from node.resources import HostLoad, capacity
 from node.runner import RUNNER_PATH
+from node.runner_client import RunnerSocket, connect
 from node.runs import runner_request
 from node.runtime import ContainerState
 from wire import Execute, Slots
@@ -159,6 +162,33 @@ def test_kernel_folder_is_refused_when_it_would_eat_the_disk_reserve(tmp_path: P
     with pytest.raises(OSError, match="below its reserve of"):
         make_kernel_dir(kdir, 65536, 8 * MIB, free)
     assert not kdir.exists()
+
+
+@pytest.mark.trio
+async def test_the_node_talks_to_whoever_dialled_its_socket_never_to_what_the_path_names(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "node.sock"
+    runner = RunnerSocket(path, os.getuid())
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # another kernel's listener
+    other.bind(str(tmp_path / "other.sock"))
+    other.listen(1)
+    other.setblocking(False)
+    try:
+        path.rename(tmp_path / "moved")  # what the runner dialled keeps its inode
+        path.symlink_to(tmp_path / "other.sock")  # the path now names someone else
+        client = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await client.connect(str(tmp_path / "moved"))
+        with trio.fail_after(5):
+            async with connect(runner) as conn:
+                await client.send(b'{"kind": "pong", "pid": 1}\n')
+                assert await conn.receive() == {"kind": "pong", "pid": 1}
+        with pytest.raises(BlockingIOError):
+            other.accept()  # nobody ever dialled the other socket
+        client.close()
+    finally:
+        runner.close()
+        other.close()
 
 
 def test_kernel_uid_must_not_be_a_host_account() -> None:
