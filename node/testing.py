@@ -1,15 +1,18 @@
-"""Test doubles for the node: a fake control plane that node agents dial, and a node to dial it.
+"""Test doubles for the node: a fake control plane that node agents dial, a node to dial it, and
+an in-memory container runtime.
 
 `FakeControlPlane` is a real WebSocket server on 127.0.0.1 speaking the wire contract; it
 checks the node's Bearer token, records every frame the node sends, and lets a test send
-requests and await their replies and run outputs.
+requests and await their replies and run outputs. `MemoryRuntime` stands in for Docker where
+no container needs to run (scheduler tests, benchmarks).
 """
 
 from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import trio
@@ -22,6 +25,8 @@ from trio_websocket import (
 
 from node.agent import serve
 from node.config import NodeConfig
+from node.errors import ContainerNotFound, ImageNotFound, NodeError
+from node.runtime import ContainerSpec, ContainerState, ImageRecord, RuntimeEvent
 from wire import Execute, Input, Message, Register, Reply, RunOutput, decode, encode
 
 M = TypeVar("M", bound=Message)
@@ -193,3 +198,136 @@ class NodeProcess:
 
 def text_of(outputs: Iterable[RunOutput], kind: str = "stdout") -> str:
     return "".join(o.data for o in outputs if o.kind == kind)
+
+
+class MemoryRuntime:
+    """A `ContainerRuntime` kept in memory, for scheduler tests and benchmarks: containers are
+    records, not processes, but they behave as Docker's do where the node relies on it (the
+    contract tests in tests/node/test_runtime_contract.py run on both).
+
+    Names are unique, an unknown image or container is refused as Docker refuses it, a created
+    container is not running (exit code 0) until started, removing a running one kills it, and
+    every stop emits a "die" event carrying the container's labels and exit code. A test ends a
+    container's program with `exit` or `oom_kill` and makes it print with `write_log`.
+    """
+
+    def __init__(self, images: Iterable[ImageRecord] = ()) -> None:
+        self._images = {record.id: record for record in images}
+        self._containers: dict[str, _MemoryContainer] = {}
+        self._listeners: list[trio.MemorySendChannel[RuntimeEvent]] = []
+        self.created = 0  # containers created so far, for benchmarks
+
+    async def ping(self) -> None:
+        pass
+
+    async def create(self, spec: ContainerSpec) -> str:
+        images = [r for r in self._images.values() if spec.image in (r.id, *r.tags)]
+        if not images:
+            raise ImageNotFound(f"creating container {spec.name}: no such image: {spec.image}")
+        if any(c.spec.name == spec.name for c in self._containers.values()):
+            raise NodeError(f"creating container {spec.name}: the name is already in use")
+        container_id = uuid.uuid4().hex + uuid.uuid4().hex
+        # as Docker does, the container's labels go over those it inherits from its image
+        labels = {**images[0].labels, **spec.labels}
+        self._containers[container_id] = _MemoryContainer(spec, labels)
+        self.created += 1
+        return container_id
+
+    def _get(self, container_id: str) -> _MemoryContainer:
+        try:
+            return self._containers[container_id]
+        except KeyError:
+            raise ContainerNotFound(f"no such container: {container_id[:12]}") from None
+
+    async def start(self, container_id: str) -> None:
+        container = self._get(container_id)
+        if not container.running:  # as Docker does, a stopped container starts afresh
+            container.running, container.exit_code, container.oom_killed = True, None, False
+
+    async def remove(self, container_id: str) -> None:
+        container = self._containers.get(container_id)
+        if container is None:
+            return
+        if container.running:
+            await self._stop(container_id, 137, oom=False)
+        del self._containers[container_id]
+
+    async def inspect(self, container_id: str) -> ContainerState:
+        return self._get(container_id).state(container_id)
+
+    async def containers(self, labels: Mapping[str, str]) -> list[ContainerState]:
+        return [
+            c.state(cid)
+            for cid, c in self._containers.items()
+            if all(c.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    async def logs(self, container_id: str, *, tail: int | None = None) -> str:
+        lines = self._get(container_id).log.splitlines(keepends=True)
+        return "".join(lines[-tail:] if tail else lines)
+
+    async def images(self, label: str) -> list[ImageRecord]:
+        return [r for r in self._images.values() if label in r.labels]
+
+    async def follow_events(
+        self,
+        send: trio.MemorySendChannel[RuntimeEvent],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self._listeners.append(send)
+        try:
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            self._listeners.remove(send)
+
+    # --- what a test does to the containers' programs ------------------------------------------
+
+    async def exit(self, container_id: str, code: int) -> None:
+        """The container's program exits with `code`."""
+        await self._stop(container_id, code, oom=False)
+
+    async def oom_kill(self, container_id: str) -> None:
+        """The container's program is killed for exceeding its memory limit."""
+        await self._stop(container_id, 137, oom=True)
+
+    def write_log(self, container_id: str, text: str) -> None:
+        """The container's program prints `text`."""
+        self._get(container_id).log += text
+
+    async def add_image(self, record: ImageRecord) -> None:
+        self._images[record.id] = record
+        await self._emit(RuntimeEvent("image", "tag", record.id))
+
+    async def _stop(self, container_id: str, code: int, *, oom: bool) -> None:
+        container = self._get(container_id)
+        if not container.running:
+            raise NodeError(f"container {container_id[:12]} is not running")
+        container.running, container.exit_code, container.oom_killed = False, code, oom
+        attributes = {**container.labels, "exitCode": str(code)}
+        await self._emit(RuntimeEvent("container", "die", container_id, attributes))
+
+    async def _emit(self, event: RuntimeEvent) -> None:
+        for send in list(self._listeners):
+            await send.send(event)
+
+
+@dataclass
+class _MemoryContainer:
+    spec: ContainerSpec
+    labels: dict[str, str]
+    running: bool = False
+    exit_code: int | None = None  # None until it stopped (a created container reports 0)
+    oom_killed: bool = False
+    log: str = ""
+
+    def state(self, container_id: str) -> ContainerState:
+        return ContainerState(
+            id=container_id,
+            labels=dict(self.labels),
+            running=self.running,
+            exit_code=None if self.running else (self.exit_code or 0),
+            oom_killed=self.oom_killed,
+            mem_limit=self.spec.mem_limit,
+        )
