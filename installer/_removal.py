@@ -12,6 +12,7 @@ from installer._files import remove_tree
 from installer._step import Step
 from installer.plan import Plan
 from node.config import NodeConfig
+from node.hostfs import remove_kernel_dirs
 
 
 def steps(plan: Plan, purge: bool) -> list[Step]:
@@ -66,6 +67,8 @@ class RemoveContainers(Step):
         for container_id in await self.host.session_containers(node_id):
             await self.host.remove_container(container_id)
             self.log(f"removed container {container_id[:12]} (node {node_id})")
+        # their work filesystems stay mounted until their folders go (before Purge empties them)
+        await trio.to_thread.run_sync(remove_kernel_dirs, self.plan.state_dir / "node")
 
 
 class RemoveUnits(Step):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import pwd
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from node.errors import (
     KernelStartFailed,
     NodeError,
 )
-from node.runner_client import RunnerSocket, ping
+from node.runner_client import RunnerConnection, RunnerSocket, ping
 from node.runtime import Bind, ContainerRuntime, ContainerSpec, ContainerState
 from wire import CreateKernel, KernelInfo, Slots, SlotsError, UploadFile, format_bytes
 
@@ -45,6 +47,7 @@ RUNNER_SOCKET = f"{SOCKET_MOUNT}/{hostfs.SOCKET_NAME}"
 MAX_SOCKET_PATH = 107  # bytes in a Unix socket address (sun_path) on Linux
 READY_TIMEOUT = 30.0
 READY_POLL = 0.25  # how often a starting kernel's container is checked while its runner is silent
+BUSY_POLL = 1.0  # how often a run waiting for a busy (or dead) runner checks its container
 LOGS_LIMIT = 4 * 1024 * 1024  # a Reply must fit in one frame (the control plane takes 16 MiB)
 _HEX12 = re.compile(r"^[0-9a-f]{12}")
 
@@ -329,6 +332,23 @@ class Kernels:
             self._known.pop(kernel_id, None)
             await self._remove_dir(kernel_id, kdir)
         return exit_code
+
+    @asynccontextmanager
+    async def connect(self, kernel: Kernel) -> AsyncIterator[RunnerConnection]:
+        """The next connection from the kernel's runner, once it is free; OSError (one of
+        RUNNER_GONE) if the container stops or goes away meanwhile, since then nobody will dial."""
+        while True:
+            with trio.move_on_after(BUSY_POLL):
+                stream = await kernel.runner.accept()
+                break
+            try:
+                running = (await self._runtime.inspect(kernel.container_id)).running
+            except ContainerNotFound:
+                running = False
+            if not running:
+                raise OSError(f"kernel {kernel.kernel_id} is not running")
+        async with stream:
+            yield RunnerConnection(stream)
 
     async def logs(self, kernel_id: str) -> str:
         """The container's output; only the newest LOGS_LIMIT characters of a long one."""

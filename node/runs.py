@@ -16,7 +16,7 @@ import trio
 
 from node.errors import ContainerNotFound, KernelNotFound, NodeError
 from node.kernels import Kernel, Kernels
-from node.runner_client import RUNNER_GONE, RunnerConnection, connect
+from node.runner_client import RUNNER_GONE, RunnerConnection
 from node.runtime import ContainerRuntime, ContainerState
 from wire import Execute, Input, RunOutput, format_bytes
 
@@ -109,7 +109,7 @@ class Runs:
             await emit(RunOutput(req.run_id, "finished", exit_code=1))
             return
         try:
-            async with connect(kernel.runner) as conn:
+            async with self._kernels.connect(kernel) as conn:
                 self._live[req.run_id] = conn
                 try:
                     await conn.send(runner_request(req))

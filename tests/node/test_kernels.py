@@ -224,6 +224,10 @@ async def test_kernel_exiting_on_its_own_is_reported(
     assert outputs[-1].exit_code == 3
     exited = await control_plane.wait_for(KernelExited, lambda k: k.kernel_id == kernel_id)
     assert (exited.exit_code, exited.oom_killed, exited.reason) == (3, False, "exited with code 3")
+    # a run sent afterwards waits for no runner: it is told the kernel is gone
+    outputs = await control_plane.execute(kernel_id, "print(1)")
+    assert "exited unexpectedly (exit code 3)" in text_of(outputs, "stderr")
+    assert outputs[-1].exit_code == 3
 
 
 async def test_destroy_removes_container_and_folder(
