@@ -112,6 +112,8 @@ class Kernels:
         self._runtime = runtime
         self._known: dict[str, Kernel] = {}
         self._sockets: dict[str, RunnerSocket] = {}  # by kernel id, until destroyed or closed
+        # one at a time: two creates must not both find room for their work image in the reserve
+        self._disk = trio.CapacityLimiter(1)
         # kernels whose end the control plane caused or was told about in a Reply
         self._expected_exits: set[str] = set()
 
@@ -237,7 +239,7 @@ class Kernels:
         try:
             await trio.to_thread.run_sync(
                 hostfs.make_kernel_dir, kdir, config.kernel_uid,
-                config.work_size_bytes, config.disk_reserve_bytes,
+                config.work_size_bytes, config.disk_reserve_bytes, limiter=self._disk,
             )  # fmt: skip
         except FileExistsError:
             raise
