@@ -26,7 +26,13 @@ from trio_websocket import (
 from node.agent import serve
 from node.config import NodeConfig
 from node.errors import ContainerNotFound, ImageNotFound, NodeError
-from node.runtime import ContainerSpec, ContainerState, ImageRecord, RuntimeEvent
+from node.runtime import (
+    ContainerRuntime,
+    ContainerSpec,
+    ContainerState,
+    ImageRecord,
+    RuntimeEvent,
+)
 from wire import Execute, Input, Message, Register, Reply, RunOutput, decode, encode
 
 M = TypeVar("M", bound=Message)
@@ -168,11 +174,15 @@ class FakeControlPlane:
 
 
 class NodeProcess:
-    """`serve(config)` in a nursery, stopped and started again like a node process would be."""
+    """`serve(config)` in a nursery, stopped and started again like a node process would be;
+    on Docker unless given another runtime (a `MemoryRuntime`, say)."""
 
-    def __init__(self, nursery: trio.Nursery, config: NodeConfig) -> None:
+    def __init__(
+        self, nursery: trio.Nursery, config: NodeConfig, runtime: ContainerRuntime | None = None
+    ) -> None:
         self._nursery = nursery
         self.config = config
+        self._runtime = runtime
         self._scope: trio.CancelScope | None = None
         self._done = trio.Event()
 
@@ -183,7 +193,7 @@ class NodeProcess:
         async def run(task_status: trio.TaskStatus[None]) -> None:
             try:
                 with scope:
-                    await serve(self.config, task_status=task_status)
+                    await serve(self.config, runtime=self._runtime, task_status=task_status)
             finally:
                 done.set()
 
@@ -209,6 +219,11 @@ class MemoryRuntime:
     container is not running (exit code 0) until started, removing a running one kills it, and
     every stop emits a "die" event carrying the container's labels and exit code. A test ends a
     container's program with `exit` or `oom_kill` and makes it print with `write_log`.
+
+    It runs no program: a kernel created through the node on it gets no runner to dial in, so
+    `Kernels.create` would wait for one in vain. It serves what needs containers, not code: the
+    agent's Register, adoption and kernel-end reports (tests/node/test_agent_memory.py),
+    placement and bookkeeping at scale.
     """
 
     def __init__(self, images: Iterable[ImageRecord] = ()) -> None:
