@@ -32,6 +32,9 @@ class NodeConfig:
     # (policy 9.2.2), useradd (UID_MAX 60000, subordinate ids from 100000) nor systemd
     kernel_uid: Annotated[int, Field(gt=0, lt=2**31 - 1)] = 65536
     work_size: str = "1g"  # each kernel's /home/work quota (preallocated on the state disk)
+    # false only where the node cannot mount filesystems the engine sees (a node inside a
+    # container or systemd-nspawn): /home/work is then a plain folder on the state disk, unlimited
+    work_quota: bool = True
     tmp_size: str = "256m"  # each kernel's /tmp (tmpfs: counted in the kernel's memory)
     disk_reserve: str = "2g"  # a kernel is refused if its work quota would leave less free
     heartbeat_interval: float = 5.0

@@ -53,10 +53,11 @@ def install_runner(state_dir: Path) -> Path:
     return folder
 
 
-def make_kernel_dir(path: Path, uid: int, work_size: int, reserve: int) -> None:
+def make_kernel_dir(path: Path, uid: int, work_size: int | None, reserve: int) -> None:
     """Create a kernel's folder: the socket folder, the passwd/group files its user sees, and a
-    `work_size` work filesystem owned by `uid`, mounted. FileExistsError if it is there already;
-    OSError (ENOSPC) when the image would leave less than `reserve` bytes free."""
+    `work_size` work filesystem owned by `uid`, mounted (None: a plain folder, unlimited).
+    FileExistsError if it is there already; OSError (ENOSPC) when the image would leave less
+    than `reserve` bytes free."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     path.mkdir(mode=0o755)
     try:
@@ -66,7 +67,10 @@ def make_kernel_dir(path: Path, uid: int, work_size: int, reserve: int) -> None:
             (path / name).chmod(0o755)
         _write(path / PASSWD, _passwd(uid))
         _write(path / GROUP, f"root:x:0:\nnogroup:x:65534:\nwork:x:{uid}:\n")
-        _make_work_fs(path, uid, work_size, reserve)
+        if work_size is None:
+            os.chown(path / WORK_DIR, uid, uid)
+        else:
+            _make_work_fs(path, uid, work_size, reserve)
     except BaseException:
         remove_kernel_dir(path)
         raise
@@ -105,7 +109,14 @@ def _make_work_fs(kdir: Path, uid: int, size: int, reserve: int) -> None:
     # nodiscard keeps the preallocation (mkfs would otherwise punch the image's blocks out again)
     _tool("mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
           "-E", f"root_owner={uid}:{uid},nodiscard", str(image))  # fmt: skip
-    _tool("mount", "-o", "loop,nosuid,nodev", str(image), str(kdir / WORK_DIR))
+    try:
+        _tool("mount", "-o", "loop,nosuid,nodev", str(image), str(kdir / WORK_DIR))
+    except OSError as exc:
+        raise OSError(
+            f"{exc}; a node that cannot mount filesystems the container engine sees (one inside a"
+            " container or systemd-nspawn) needs work_quota = false in node.toml, and then has"
+            " no work quota"
+        ) from exc
 
 
 def _tool(*argv: str) -> None:

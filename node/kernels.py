@@ -239,7 +239,8 @@ class Kernels:
         try:
             await trio.to_thread.run_sync(
                 hostfs.make_kernel_dir, kdir, config.kernel_uid,
-                config.work_size_bytes, config.disk_reserve_bytes, limiter=self._disk,
+                config.work_size_bytes if config.work_quota else None,
+                config.disk_reserve_bytes, limiter=self._disk,
             )  # fmt: skip
         except FileExistsError:
             raise

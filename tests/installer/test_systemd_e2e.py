@@ -26,6 +26,7 @@ import docker
 import pytest
 
 from installer.plan import Plan
+from node.config import NodeConfig
 from shipyard.testing import TEST_IMAGE
 from tests.installer import nspawn
 
@@ -151,6 +152,14 @@ def test_install_use_reinstall_uninstall_under_systemd(
         shutil.rmtree(state, ignore_errors=True)
 
 
+def _node_without_work_quota(host: nspawn.Machine, state: Path) -> None:
+    """A node inside systemd-nspawn cannot mount filesystems the host's engine sees, so it runs
+    without work quotas (tests/node shows them); the installer keeps this from node.toml."""
+    config = host.root / "etc" / "shipyard" / "node.toml"
+    config.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    NodeConfig(state / "node", "http://127.0.0.1:8081", "replaced", work_quota=False).dump(config)
+
+
 def _scenario(
     host: nspawn.Machine, executable: Path, state: Path, node_id: str, t: Transcript
 ) -> None:
@@ -159,6 +168,7 @@ def _scenario(
         state_dir=state, vfolder_root=state / "vfolders", verify_image=TEST_IMAGE
     )
     (host.root / "root" / "single-node.toml").write_text(plan.to_toml())
+    _node_without_work_quota(host, state)
     t.section(f"host {host.name}: {host.run('systemctl', '--version').stdout.splitlines()[0]}")
     t.note(
         "answers: installer/examples/single-node.toml with state_dir, vfolder_root and"
@@ -290,6 +300,7 @@ def _join(
                 vfolder_root=state / "vfolders",
             )
             (host.root / "root" / "node.toml").write_text(answers.to_toml())
+            _node_without_work_quota(host, state)
             install = "/root/shipyard install --headless --answers /root/node.toml"
             result = host.sh(install, timeout=400)
             t.command(f"(on {name}) {install}", result)

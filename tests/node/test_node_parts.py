@@ -156,6 +156,15 @@ def test_kernel_folder_has_a_quota_sized_work_filesystem(tmp_path: Path) -> None
     )
 
 
+def test_kernel_folder_without_a_work_quota_is_a_plain_folder(tmp_path: Path) -> None:
+    kdir = tmp_path / "k" / "0123456789ab"
+    make_kernel_dir(kdir, 65536, None, 0)  # work_quota = false: for nodes that cannot mount
+    assert not os.path.ismount(kdir / "work") and not (kdir / "work.img").exists()
+    assert (kdir / "work").stat().st_uid == 65536
+    remove_kernel_dir(kdir)
+    assert not kdir.exists()
+
+
 def test_kernel_folder_is_refused_when_it_would_eat_the_disk_reserve(tmp_path: Path) -> None:
     kdir = tmp_path / "k" / "0123456789ab"
     free = shutil.disk_usage(tmp_path).free
