@@ -25,6 +25,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from hostlib import __version__, sdnotify
 from node import hostfs
+from node.accelerators import Accelerators
 from node.config import NodeConfig
 from node.errors import ControlPlaneUnreachable, NodeError
 from node.kernels import (
@@ -88,7 +89,9 @@ async def serve(
             await trio.to_thread.run_sync(hostfs.install_runner, config.state_dir)
         except OSError as exc:
             raise NodeError(f"cannot install the runner under {config.state_dir}: {exc}") from exc
-        agent = Agent(config, runtime, endpoint)
+        engine = await runtime.info()
+        accelerators = await trio.to_thread.run_sync(Accelerators.open, config, engine)
+        agent = Agent(config, runtime, endpoint, accelerators)
         send, receive = trio.open_memory_channel[RuntimeEvent](256)
         try:
             async with trio.open_nursery() as nursery:
@@ -100,17 +103,24 @@ async def serve(
                 await agent.connect_forever()
         finally:
             agent.close()
+            accelerators.close()
     finally:
         if docker_runtime is not None:
             docker_runtime.close()
 
 
 class Agent:
-    def __init__(self, config: NodeConfig, runtime: ContainerRuntime, endpoint: Endpoint) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        runtime: ContainerRuntime,
+        endpoint: Endpoint,
+        accelerators: Accelerators | None = None,
+    ) -> None:
         self._config = config
         self._endpoint = endpoint
         self._runtime = runtime
-        self._kernels = Kernels(config, runtime)
+        self._kernels = Kernels(config, runtime, accelerators)
         self._runs = Runs(self._kernels, runtime)
         self._load = HostLoad()
         self._ws: WebSocketConnection | None = None  # set once Register went out on it
@@ -242,6 +252,8 @@ class Agent:
 
     async def _kernel_died(self, event: RuntimeEvent) -> None:
         kernel_id = event.attributes.get(LABEL_KERNEL)
+        if kernel_id:
+            self._kernels.release_devices(kernel_id)
         if not kernel_id or self._kernels.exit_is_expected(kernel_id):
             return
         try:

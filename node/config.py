@@ -38,6 +38,11 @@ class NodeConfig:
     tmp_size: str = "256m"  # each kernel's /tmp (tmpfs: counted in the kernel's memory)
     disk_reserve: str = "2g"  # a kernel is refused if its work quota would leave less free
     heartbeat_interval: float = 5.0
+    # accelerator plugins (entry points "shipyard.accelerators") this node uses; None: every
+    # installed plugin but "mock" whose hardware is present. A listed plugin must open.
+    accelerators: list[str] | None = None
+    mock_devices: Path | None = None  # the mock plugin's TOML file of fake devices
+    nvidia_cdi: bool = False  # NVIDIA GPUs by CDI name (nvidia.com/gpu=UUID), not the runtime
 
     @field_validator("work_size", "tmp_size", "disk_reserve")
     @classmethod

@@ -23,6 +23,7 @@ from pathlib import Path
 import trio
 
 from node import hostfs
+from node.accelerators import Accelerators, Allocation
 from node.config import NodeConfig
 from node.errors import (
     ContainerNotFound,
@@ -33,6 +34,7 @@ from node.errors import (
 )
 from node.runner_client import RunnerConnection, RunnerSocket, ping
 from node.runtime import Bind, ContainerRuntime, ContainerSpec, ContainerState
+from node.stats import Tracked
 from wire import CreateKernel, KernelInfo, Slots, SlotsError, UploadFile, format_bytes
 
 log = logging.getLogger("shipyard.node.kernels")
@@ -41,6 +43,7 @@ LABEL_KERNEL = "ai.shipyard.kernel-id"
 LABEL_SESSION = "ai.shipyard.session-id"
 LABEL_OWNER = "ai.shipyard.owner"
 LABEL_NODE = "ai.shipyard.node-id"
+LABEL_DEVICES = "ai.shipyard.devices"  # the accelerator devices it holds (Allocation.label_value)
 
 SOCKET_MOUNT = "/run/shipyard"
 RUNNER_SOCKET = f"{SOCKET_MOUNT}/{hostfs.SOCKET_NAME}"
@@ -60,6 +63,7 @@ class Kernel:
     dir: Path
     mem_limit: int | None
     runner: RunnerSocket
+    pid: int | None = None  # its container's init process while running (for live statistics)
 
     @property
     def work(self) -> Path:
@@ -107,9 +111,15 @@ def describe_exit(state: ContainerState) -> str:
 class Kernels:
     """Create, find and destroy the kernels of one node."""
 
-    def __init__(self, config: NodeConfig, runtime: ContainerRuntime) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        runtime: ContainerRuntime,
+        accelerators: Accelerators | None = None,
+    ) -> None:
         self._config = config
         self._runtime = runtime
+        self._accelerators = accelerators or Accelerators([])
         self._known: dict[str, Kernel] = {}
         self._sockets: dict[str, RunnerSocket] = {}  # by kernel id, until destroyed or closed
         # one at a time: two creates must not both find room for their work image in the reserve
@@ -145,6 +155,7 @@ class Kernels:
             dir=kdir,
             mem_limit=state.mem_limit,
             runner=self._socket(kernel_id, kdir),
+            pid=state.pid,
         )
         self._known[kernel_id] = kernel
         return kernel
@@ -153,10 +164,17 @@ class Kernels:
         """Every container labelled with this node's id, running or not (for Register)."""
         states = await self._runtime.containers({LABEL_NODE: self._config.node_id})
         self._known.clear()
+        allocator = self._accelerators.allocator
+        allocator.reset()
         infos = []
         for state in states:
             if LABEL_KERNEL not in state.labels:
                 continue
+            if state.running and LABEL_DEVICES in state.labels:
+                try:  # a restarted node holds again what its running kernels hold
+                    allocator.restore(state.labels[LABEL_KERNEL], state.labels[LABEL_DEVICES])
+                except NodeError as exc:
+                    log.warning("%s", exc)
             try:
                 self._adopt(state)
             except NodeError as exc:  # reported as it is; its runs will say what is wrong
@@ -207,9 +225,16 @@ class Kernels:
             await self._make_dir(kdir)
         self._expected_exits.add(req.kernel_id)  # dying while starting is reported in the Reply
         container_id = ""
+        allocation = None
         try:
+            try:
+                allocation = self._accelerators.allocator.allocate(req.kernel_id, slots)
+            except NodeError as exc:
+                raise NodeError(
+                    f"cannot create kernel {req.kernel_id} on node {self._config.node_id}: {exc}"
+                ) from exc
             runner = self._socket(req.kernel_id, kdir)
-            spec = self._spec(req, kdir, slots)
+            spec = self._spec(req, kdir, slots, allocation)
             try:
                 container_id = await self._runtime.create(spec)
             except ImageNotFound as exc:
@@ -217,11 +242,14 @@ class Kernels:
                     f"image {req.image} not found on node {self._config.node_id}"
                 ) from exc
             await self._runtime.start(container_id)
+            pid = (await self._runtime.inspect(container_id)).pid
             kernel = Kernel(
-                req.kernel_id, req.session_id, container_id, kdir, spec.mem_limit, runner
+                req.kernel_id, req.session_id, container_id, kdir, spec.mem_limit, runner, pid
             )
             await self._wait_ready(kernel)
         except BaseException:
+            if allocation is not None:
+                self._accelerators.allocator.release(req.kernel_id)
             with trio.CancelScope(shield=True):
                 if container_id:
                     try:
@@ -264,22 +292,29 @@ class Kernels:
             raise NodeError(f"kernel {kernel_id} already exists on node {self._config.node_id}")
         await self._remove_dir(kernel_id, kdir)
 
-    def _spec(self, req: CreateKernel, kdir: Path, slots: Slots) -> ContainerSpec:
+    def _spec(
+        self, req: CreateKernel, kdir: Path, slots: Slots, allocation: Allocation
+    ) -> ContainerSpec:
         config = self._config
         uid = config.kernel_uid
         cpu, mem = slots["cpu"], slots["mem"]
+        devices = allocation.container
+        labels = {
+            LABEL_KERNEL: req.kernel_id,
+            LABEL_SESSION: req.session_id,
+            LABEL_OWNER: req.owner_access_key,
+            LABEL_NODE: config.node_id,
+        }
+        if allocation.shares:
+            labels[LABEL_DEVICES] = allocation.label_value()
         return ContainerSpec(
             name=f"shipyard-{short_id(req.kernel_id)}",
             image=req.image,
             command=["python3", "/opt/shipyard/runner.py", RUNNER_SOCKET],
-            labels={
-                LABEL_KERNEL: req.kernel_id,
-                LABEL_SESSION: req.session_id,
-                LABEL_OWNER: req.owner_access_key,
-                LABEL_NODE: config.node_id,
-            },
+            labels=labels,
             user=f"{uid}:{uid}",
-            environment={**req.environ, "HOME": "/home/work"},
+            # the devices' variables last: a session cannot widen what it sees
+            environment={**req.environ, "HOME": "/home/work", **devices.environment},
             working_dir="/home/work",
             binds=[
                 Bind(config.state_dir / hostfs.RUNNER_DIR, "/opt/shipyard", read_only=True),
@@ -293,6 +328,9 @@ class Kernels:
             nano_cpus=int(cpu * 1_000_000_000) if cpu > 0 else None,
             mem_limit=int(mem) if mem > 0 else None,
             pids_limit=config.pids_limit,
+            device_requests=list(devices.device_requests),
+            devices=list(devices.devices),
+            group_add=list(devices.group_add),
         )
 
     async def _wait_ready(self, kernel: Kernel) -> None:
@@ -333,8 +371,22 @@ class Kernels:
                 if not state.running:
                     exit_code = state.exit_code
             self._known.pop(kernel_id, None)
+            self._accelerators.allocator.release(kernel_id)
             await self._remove_dir(kernel_id, kdir)
         return exit_code
+
+    def release_devices(self, kernel_id: str) -> None:
+        """The kernel stopped: its accelerator devices are free for others."""
+        self._accelerators.allocator.release(kernel_id)
+
+    def tracked(self) -> list[Tracked]:
+        """The running kernels this node knows, for the statistics sampler."""
+        held = self._accelerators.allocator.held
+        return [
+            Tracked(k.kernel_id, k.pid, {p: list(d) for p, d in held(k.kernel_id).items()})
+            for k in self._known.values()
+            if k.pid is not None
+        ]
 
     @asynccontextmanager
     async def connect(self, kernel: Kernel) -> AsyncIterator[RunnerConnection]:

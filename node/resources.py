@@ -22,11 +22,11 @@ def capacity(config: NodeConfig) -> dict[str, str]:
         mem = Slots({"mem": config.mem})["mem"]
     else:
         reserve = Slots({"mem": config.mem_reserve})["mem"]
-        mem = max(Decimal(0), Decimal(_meminfo()["MemTotal"]) - reserve)
+        mem = max(Decimal(0), Decimal(meminfo()["MemTotal"]) - reserve)
     return Slots({"cpu": cpu, "mem": mem}).to_wire()
 
 
-def _meminfo() -> dict[str, int]:
+def meminfo() -> dict[str, int]:
     """/proc/meminfo in bytes."""
     values = {}
     for line in (_PROC / "meminfo").read_text().splitlines():
@@ -60,6 +60,6 @@ class HostLoad:
         self._last = (busy, total)
         elapsed = total - last_total
         cpu_pct = round(100.0 * (busy - last_busy) / elapsed, 1) if elapsed > 0 else 0.0
-        info = _meminfo()
+        info = meminfo()
         mem_used = info["MemTotal"] - info.get("MemAvailable", info.get("MemFree", 0))
         return cpu_pct, mem_used

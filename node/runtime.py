@@ -45,6 +45,15 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class DeviceRequest:
+    """One entry of the engine's `DeviceRequests` (the nvidia runtime, or CDI names)."""
+
+    driver: str  # "nvidia" or "cdi"
+    device_ids: tuple[str, ...]
+    capabilities: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     image: str
@@ -59,6 +68,18 @@ class ContainerSpec:
     mem_limit: int | None = None  # bytes; swap is never granted on top
     pids_limit: int | None = None
     scratch: dict[str, int] = field(default_factory=dict)  # tmpfs mount point -> size in bytes
+    # accelerators (node/accelerators): the engine's device requests, host device nodes, groups
+    device_requests: list[DeviceRequest] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)  # "/dev/kfd:/dev/kfd:rwm"
+    group_add: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What accelerator plugins need to know about the engine."""
+
+    runtimes: frozenset[str]  # "runc", and "nvidia" where the NVIDIA container toolkit is set up
+    cdi_spec_dirs: tuple[str, ...] = ()  # where the engine reads CDI specs (empty: CDI is off)
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,7 @@ class ContainerState:
     exit_code: int | None  # None while running
     oom_killed: bool
     mem_limit: int | None
+    pid: int | None = None  # the container's init process on the host, while running
 
 
 @dataclass(frozen=True)
@@ -90,6 +112,7 @@ class RuntimeEvent:
 
 class ContainerRuntime(Protocol):
     async def ping(self) -> None: ...
+    async def info(self) -> EngineInfo: ...
     async def create(self, spec: ContainerSpec) -> str: ...
     async def start(self, container_id: str) -> None: ...
     async def remove(self, container_id: str) -> None: ...
@@ -154,6 +177,13 @@ class DockerRuntime:
     async def ping(self) -> None:
         await self._run("checking the container engine", self._api.ping)
 
+    async def info(self) -> EngineInfo:
+        raw = await self._run("asking the container engine about itself", self._api.info)
+        return EngineInfo(
+            runtimes=frozenset(raw.get("Runtimes") or {}),
+            cdi_spec_dirs=tuple(raw.get("CDISpecDirs") or ()),
+        )
+
     async def create(self, spec: ContainerSpec) -> str:
         host_config = self._api.create_host_config(
             init=True,
@@ -176,6 +206,17 @@ class DockerRuntime:
                 docker.types.Mount(b.target, str(b.source), type="bind", read_only=b.read_only)
                 for b in spec.binds
             ],
+            device_requests=[
+                docker.types.DeviceRequest(
+                    driver=r.driver,
+                    device_ids=list(r.device_ids),
+                    capabilities=[list(c) for c in r.capabilities],
+                )
+                for r in spec.device_requests
+            ]
+            or None,
+            devices=spec.devices or None,
+            group_add=spec.group_add or None,
         )
         created = await self._run(
             f"creating container {spec.name} from {spec.image}",
@@ -334,6 +375,7 @@ def _state(attrs: Mapping[str, Any]) -> ContainerState:
         exit_code=None if running or exit_code is None else int(exit_code),
         oom_killed=bool(state.get("OOMKilled")),
         mem_limit=int((attrs.get("HostConfig") or {}).get("Memory") or 0) or None,
+        pid=int(state.get("Pid") or 0) or None if running else None,
     )
 
 

@@ -30,6 +30,7 @@ from node.runtime import (
     ContainerRuntime,
     ContainerSpec,
     ContainerState,
+    EngineInfo,
     ImageRecord,
     RuntimeEvent,
 )
@@ -234,6 +235,9 @@ class MemoryRuntime:
 
     async def ping(self) -> None:
         pass
+
+    async def info(self) -> EngineInfo:
+        return EngineInfo(runtimes=frozenset({"runc"}))
 
     async def create(self, spec: ContainerSpec) -> str:
         images = [r for r in self._images.values() if spec.image in (r.id, *r.tags)]

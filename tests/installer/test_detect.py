@@ -155,16 +155,6 @@ def test_amd_card_without_rocm_and_no_gpu() -> None:
     assert none.status == "info"
 
 
-def test_kfd_parsers() -> None:
-    assert _gpu.gfx_name(90010) == "gfx90a"
-    assert _gpu.gfx_name(110000) == "gfx1100"
-    assert _gpu.gfx_name(90402) == "gfx942"
-    assert _gpu.parse_kfd_properties("simd_count 4\nname junk words\nhive_id -1\n") == {
-        "simd_count": 4,
-        "hive_id": -1,
-    }
-
-
 # --- the whole report, on this machine ---------------------------------------------------------
 
 
