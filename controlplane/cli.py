@@ -59,25 +59,34 @@ def serve_command(config_path: Path) -> None:
 )
 def migrate_command(config_path: Path, check: bool) -> None:
     """Bring the database schema to this version's newest revision (idempotent)."""
+    code, message = migrate(config_path, check)
+    if code == 2:
+        raise click.ClickException(message)
+    click.echo(message)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def migrate(config_path: Path, check: bool) -> tuple[int, str]:
+    """What `shipyard controlplane migrate [--check]` does: (exit status, what it says). 1: the
+    check found the schema behind; 2: the config or the database is unusable. (Also called
+    in-process by the installer's test host, installer/testing.py.)"""
     try:
         config = ControlPlaneConfig.load(config_path)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        return 2, str(exc)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         before, after, head = anyio.run(_migrate, config, check, backend="asyncio")
     except (OSError, SQLAlchemyError) as exc:
-        raise click.ClickException(f"cannot migrate {_redacted(config)}: {exc}") from exc
+        return 2, f"cannot migrate {_redacted(config)}: {exc}"
     if check:
         if before == head:
-            click.echo(f"schema is current (revision {head})")
-            return
-        click.echo(f"schema needs migrating: revision {before or 'none'} -> {head}")
-        raise click.exceptions.Exit(1)
+            return 0, f"schema is current (revision {head})"
+        return 1, f"schema needs migrating: revision {before or 'none'} -> {head}"
     if before == after:
-        click.echo(f"schema is current (revision {after})")
-    else:
-        click.echo(f"migrated the schema: revision {before or 'none'} -> {after}")
+        return 0, f"schema is current (revision {after})"
+    return 0, f"migrated the schema: revision {before or 'none'} -> {after}"
 
 
 async def _migrate(

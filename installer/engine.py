@@ -2,7 +2,9 @@
 
 Each step knows whether it is already done (`check`), how to do it (`apply`) and how to take it
 back (`undo`). Steps run in stages; the steps of one stage do not depend on each other and run
-at once in a nursery. When a step fails, every step that started is undone in reverse order,
+at once in a nursery, but their events come out one step after the other, in plan order (a
+step's events wait until the steps before it in its stage are over), so the log reads the same
+every time. When a step fails, every step that started is undone in reverse plan order,
 shielded from cancellation (Ctrl-C included). Running the install again finds every step done
 and changes nothing; running a newer executable's install upgrades in place.
 
@@ -14,6 +16,7 @@ screens from its worker thread, headless mode prints them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,20 +67,65 @@ class _Failure:
     fix: str
 
 
+class _Ordered:
+    """The events of one stage's steps, passed on one step after the other: a step's events are
+    held back until every step before it in the stage is over."""
+
+    def __init__(self, steps: list[Step], emit: OnEvent) -> None:
+        self._emit = emit
+        self._held: list[list[Event]] = [[] for _ in steps]
+        self._over = [False] * len(steps)
+        self._current = 0  # the step whose events pass at once
+
+    def emitter(self, index: int) -> OnEvent:
+        def emit(event: Event) -> None:
+            if index == self._current:
+                self._emit(event)
+            else:
+                self._held[index].append(event)
+
+        return emit
+
+    def over(self, index: int) -> None:
+        self._over[index] = True
+        while self._current < len(self._over) and self._over[self._current]:
+            self._current += 1
+            self.flush(upto=self._current)
+
+    def flush(self, upto: int | None = None) -> None:
+        """Pass on what is held for the steps up to `upto` (all of them: the stage is over)."""
+        for held in self._held[: len(self._held) if upto is None else upto + 1]:
+            for event in held:
+                self._emit(event)
+            held.clear()
+
+
 class _Runner:
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, stages: list[list[Step]]) -> None:
         self.run = run
-        self.started: list[Step] = []  # steps that may have changed something, in order
+        self.emit = run.emit
+        self.order = {id(step): n for n, step in enumerate(s for stage in stages for s in stage)}
+        self.started: list[Step] = []  # steps that may have changed something
         self.failures: list[_Failure] = []
 
     async def stage(self, steps: list[Step]) -> None:
-        async with trio.open_nursery() as nursery:
-            for step in steps:
-                nursery.start_soon(self._one, step)
+        ordered = _Ordered(steps, self.emit)
+        try:
+            async with trio.open_nursery() as nursery:
+                for index, step in enumerate(steps):
+                    nursery.start_soon(self._one, step, ordered, index)
+        finally:
+            ordered.flush()  # cancelled: what was said so far comes out before the rollback
 
-    async def _one(self, step: Step) -> None:
-        emit = self.run.emit
-        step.run = self.run
+    async def _one(self, step: Step, ordered: _Ordered, index: int) -> None:
+        emit = ordered.emitter(index)
+        step.run = dataclasses.replace(self.run, emit=emit)
+        try:
+            await self._apply(step, emit)
+        finally:
+            ordered.over(index)
+
+    async def _apply(self, step: Step, emit: OnEvent) -> None:
         emit(StepStarted(step.name, step.title))
         try:
             if not step.probe:
@@ -88,26 +136,27 @@ class _Runner:
                 self.started.append(step)
             await step.apply()
         except StepError as exc:
-            self._fail(step, str(exc), exc.fix)
+            self._fail(step, str(exc), exc.fix, emit)
             return
         except (OSError, InstallerError) as exc:
-            self._fail(step, str(exc), "")
+            self._fail(step, str(exc), "", emit)
             return
         except Exception as exc:  # a bug: still roll back, and say what it was
-            self._fail(step, f"unexpected error: {exc!r}", "")
+            self._fail(step, f"unexpected error: {exc!r}", "", emit)
             return
         if not step.probe:
             self.run.changed.add(step.name)
         emit(StepFinished(step.name, not step.probe))
 
-    def _fail(self, step: Step, error: str, fix: str) -> None:
+    def _fail(self, step: Step, error: str, fix: str, emit: OnEvent) -> None:
         self.failures.append(_Failure(step, error, fix))
-        self.run.emit(StepFailed(step.name, error, fix))
+        emit(StepFailed(step.name, error, fix))
 
     async def rollback(self) -> None:
         with trio.CancelScope(shield=True):
-            for step in reversed(self.started):
-                self.run.emit(RollingBack(step.name))
+            for step in sorted(self.started, key=lambda s: self.order[id(s)], reverse=True):
+                step.run = self.run  # its events pass at once now
+                self.emit(RollingBack(step.name))
                 try:
                     await step.undo()
                 except Exception as exc:
@@ -116,7 +165,7 @@ class _Runner:
                 try:
                     await restore()
                 except Exception as exc:
-                    self.run.emit(StepLog("rollback", f"could not restore: {exc}"))
+                    self.emit(StepLog("rollback", f"could not restore: {exc}"))
 
     async def execute(self, stages: list[list[Step]]) -> _Failure | None:
         """Run the stages; on the first failed stage roll back (unless only steps that ask
@@ -160,8 +209,9 @@ async def install(
             }
             on_event(Finished(False, summary))
             return Outcome(False, summary, (), problems, errors[0].message, errors[0].fix)
-    runner = _Runner(run)
-    failure = await runner.execute(_steps.install_stages(plan))
+    stages = _steps.install_stages(plan)
+    runner = _Runner(run, stages)
+    failure = await runner.execute(stages)
     summary = _steps.summary(run)
     if failure is not None:
         summary |= {"failed_step": failure.step.name, "error": failure.error, "fix": failure.fix}
@@ -225,8 +275,9 @@ async def uninstall(
         on_event(Finished(False, {"error": str(exc)}))
         return Outcome(False, {"error": str(exc)}, error=str(exc))
     run = Run(plan, host or SystemHost(), on_event)
-    runner = _Runner(run)
-    for step in _steps.uninstall_steps(plan, purge):
+    steps = _steps.uninstall_steps(plan, purge)
+    runner = _Runner(run, [steps])
+    for step in steps:
         await runner.stage([step])  # in order, and on past a failure: remove what we can
     ok = not runner.failures
     summary: dict[str, Any] = {

@@ -1,5 +1,6 @@
-"""`python -m installer.tui [--demo]`: the text UI on its own, or walked through with the
-doubles of `installer.tui.testing` (a made-up machine; nothing is installed)."""
+"""`python -m installer.tui [--demo]`: the text UI on its own, or on a made-up machine with the
+real engine installing into the sandbox of `installer.tui.testing` (/tmp/shipyard-tui; the
+services it starts stop when the install is over, and the sandbox is removed on exit)."""
 
 from __future__ import annotations
 
@@ -18,21 +19,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="walk through the screens with a made-up machine and engine; installs nothing",
+        help="walk through the screens on a made-up machine, installing into a sandbox",
     )
     parser.add_argument(
-        "--demo-fail-at",
-        metavar="STEP",
-        help="with --demo: make this step fail (e.g. services) to see the rollback",
+        "--demo-fail",
+        action="store_true",
+        help="with --demo: the services fail to start, to see the rollback",
     )
     args = parser.parse_args(argv)
-    if args.demo_fail_at and not args.demo:
-        parser.error("--demo-fail-at goes with --demo")
+    if args.demo_fail and not args.demo:
+        parser.error("--demo-fail goes with --demo")
     if not args.demo:
         return run_tui()
     from installer.tui.testing import demo_app
 
-    return run_tui(demo_app(fail_at=args.demo_fail_at))
+    app, sandbox = demo_app(fail=args.demo_fail)
+    with sandbox.opened():
+        return run_tui(app)
 
 
 if __name__ == "__main__":

@@ -90,9 +90,13 @@ class ChoicesScreen(Screen[None]):
             self.url = url
             self.error = error
 
-    def __init__(self, report: Report, check_database: CheckDatabase) -> None:
+    def __init__(
+        self, report: Report, check_database: CheckDatabase, answers: Plan | None = None
+    ) -> None:
         super().__init__()
         self._report = report
+        # what the form does not ask (paths, the node id, ...) comes from here
+        self._answers = answers or Plan(role="all-in-one")
         self._check_database = check_database
         self._call: TrioCall | None = None
         existing: dict[str, Any] = report.value("installation", "shipyard") or {}
@@ -104,6 +108,8 @@ class ChoicesScreen(Screen[None]):
         existing = self._existing
         node = existing.get("role") == "node"
         suggestions = vfolder_suggestions(self._report)
+        if self._answers.vfolder_root != DEFAULT_VFOLDER_ROOT:
+            suggestions.insert(0, str(self._answers.vfolder_root))
         has_engine = engine_present(self._report)
         yield Header()
         with VerticalScroll(classes="body", id="form"):
@@ -138,10 +144,15 @@ class ChoicesScreen(Screen[None]):
                 yield Static("", id="dsn-status", classes="hint", markup=False)
                 yield self._field(
                     "Listen on",
-                    Input(str(existing.get("bind_host") or "127.0.0.1"), id="bind-host"),
+                    Input(
+                        str(existing.get("bind_host") or self._answers.bind_host), id="bind-host"
+                    ),
                 )
                 yield self._field(
-                    "Port", Input(str(existing.get("port") or 8081), type="integer", id="port")
+                    "Port",
+                    Input(
+                        str(existing.get("port") or self._answers.port), type="integer", id="port"
+                    ),
                 )
             yield self._field(
                 "Vfolder root",
@@ -237,7 +248,7 @@ class ChoicesScreen(Screen[None]):
                 fields["database_url"] = dsn
         if not fields["vfolder_root"].is_absolute():
             raise PlanError("the vfolder root must be an absolute path")
-        return Plan(**fields)
+        return self._answers.replace(**fields)
 
     # --- reacting ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from installer import engine
 from installer.detect import Report
 from installer.detect import detect as real_detect
+from installer.plan import Plan
 from installer.plan import check_database as real_check_database
 from installer.preflight import preflight as real_preflight
 from installer.tui._apply import ApplyScreen, Describe, Install
@@ -47,6 +48,7 @@ class InstallerApp(App[int]):
         check_database: CheckDatabase = real_check_database,
         install: Install = engine.install,
         describe: Describe = engine.describe,
+        answers: Plan | None = None,
         demo: bool = False,
     ) -> None:
         super().__init__()
@@ -55,6 +57,7 @@ class InstallerApp(App[int]):
         self._check_database = check_database
         self._install = install
         self._describe = describe
+        self._answers = answers  # where the choices start from (default: Plan's defaults)
         self.demo = demo
         self.report: Report | None = None  # the detection report the user went on with
         if demo:
@@ -70,7 +73,7 @@ class InstallerApp(App[int]):
 
     def on_detect_screen_accepted(self, message: DetectScreen.Accepted) -> None:
         self.report = message.report
-        self.push_screen(ChoicesScreen(message.report, self._check_database))
+        self.push_screen(ChoicesScreen(message.report, self._check_database, self._answers))
 
     def on_choices_screen_chosen(self, message: ChoicesScreen.Chosen) -> None:
         assert self.report is not None

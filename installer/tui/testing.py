@@ -1,35 +1,31 @@
-"""Doubles for the installer's text UI: a made-up machine and a scripted engine.
+"""For driving the installer's text UI without installing on this machine: a made-up machine
+(the detection report, a database check) and a sandbox the real engine installs into.
 
 Used by tests/installer/test_tui.py, by the screenshots (installer/tui/screenshots.py) and by
-`python -m installer.tui --demo`. None of them touches this machine: the engine double emits
-the events of the steps the real engine names for the plan (`installer.engine.describe`), and
-never runs one. Preflight and `describe` are not doubled: they are pure functions of the report
-and the plan.
+`python -m installer.tui --demo`. The engine is never doubled: `Sandbox` runs
+`installer.engine.install` with every path under its root and systemd played by
+`installer.testing.FakeSystemdHost`, which runs the units' services for real. Preflight and
+`describe` are not doubled either: they are pure functions of the report and the plan.
 """
 
 from __future__ import annotations
 
+import fcntl
+import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import trio
 
+from installer._host import LABEL_NODE
 from installer.detect import Finding, Report, Status
-from installer.engine import (
-    Event,
-    Finished,
-    OnEvent,
-    Outcome,
-    RollingBack,
-    StepFailed,
-    StepFinished,
-    StepLog,
-    StepStarted,
-    describe,
-)
+from installer.engine import Event, OnEvent, Outcome, install
 from installer.errors import PlanError
 from installer.plan import Plan, redact
+from installer.testing import FakeSystemdHost
 from installer.tui.app import InstallerApp
 
 GiB = 2**30
@@ -177,32 +173,48 @@ class FakeDatabase:
             raise PlanError(f"cannot use the database at {redact(url)}: connection refused")
 
 
-class FakeEngine:
-    """Stands in for `installer.engine.install`: emits the engine's events for the steps the
-    real engine would run (`installer.engine.describe`), in order, and changes nothing.
+SANDBOX_ROOT = Path("/tmp/shipyard-tui")  # fixed, so that the screens read the same every run
+SANDBOX_PORT = 28081  # fixed for the same reason; outside the ephemeral range free_port() uses
+SANDBOX_NODE = "i-sandbox"
+SANDBOX_IMAGE = "shipyard-test/python:3.11"  # the image the tests build (shipyard.testing)
+SERVICES_FAIL = "Job for shipyard-controlplane.service failed because the control process exited"
 
-    `fail_at` makes that step fail (and the steps started so far roll back, as the engine's do);
-    `hang_at` makes that step wait until cancelled, as a slow `apt-get` would. `delay` slows
-    every step down, for the demo.
-    """
 
-    def __init__(
-        self,
-        *,
-        fail_at: str | None = None,
-        hang_at: str | None = None,
-        delay: float = 0.0,
-        error: str = "shipyard-controlplane.service did not start: exit status 1",
-        fix: str = "see journalctl -u shipyard-controlplane.service",
-    ) -> None:
-        self.fail_at = fail_at
-        self.hang_at = hang_at
-        self.delay = delay
-        self.error = error
-        self.fix = fix
+@dataclass
+class Sandbox:
+    """The real install engine at work under a directory of its own, with systemd played by
+    `installer.testing.FakeSystemdHost`: files, units, the migration, the services (run from
+    their units' ExecStart=, the node on the real Docker engine), the health check, client.env
+    and the check session are all real. `fail` and `hang` make systemctl verbs fail or hang.
+
+    One sandbox at a time on a machine (`opened` holds a lock): its root and port are fixed."""
+
+    root: Path = SANDBOX_ROOT
+    port: int = SANDBOX_PORT
+    fail: dict[str, str] = field(default_factory=dict)
+    hang: set[str] = field(default_factory=set)
+    verify_image: str = SANDBOX_IMAGE
+
+    def __post_init__(self) -> None:
+        self.host = FakeSystemdHost(self.root / "units", fail=self.fail, hang=self.hang)
+        self.hanging = self.host.hanging = threading.Event()
         self.plans: list[Plan] = []
         self.events: list[Event] = []
-        self.hanging = threading.Event()  # set when the engine reached `hang_at`
+
+    def answers(self) -> Plan:
+        """What the choices start from: every path under the sandbox's root."""
+        root = self.root
+        return Plan(
+            role="all-in-one",
+            executable=root / "bin" / "shipyard",
+            state_dir=root / "state",
+            vfolder_root=root / "state" / "vfolders",
+            config_dir=root / "etc",
+            unit_dir=root / "units",
+            port=self.port,
+            node_id=SANDBOX_NODE,
+            verify_image=self.verify_image,
+        )
 
     async def install(self, plan: Plan, on_event: OnEvent) -> Outcome:
         def emit(event: Event) -> None:
@@ -210,98 +222,70 @@ class FakeEngine:
             on_event(event)
 
         self.plans.append(plan)
-        emit(StepStarted("preflight", "Check this machine against the plan"))
-        emit(StepLog("preflight", "no problems"))
-        emit(StepFinished("preflight", False))
-        started: list[str] = []
-        try:
-            for name, title in describe(plan):
-                emit(StepStarted(name, title))
-                started.append(name)
-                if name == self.hang_at:
-                    self.hanging.set()
-                    await trio.sleep_forever()
-                await trio.sleep(self.delay)
-                emit(StepLog(name, _LOG_LINES.get(name, "done")))
-                if name == self.fail_at:
-                    emit(StepFailed(name, self.error, self.fix))
-                    await self._rollback(started, emit)
-                    summary = _summary(plan) | {
-                        "failed_step": name,
-                        "error": self.error,
-                        "fix": self.fix,
-                        "rolled_back": True,
-                    }
-                    emit(Finished(False, summary))
-                    return Outcome(False, summary, (), (), self.error, self.fix)
-                emit(StepFinished(name, True))
-        except trio.Cancelled:
-            with trio.CancelScope(shield=True):
-                await self._rollback(started, emit)
-            raise
-        summary = _summary(plan) | {"verified": True}
-        emit(Finished(True, summary))
-        return Outcome(True, summary, tuple(sorted(started)))
+        async with self.host.serving():
+            return await install(plan, emit, host=self.host, check_first=False)
 
-    async def _rollback(self, started: list[str], emit: OnEvent) -> None:
-        for name in reversed(started):
-            emit(RollingBack(name))
-            await trio.sleep(self.delay / 4)
+    @contextmanager
+    def opened(self) -> Iterator[Sandbox]:
+        """Hold the machine's sandbox: an empty root before, nothing left after (files,
+        services, the node's containers)."""
+        lock = self.root.with_name(self.root.name + ".lock")
+        with lock.open("a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            try:
+                shutil.rmtree(self.root, ignore_errors=True)
+                self.root.mkdir(mode=0o755)
+                yield self
+            finally:
+                _remove_containers(SANDBOX_NODE)
+                shutil.rmtree(self.root, ignore_errors=True)
 
 
-_LOG_LINES = {
-    "state-dirs": "created /var/lib/shipyard (0700)",
-    "executable": "copied to /usr/local/bin/shipyard (version 0.1.0)",
-    "configs": "wrote /etc/shipyard/controlplane.toml, /etc/shipyard/node.toml",
-    "units": "wrote shipyard-controlplane.service, shipyard-node.service",
-    "database": "migrated the schema to revision 0002",
-    "services": "systemctl enable --now shipyard-controlplane.service shipyard-node.service",
-    "health": "the control plane answers; the node registered",
-    "client-env": "wrote /etc/shipyard/client.env (0600)",
-    "verify": "a session on image python printed 42",
-}
+def _remove_containers(node_id: str) -> None:
+    """The session containers the sandbox's node left (a check session that failed midway)."""
+    import docker
 
-
-def _summary(plan: Plan) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "role": plan.role,
-        "endpoint": plan.endpoint,
-        "node_id": plan.node_id or "i-demo-host",
-        "units": plan.units,
-        "executable": str(plan.executable),
-        "version": "0.1.0",
-        "config_dir": str(plan.config_dir),
-        "state_dir": str(plan.state_dir),
-    }
-    if plan.role == "all-in-one":
-        summary["client_env"] = str(plan.config_dir / "client.env")
-        summary["admin_access_key"] = "AKIAIOSFODNN7EXAMPLE"
-    return summary
+    client = docker.from_env(timeout=60)
+    try:
+        found = client.api.containers(all=True, filters={"label": f"{LABEL_NODE}={node_id}"})
+        for container in found:
+            client.api.remove_container(container["Id"], force=True)
+    finally:
+        client.close()
 
 
 def fake_app(
     *,
     report: Report | None = None,
-    engine: FakeEngine | None = None,
+    sandbox: Sandbox | None = None,
     database: FakeDatabase | None = None,
     detect_delay: float = 0.0,
     demo: bool = False,
 ) -> InstallerApp:
-    """The installer app wired to doubles (the real preflight)."""
-    engine = engine or FakeEngine()
-    return InstallerApp(
+    """The installer app on a made-up machine (the real preflight); with a sandbox, Install
+    runs the real engine in it (hold `sandbox.opened()` meanwhile)."""
+    app = InstallerApp(
         detect=FakeDetect(report or demo_report(), delay=detect_delay),
         check_database=database or FakeDatabase(),
-        install=engine.install,
+        install=sandbox.install if sandbox else _no_install,
+        answers=sandbox.answers() if sandbox else None,
         demo=demo,
     )
+    return app
 
 
-def demo_app(fail_at: str | None = None) -> InstallerApp:
-    """What `--demo` runs: the doubles, slowed down so that the progress can be watched."""
-    return fake_app(
-        engine=FakeEngine(fail_at=fail_at, delay=0.6),
+async def _no_install(plan: Plan, on_event: OnEvent) -> Outcome:
+    raise RuntimeError("this app has no sandbox to install into")
+
+
+def demo_app(fail: bool = False) -> tuple[InstallerApp, Sandbox]:
+    """What `--demo` runs: a made-up machine, and the real engine installing into the sandbox
+    (`fail`: the services do not start, to see the rollback)."""
+    sandbox = Sandbox(fail={"enable": SERVICES_FAIL} if fail else {})
+    app = fake_app(
+        sandbox=sandbox,
         database=FakeDatabase({"postgresql+asyncpg://shipyard:secret@127.0.0.1:5432/shipyard"}),
         detect_delay=1.0,
         demo=True,
     )
+    return app, sandbox

@@ -5,6 +5,7 @@ is covered by test_systemd_e2e.py."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -76,11 +77,15 @@ async def test_a_failed_step_undoes_the_steps_before_it(root: Path, plan: Plan) 
         "units": True,
         "database": True,
     }
-    # ...and were undone in reverse order, the failed one first
+    # ...and were undone in reverse plan order, the failed one first
     undone = [e.step for e in events if isinstance(e, RollingBack)]
-    assert undone[:2] == ["services", "database"]
-    assert set(undone[2:4]) == {"configs", "units"}
-    assert set(undone[4:]) == {"state-dirs", "executable"}
+    assert undone == ["services", "database", "units", "configs", "executable", "state-dirs"]
+    # the steps of a stage ran at once, but their events come one step after the other
+    started = [e.step for e in events if isinstance(e, StepStarted)]
+    assert started == ["state-dirs", "executable", "configs", "units", "database", "services"]
+    first_undo = next(i for i, e in enumerate(events) if isinstance(e, RollingBack))
+    steps_said = [e.step for e in events[:first_undo] if not isinstance(e, Finished)]
+    assert [step for step, _ in itertools.groupby(steps_said)] == started
     assert isinstance(events[-1], Finished) and not events[-1].ok
     assert everything(root) == []  # nothing left: no files, no directories
     assert ["systemctl", "disable", "shipyard-controlplane.service"] not in host.calls

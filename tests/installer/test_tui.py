@@ -1,6 +1,8 @@
-"""The installer's text UI, driven with Pilot at 80x24 against the doubles in
-installer/tui/testing.py (a made-up machine, a scripted engine: nothing is installed here).
-Preflight and, for the failing database check, `check_database` are the real ones.
+"""The installer's text UI, driven with Pilot at 80x24 on the made-up machine of
+installer/tui/testing.py. Install runs the real engine into that module's sandbox (a directory
+of its own; systemd played by installer.testing.FakeSystemdHost, which runs the services for
+real, the node on the real Docker engine). Preflight and, for the failing database check,
+`check_database` are the real ones.
 
 The snapshot tests compare each screen with tests/installer/__snapshots__/test_tui/*.svg;
 after a deliberate change of the layout, look at the new pictures and accept them with
@@ -11,14 +13,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import trio
 from textual.widgets import Button, Input, Static
 
 from installer.detect import Finding
-from installer.engine import OnEvent, Outcome, RollingBack, describe
+from installer.engine import OnEvent, Outcome, RollingBack, StepFinished, describe
 from installer.plan import Plan, check_database
 from installer.tui import InstallerApp
 from installer.tui._apply import ApplyScreen, StepList
@@ -30,9 +31,11 @@ from installer.tui._review import ReviewScreen, shown_toml
 from installer.tui._trio_call import CallCancelled, TrioCall
 from installer.tui._welcome import WelcomeScreen
 from installer.tui.screenshots import (
+    INSTALL_TIMEOUT,
     SCENES,
     SIZE,
     apply_running,
+    staged,
     to_apply,
     to_choices,
     to_detect,
@@ -40,8 +43,15 @@ from installer.tui.screenshots import (
     wait_for_screen,
     wait_until,
 )
-from installer.tui.testing import FakeDatabase, FakeDetect, FakeEngine, demo_report, fake_app
-from shipyard.testing import free_port
+from installer.tui.testing import (
+    SERVICES_FAIL,
+    FakeDatabase,
+    FakeDetect,
+    Sandbox,
+    demo_report,
+    fake_app,
+)
+from shipyard.testing import TEST_IMAGE, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -71,8 +81,12 @@ def result_screen(app: InstallerApp) -> ResultScreen:
 
 
 async def test_happy_path_installs_and_shows_where_to_go() -> None:
-    engine = FakeEngine()
-    app = fake_app(engine=engine)
+    with Sandbox(verify_image=TEST_IMAGE).opened() as sandbox:
+        await _install_and_show(sandbox)
+
+
+async def _install_and_show(sandbox: Sandbox) -> None:
+    app = fake_app(sandbox=sandbox)
     async with app.run_test(size=SIZE) as pilot:
         assert isinstance(app.screen, WelcomeScreen)
         await pilot.press("enter")  # Start has the focus
@@ -92,31 +106,41 @@ async def test_happy_path_installs_and_shows_where_to_go() -> None:
         await wait_for_screen(pilot, ReviewScreen)
         review = app.screen
         assert isinstance(review, ReviewScreen)
-        # detection proposed the big /data disk for virtual folders; Docker answers already
-        assert review.plan == Plan(
-            role="all-in-one", vfolder_root=Path("/data/shipyard/vfolders"), install_engine=False
-        )
+        # the form started from the sandbox's answers; Docker answers already
+        assert review.plan == sandbox.answers()
+        assert not review.plan.install_engine
         # the small root filesystem is a preflight warning, which does not block
         assert "7.5 GiB free" in text_of(app, ".problem.-warning .message")
         assert not app.screen.query_one("#install", Button).disabled
 
         await pilot.press("enter")  # Install has the focus
-        await wait_for_screen(pilot, ResultScreen)
-        assert engine.plans == [review.plan]
-        assert result_screen(app).result.status == "installed"
+        await wait_for_screen(pilot, ResultScreen, patience=INSTALL_TIMEOUT)
+        assert sandbox.plans == [review.plan]
+        result = result_screen(app).result
+        assert result.status == "installed", result.error
+        # the check session really ran on the node the services started
+        assert result.summary["verified"] == "42"
+        client_env = sandbox.root / "etc" / "client.env"
+        settings = client_env.read_text()
+        assert f"SHIPYARD_ENDPOINT=http://127.0.0.1:{sandbox.port}" in settings
         shown = text_of(app)
-        assert "http://127.0.0.1:8081" in shown
-        assert "AKIAIOSFODNN7EXAMPLE" in shown
-        assert "/etc/shipyard/client.env" in shown
+        assert f"http://127.0.0.1:{sandbox.port}" in shown
+        assert f"SHIPYARD_ACCESS_KEY={result.summary['admin_access_key']}" in settings
+        assert str(result.summary["admin_access_key"]) in shown
+        assert str(client_env) in shown
         assert "shipyard run -c 'print(6*7)'" in shown  # a next step that works as it is
         assert "web UI" not in shown  # there is none yet
 
         apply = next(s for s in app.screen_stack if isinstance(s, ApplyScreen))
         states = apply.query_one(StepList).steps
-        assert states["preflight"] == "unchanged"
-        assert all(state == "done" for name, state in states.items() if name != "preflight")
-        # the steps the real engine runs for this plan, as it names them
-        assert list(states)[1:] == [name for name, _ in describe(review.plan)]
+        # the steps the real engine runs for this plan, as it names them; the probes
+        # (health, verify) change nothing
+        assert list(states) == [name for name, _ in describe(review.plan)]
+        assert {name for name, state in states.items() if state != "done"} == {
+            "health",
+            "verify",
+        }
+        assert states["health"] == states["verify"] == "unchanged"
 
         await pilot.press("enter")  # Exit
     assert app.return_value == 0
@@ -135,20 +159,27 @@ async def test_back_keeps_going_through_the_screens() -> None:
 
 
 async def test_a_failing_step_shows_the_failure_and_the_rollback() -> None:
-    engine = FakeEngine(fail_at="services")
-    app = fake_app(engine=engine)
+    with Sandbox(fail={"enable": SERVICES_FAIL}).opened() as sandbox:
+        await _fail_and_roll_back(sandbox)
+        # the real engine took back what the steps before had done
+        assert list(sandbox.root.iterdir()) == []
+
+
+async def _fail_and_roll_back(sandbox: Sandbox) -> None:
+    app = fake_app(sandbox=sandbox)
     async with app.run_test(size=SIZE) as pilot:
         await to_apply(pilot)
-        await wait_for_screen(pilot, ResultScreen)
+        await wait_for_screen(pilot, ResultScreen, patience=INSTALL_TIMEOUT)
         result = result_screen(app).result
         assert result.status == "failed"
         assert result.failed_step == "services"
+        done = [e.step for e in sandbox.events if isinstance(e, StepFinished) and e.changed]
+        assert done == ["state-dirs", "executable", "configs", "units", "database"]
         undone = ["services", "database", "units", "configs", "executable", "state-dirs"]
         assert result.rolled_back == undone
         shown = text_of(app)
         assert "failed at step services" in shown
-        assert "did not start: exit status 1" in shown
-        assert "fix: see journalctl -u shipyard-controlplane.service" in shown
+        assert SERVICES_FAIL in shown
         assert "Undone, last first: " + ", ".join(undone) in shown
 
         apply = next(s for s in app.screen_stack if isinstance(s, ApplyScreen))
@@ -158,9 +189,7 @@ async def test_a_failing_step_shows_the_failure_and_the_rollback() -> None:
         assert states["verify"] == "pending"
 
         await pilot.press("l")  # the whole log, over the result
-        assert "✖ services: shipyard-controlplane.service did not start" in "\n".join(
-            line.plain for line in result.log
-        )
+        assert "✖ services: `systemctl enable --now" in "\n".join(line.plain for line in result.log)
         await pilot.press("escape")
         assert isinstance(app.screen, ResultScreen)
         await pilot.press("escape")
@@ -311,27 +340,32 @@ def test_form_helpers() -> None:
 
 
 async def test_cancel_during_apply_cancels_the_engine_and_shows_the_rollback() -> None:
-    engine = FakeEngine(hang_at="services")
-    app = fake_app(engine=engine)
+    with Sandbox(hang={"enable"}).opened() as sandbox:
+        await _cancel_and_roll_back(sandbox)
+        assert list(sandbox.root.iterdir()) == []
+
+
+async def _cancel_and_roll_back(sandbox: Sandbox) -> None:
+    app = fake_app(sandbox=sandbox)
     async with app.run_test(size=SIZE) as pilot:
         await apply_running(pilot)
-        assert engine.hanging.is_set()
+        await wait_until(pilot, sandbox.hanging.is_set, "systemctl enable")
 
         await pilot.press("escape")  # asks first; "n" keeps installing
         await wait_for_screen(pilot, ConfirmScreen)
         await pilot.press("n")
         await wait_for_screen(pilot, ApplyScreen)
-        assert not any(isinstance(e, RollingBack) for e in engine.events)
+        assert not any(isinstance(e, RollingBack) for e in sandbox.events)
 
         await pilot.press("ctrl+c")  # Ctrl+C asks the same question
         await wait_for_screen(pilot, ConfirmScreen)
         await pilot.press("y")
-        await wait_for_screen(pilot, ResultScreen)
+        await wait_for_screen(pilot, ResultScreen, patience=INSTALL_TIMEOUT)
         result = result_screen(app).result
         assert result.status == "cancelled"
         undone = ["services", "database", "units", "configs", "executable", "state-dirs"]
         assert result.rolled_back == undone
-        assert [e.step for e in engine.events if isinstance(e, RollingBack)] == undone
+        assert [e.step for e in sandbox.events if isinstance(e, RollingBack)] == undone
         assert "The install was stopped" in text_of(app)
         await pilot.press("enter")
     assert app.return_value == 130
@@ -410,4 +444,5 @@ async def _value(value: int) -> int:
 @pytest.mark.parametrize("name", list(SCENES))
 def test_snapshot(name: str, snap_compare: Callable[..., bool]) -> None:
     scene = SCENES[name]
-    assert snap_compare(scene.app(), terminal_size=SIZE, run_before=scene.drive)
+    with staged(scene) as app:
+        assert snap_compare(app, terminal_size=SIZE, run_before=scene.drive)
