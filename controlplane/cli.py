@@ -44,6 +44,13 @@ def serve_command(config_path: Path) -> None:
         pass
     except OSError as exc:  # e.g. the port is taken
         raise click.ClickException(str(exc)) from exc
+    except ExceptionGroup as group:  # the server's task group wraps what stopped it
+        found: BaseException | None = group.split(OSError)[0]
+        while isinstance(found, BaseExceptionGroup):
+            found = found.exceptions[0]
+        if found is None:
+            raise
+        raise click.ClickException(str(found)) from group
 
 
 @controlplane.command("migrate")

@@ -1,12 +1,14 @@
 """The install engine with every path in a temporary root. systemd is played by
-installer.testing.FakeSystemdHost (PID 1 here is not systemd); everything else is real: files,
-the executable (a wrapper around this venv) and the database migration it runs. Real systemd
-is covered by test_systemd_e2e.py."""
+installer.testing.FakeSystemdHost (PID 1 here is not systemd), which runs the units' services
+for real where a test opens `host.serving()`; everything else is real: files, the executable (a
+wrapper around this venv) and the database migration (answered in-process through the function
+the installed executable's command runs). Real systemd is covered by test_systemd_e2e.py."""
 
 from __future__ import annotations
 
 import itertools
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +24,12 @@ from installer.engine import (
     Run,
     StepFailed,
     StepFinished,
+    StepLog,
     StepStarted,
 )
 from installer.plan import Plan
 from installer.testing import FakeSystemdHost
+from installer.units import CONTROLPLANE_UNIT
 from shipyard.testing import free_port
 
 PID1 = Path("/proc/1/comm").read_text().strip()
@@ -89,6 +93,32 @@ async def test_a_failed_step_undoes_the_steps_before_it(root: Path, plan: Plan) 
     assert isinstance(events[-1], Finished) and not events[-1].ok
     assert everything(root) == []  # nothing left: no files, no directories
     assert ["systemctl", "disable", "shipyard-controlplane.service"] not in host.calls
+
+
+@pytest.mark.trio
+async def test_a_service_that_cannot_start_fails_the_health_check_with_its_journal(
+    root: Path, plan: Plan
+) -> None:
+    """The units run for real (FakeSystemdHost.serving): the control plane cannot listen on a
+    port something else holds, exits, and the health step says so with its journal."""
+    host = FakeSystemdHost(plan.unit_dir)
+    events: list[Event] = []
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", plan.port))
+        squatter.listen()
+        async with host.serving():
+            outcome = await engine.install(plan, events.append, host=host, check_first=False)
+
+    assert not outcome.ok
+    assert outcome.summary["failed_step"] == "health"
+    assert "shipyard-controlplane.service failed to start" in outcome.error
+    said = [e.line for e in events if isinstance(e, StepLog) and e.step == "health"]
+    # the control plane's own words, from its journal
+    assert f"{CONTROLPLANE_UNIT}: Error: [Errno 98] Address already in use" in said, said
+    undone = [e.step for e in events if isinstance(e, RollingBack)]
+    assert undone == ["services", "database", "units", "configs", "executable", "state-dirs"]
+    assert not any(unit.active for unit in host.units.values())
+    assert everything(root) == []
 
 
 @pytest.mark.trio
