@@ -32,12 +32,13 @@ def parse_pairs(
 
 
 def execution(code: str | None, exec_cmd: str | None) -> tuple[str, str, dict[str, Any]]:
-    """(mode, code, options) for -c CODE (query mode) or --exec CMD (batch mode)."""
-    if (code is None) == (exec_cmd is None):
-        raise click.UsageError("give exactly one of -c CODE or --exec CMD")
+    """(mode, code, options) for -c CODE (query mode) or --exec CMD (batch mode); with neither,
+    a batch run of the image's default command (e.g. `python main.py` when there is a main.py)."""
+    if code is not None and exec_cmd is not None:
+        raise click.UsageError("give -c CODE or --exec CMD, not both")
     if code is not None:
         return "query", code, {}
-    return "batch", "", {**BATCH_DEFAULTS, "exec": exec_cmd}
+    return "batch", "", {**BATCH_DEFAULTS, "exec": "*" if exec_cmd is None else exec_cmd}
 
 
 async def stream_run(

@@ -20,6 +20,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from sqlalchemy import select
 
 import wire
+from controlplane import batch
+from controlplane import images as images_db
 from controlplane.db.models import Kernel, Session
 from controlplane.errors import InvalidAPIParams, SessionNotRunning
 
@@ -79,6 +81,11 @@ async def open_run(
         raise InvalidAPIParams("code must be a string")
     kernel = await _main_kernel(core, session)
     assert kernel.node_id is not None
+    commands: dict[str, str | None] = {}
+    if mode == "batch":
+        async with core.db() as db:
+            labels = await images_db.labels(db, kernel.node_id, session.image)
+        commands = batch.commands(batch_options(options), labels, session.image)
     conn = core.hub.get(kernel.node_id)
     run_id = uuid.uuid4().hex
     send, receive = anyio.create_memory_object_stream[wire.RunOutput](math.inf)
@@ -90,7 +97,7 @@ async def open_run(
                 run_id=run_id,
                 mode="batch" if mode == "batch" else "query",
                 code=code,
-                options=batch_options(options) if mode == "batch" else {},
+                options=commands,
             )
         )
         yield Run(run_id, kernel.node_id, str(kernel.id), receive)

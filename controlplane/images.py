@@ -18,6 +18,7 @@ class ImageView:
     digest: str
     size_bytes: int
     architecture: str
+    labels: dict[str, str] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
 
@@ -52,6 +53,7 @@ async def sync_node_images(db: DBSession, node_id: str, images: list[wire.ImageI
                 digest=info.digest,
                 size_bytes=info.size_bytes,
                 architecture=info.architecture,
+                labels=dict(info.labels),
             )
         )
         for alias in info.aliases:
@@ -60,12 +62,24 @@ async def sync_node_images(db: DBSession, node_id: str, images: list[wire.ImageI
     await db.flush()
 
 
+async def labels(db: DBSession, node_id: str, name: str) -> dict[str, str]:
+    """The labels of the image `name` as the node `node_id` reported it."""
+    image = await db.get(Image, (node_id, name))
+    return {str(k): str(v) for k, v in (image.labels if image is not None else {}).items()}
+
+
 async def list_images(db: DBSession) -> list[ImageView]:
     views: dict[str, ImageView] = {}
     for image in await db.scalars(select(Image).order_by(Image.name, Image.node_id)):
         view = views.setdefault(
             image.name,
-            ImageView(image.name, image.digest, image.size_bytes, image.architecture),
+            ImageView(
+                image.name,
+                image.digest,
+                image.size_bytes,
+                image.architecture,
+                {str(k): str(v) for k, v in image.labels.items()},
+            ),
         )
         view.nodes.append(image.node_id)
     for alias in await db.scalars(select(ImageAlias).order_by(ImageAlias.alias)):

@@ -288,7 +288,14 @@ class Agent:
             aliases = [a.strip() for a in record.labels.get(ALIASES_LABEL, "").split(",")]
             arch = _ARCHITECTURES.get(record.architecture, record.architecture)
             infos.extend(
-                ImageInfo(tag, record.id, record.size_bytes, arch, [a for a in aliases if a])
+                ImageInfo(
+                    tag,
+                    record.id,
+                    record.size_bytes,
+                    arch,
+                    [a for a in aliases if a],
+                    dict(record.labels),
+                )
                 for tag in record.tags
             )
         return sorted(infos, key=lambda info: info.name)

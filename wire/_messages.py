@@ -30,6 +30,7 @@ class ImageInfo:
     size_bytes: int
     architecture: str  # "x86_64" / "aarch64"
     aliases: list[str] = field(default_factory=list)  # from the image label ai.shipyard.aliases
+    labels: dict[str, str] = field(default_factory=dict)  # all the image's labels
 
 
 @dataclass(frozen=True)

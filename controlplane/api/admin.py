@@ -64,6 +64,7 @@ async def list_images() -> dict[str, Any]:
                     "digest": v.digest,
                     "sizeBytes": v.size_bytes,
                     "architecture": v.architecture,
+                    "labels": v.labels,
                     "aliases": v.aliases,
                     "nodes": v.nodes,
                 }

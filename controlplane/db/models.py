@@ -87,6 +87,7 @@ class Image(Base):
     digest: Mapped[str] = mapped_column(String(128))
     size_bytes: Mapped[int] = mapped_column(Integer)
     architecture: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the image's labels
 
 
 class ImageAlias(Base):

@@ -60,10 +60,9 @@ async def resolve_images(
                 "hash": image.digest,
                 "size_bytes": image.size_bytes,
                 "aliases": image.aliases,
-                # the nodes report no image labels, hence none of what Backend.AI reads from
-                # them: resource limits, supported accelerators
-                "labels": [],
-                "raw_labels": {},
+                "labels": [{"key": k, "value": v} for k, v in sorted(image.labels.items())],
+                "raw_labels": image.labels,
+                # Shipyard images carry no resource-limit or accelerator labels (yet)
                 "resource_limits": [],
                 "supported_accelerators": [],
                 "installed": True,

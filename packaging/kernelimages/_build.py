@@ -42,6 +42,10 @@ PYTHON_IMAGE = "shipyard/python:3.11"
 FIXTURE_IMAGE = "shipyard-test/python:3.11"
 RECIPES: dict[str, str] = {"python": PYTHON_IMAGE, "python-host": FIXTURE_IMAGE}
 
+# Bumped when the recipes change what they build: `build --if-missing` rebuilds older images.
+RECIPE_REVISION = "2"
+REVISION_LABEL = "ai.shipyard.recipe.revision"
+
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -83,20 +87,21 @@ Log = Callable[[str], None]
 # --------------------------------------------------------------------------------------- public
 
 
-def image_exists(name: str) -> bool:
-    """Whether the engine has an image called `name` (never pulls)."""
+def image_exists(name: str, *, current: bool = False) -> bool:
+    """Whether the engine has an image called `name` (never pulls); with `current`, one built
+    by this revision of the recipes."""
     import docker.errors
 
     client = _client()
     try:
-        client.images.get(name)
+        labels = client.images.get(name).labels or {}
     except docker.errors.ImageNotFound:
         return False
     except docker.errors.DockerException as exc:
         raise ImageBuildError(f"cannot look up image {name}: {exc}") from exc
     finally:
         client.close()
-    return True
+    return not current or labels.get(REVISION_LABEL) == RECIPE_REVISION
 
 
 def build_image(recipe: str, *, tag: str | None = None, log: Log = print) -> str:
@@ -140,7 +145,9 @@ def build_image(recipe: str, *, tag: str | None = None, log: Log = print) -> str
 @click.command("build")
 @click.argument("recipe", metavar="RECIPE", type=click.Choice(sorted(RECIPES)))
 @click.option("--tag", default=None, help="Image name to build (default: the recipe's own name).")
-@click.option("--if-missing", is_flag=True, help="Do nothing when the image already exists.")
+@click.option(
+    "--if-missing", is_flag=True, help="Do nothing when the recipe's current image exists."
+)
 def build(recipe: str, tag: str | None, if_missing: bool) -> None:
     """Build a kernel image from RECIPE without a registry.
 
@@ -149,7 +156,7 @@ def build(recipe: str, tag: str | None, if_missing: bool) -> None:
     """
     name = tag or RECIPES[recipe]
     try:
-        if if_missing and image_exists(name):
+        if if_missing and image_exists(name, current=True):
             click.echo(f"{name} already exists")
             return
         build_image(recipe, tag=tag, log=click.echo)
@@ -172,8 +179,12 @@ def _client() -> Any:
 
 
 def _base_changes() -> list[str]:
+    # Both recipes are Python images: a batch run without an exec command runs main.py, as
+    # Backend.AI's Python kernel does (controlplane/batch.py reads these labels).
     return [
         "LABEL ai.shipyard.kernel=1",
+        'LABEL ai.shipyard.batch.exec="python main.py" ai.shipyard.batch.exec.if=main.py',
+        f"LABEL {REVISION_LABEL}={RECIPE_REVISION}",
         f"ENV PATH={PATH_ENV}",
         "ENV LANG=C.UTF-8",
         "WORKDIR /home/work",
@@ -260,7 +271,7 @@ def _debootstrap(debootstrap: str, rootfs: Path, mirror: str, logfile: Path, log
     argv = [
         debootstrap,
         "--variant=minbase",
-        "--include=python3,ca-certificates",
+        "--include=python3,python-is-python3,ca-certificates",
         SUITE,
         str(rootfs),
         mirror,
@@ -549,6 +560,7 @@ def _populate_from_host(rootfs: Path, log: Log) -> None:
     tree.add(busybox)
     busybox_real = "/" + os.path.relpath(os.path.realpath(busybox), "/")
     tree.link("/usr/bin/python3", "python3.11")
+    tree.link("/usr/bin/python", "python3")  # Backend.AI's kernels have `python` too
     applets = subprocess.run(
         [busybox, "--list-full"], capture_output=True, text=True, check=True, env=host_environ()
     ).stdout.split()

@@ -139,7 +139,16 @@ class FakeNode:
             architecture="x86_64",
             network_mode="none",
             slots=self.slots,
-            images=[wire.ImageInfo(TEST_IMAGE, "sha256:test", 1000, "x86_64", ["python"])],
+            images=[
+                wire.ImageInfo(
+                    TEST_IMAGE,
+                    "sha256:test",
+                    1000,
+                    "x86_64",
+                    ["python"],
+                    {"ai.shipyard.kernel": "1"},
+                )
+            ],
             kernels=kernels or [],
         )
 

@@ -236,8 +236,14 @@ async def test_older_session_and_node_fields_come_from_the_same_data(
     assert agent["compute_containers"] == [{"session_id": session_id, "status": "TERMINATED"}]
 
     image = (
-        "{ images { resource_limits { key } supported_accelerators raw_labels labels { key } } }"
+        "{ images { resource_limits { key } supported_accelerators raw_labels"
+        " labels { key value } } }"
     )
     assert data(await gql(api, image)) == [
-        {"resource_limits": [], "supported_accelerators": [], "raw_labels": "{}", "labels": []}
+        {
+            "resource_limits": [],
+            "supported_accelerators": [],
+            "raw_labels": '{"ai.shipyard.kernel": "1"}',
+            "labels": [{"key": "ai.shipyard.kernel", "value": "1"}],
+        }
     ]

@@ -243,6 +243,7 @@ async def test_images_and_aliases(api: API, node: FakeNode) -> None:
             "digest": "sha256:test",
             "sizeBytes": 1000,
             "architecture": "x86_64",
+            "labels": {"ai.shipyard.kernel": "1"},
             "aliases": ["python"],
             "nodes": ["i-fake"],
         }

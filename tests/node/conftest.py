@@ -41,7 +41,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
 def kernel_image(docker_client: docker.DockerClient) -> str:
     from kernelimages import FIXTURE_IMAGE, build_image, image_exists
 
-    if not image_exists(FIXTURE_IMAGE):
+    if not image_exists(FIXTURE_IMAGE, current=True):
         build_image("python-host", log=lambda *_: None)
     return FIXTURE_IMAGE
 

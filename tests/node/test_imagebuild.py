@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from kernelimages import FIXTURE_IMAGE, build, build_image, image_exists
+from kernelimages._build import RECIPE_REVISION, REVISION_LABEL
 
 pytestmark = pytest.mark.docker
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.docker
 @pytest.fixture(scope="module")
 def fixture_image(docker_client: docker.DockerClient) -> str:
     # Build only when missing, so the suite stays fast (a build takes ~2.5 s).
-    if not image_exists(FIXTURE_IMAGE):
+    if not image_exists(FIXTURE_IMAGE, current=True):
         assert build_image("python-host", log=lambda _: None) == FIXTURE_IMAGE
     assert image_exists(FIXTURE_IMAGE)
     return FIXTURE_IMAGE
@@ -26,7 +27,8 @@ def test_fixture_image_runs_the_full_stdlib_as_the_work_user(
     # The image exists (checked above), so containers.run cannot pull.
     out = docker_client.containers.run(
         fixture_image,
-        ["python3", "-c", "import json, ssl, sqlite3, asyncio, os; print(6 * 7, os.getcwd())"],
+        # `python`, as Backend.AI's kernels have it, and not only python3
+        ["python", "-c", "import json, ssl, sqlite3, asyncio, os; print(6 * 7, os.getcwd())"],
         user="1000:1000",
         network_mode="none",
         labels={"ai.shipyard.test": "imagebuild"},
@@ -39,7 +41,12 @@ def test_fixture_image_is_a_kernel_image_without_aliases(
     docker_client: docker.DockerClient, fixture_image: str
 ) -> None:
     config = docker_client.images.get(fixture_image).attrs["Config"]
-    assert config["Labels"] == {"ai.shipyard.kernel": "1"}
+    assert config["Labels"] == {
+        "ai.shipyard.kernel": "1",
+        "ai.shipyard.batch.exec": "python main.py",
+        "ai.shipyard.batch.exec.if": "main.py",
+        REVISION_LABEL: RECIPE_REVISION,
+    }
     assert config["WorkingDir"] == "/home/work"
     assert config["Cmd"] == ["python3"]
     assert "LANG=C.UTF-8" in config["Env"]
