@@ -19,6 +19,7 @@ import trio
 
 from client._clibase import Command, Group, call, leaf_error, until_interrupted
 from client._console import execution, parse_pairs, print_fields, print_table, stream_run
+from client._waiting import create_showing_why
 from client.errors import APIError, ClientError, ConnectFailed
 from client.sdk import Client
 
@@ -49,8 +50,24 @@ def _environ_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def _max_wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--max-wait",
+        type=click.FloatRange(min=0),
+        default=0,
+        metavar="SECONDS",
+        help="Give up when the session has not started after this long (default: 0, no limit).",
+    )(f)
+
+
 def _code_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--exec", "exec_cmd", metavar="CMD", help="A shell command (batch mode).")(f)
+    f = click.option(
+        "--exec",
+        "exec_cmd",
+        metavar="CMD",
+        help="A shell command (batch mode). With neither option, the image's default batch"
+        " command runs (the python image: python main.py, when there is a main.py).",
+    )(f)
     return click.option("-c", "--code", help="Python code to run (query mode).")(f)
 
 
@@ -62,6 +79,7 @@ def _code_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @_code_options
 @_resources_option
 @_environ_option
+@_max_wait_option
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def run(
     image: str,
@@ -69,11 +87,13 @@ def run(
     exec_cmd: str | None,
     resources: dict[str, str],
     environ: dict[str, str],
+    max_wait: float,
     files: tuple[Path, ...],
 ) -> None:
     """Run code in a fresh session, then remove it; exits with the code's exit status.
 
-    FILES (relative to the current directory) are uploaded before running.
+    FILES (relative to the current directory) are uploaded before running. While the session
+    cannot be placed, why is shown on stderr.
     """
     mode, text, options = execution(code, exec_cmd)
     name = f"run-{secrets.token_hex(5)}"
@@ -83,8 +103,8 @@ def run(
             async with trio.open_nursery() as nursery:
                 # import the WebSocket code while the server starts the container
                 nursery.start_soon(trio.to_thread.run_sync, _preload_stream)
-                created = await api.create_session(
-                    image, name=name, resources=resources, environ=environ
+                created = await create_showing_why(
+                    api, image, name=name, max_wait=max_wait, resources=resources, environ=environ
                 )
         except BaseException as exc:
             # it may exist even though no answer came, unless the request never left
@@ -96,6 +116,8 @@ def run(
             status = created.get("status", "RUNNING")
             if status != "RUNNING":
                 info = created.get("statusInfo") or await _status_info(api, session_id)
+                if status == "TIMEOUT":
+                    raise ClientError(f"session {name} did not start within {max_wait:g} s: {info}")
                 raise ClientError(f"session {name} is {status}" + (f": {info}" if info else ""))
             if files:
                 await api.upload(session_id, files, Path.cwd())
@@ -148,17 +170,25 @@ def session() -> None:
 @_resources_option
 @_environ_option
 @click.option("--enqueue-only", is_flag=True, help="Return at once, without waiting to start.")
+@_max_wait_option
 def session_create(
     image: str,
     name: str | None,
     resources: dict[str, str],
     environ: dict[str, str],
     enqueue_only: bool,
+    max_wait: float,
 ) -> None:
-    """Create a session and wait until it runs (unless --enqueue-only)."""
+    """Create a session and wait until it runs (unless --enqueue-only, or --max-wait passes:
+    then it stays queued, with status TIMEOUT shown)."""
     created = call(
         lambda api: api.create_session(
-            image, name=name, resources=resources, environ=environ, enqueue_only=enqueue_only
+            image,
+            name=name,
+            resources=resources,
+            environ=environ,
+            enqueue_only=enqueue_only,
+            max_wait=max_wait,
         )
     )
     fields = [

@@ -98,6 +98,22 @@ def architecture() -> str:
     return _ARCH_ALIASES.get(machine, machine)
 
 
+async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, Any]]:
+    """(event, data) for each server-sent event; comments and fields without data skipped."""
+    name, data = "", ""
+    async for line in lines:
+        if line.startswith("event:"):
+            name = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data += line.removeprefix("data:").strip()
+        elif not line and name:
+            try:
+                yield name, json.loads(data or "null")
+            except ValueError as exc:
+                raise ClientError(f"the control plane sent a malformed {name} event") from exc
+            name, data = "", ""
+
+
 class Client:
     """`async with Client(ClientConfig.from_env()) as api: await api.list_sessions()`."""
 
@@ -294,6 +310,37 @@ class Client:
         query = {"forced": "true"} if forced else None
         result = await self.request("DELETE", f"/session/{_segment(ref)}", query=query)
         return result if isinstance(result, dict) else {}
+
+    @asynccontextmanager
+    async def session_events(
+        self, query: Mapping[str, str] | None = None
+    ) -> AsyncIterator[AsyncIterator[tuple[str, Any]]]:
+        """GET /events/session (by default every session of ours) as (event, data) pairs.
+
+        Entered once the server says it is subscribed (its `: listening` comment), so no event
+        of what the caller does next is missed.
+        """
+        request = self._http.build_request("GET", self.url("/events/session", query))
+        rel_url = request.url.raw_path.decode("ascii")
+        request.headers.update(self.headers_for("GET", rel_url, "application/octet-stream"))
+        try:
+            response = await self._http.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise self.unreachable(exc) from exc
+        except httpx.TransportError as exc:
+            raise ClientError(f"GET /events/session failed: {exc or type(exc).__name__}") from exc
+        try:
+            if not response.is_success:
+                body = await response.aread()
+                raise APIError.from_response(response.status_code, response.reason_phrase, body)
+            lines = response.aiter_lines()
+            async for line in lines:
+                if line.startswith(": listening"):
+                    break
+            yield _sse_events(lines)
+        finally:
+            with trio.CancelScope(shield=True):
+                await response.aclose()
 
     @asynccontextmanager
     async def execute_stream(

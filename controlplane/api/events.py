@@ -4,6 +4,11 @@ Each state change becomes Backend.AI's event names: session_* for the session an
 its (single) container, with `{"reason", "sessionName", "ownerAccessKey", "sessionId",
 "exitCode"}` (plus `kernelId`, `clusterRole`, `clusterIdx` for kernel events).
 
+A pending session's reason (why it cannot be placed yet) is news too: `session_enqueued` comes
+again, with the new `reason`, each time it changes, and a stream that opens on a pending session
+starts with it. The stream starts with a `: listening` comment once it is subscribed, so a client
+knows from then on that it misses nothing (`shipyard run` waits for it before creating).
+
 When the stream watches one session (by `sessionId` or a name), it ends with `server_close`
 once that session is gone for good: TERMINATED or CANCELLED (a session that is already gone
 when the stream opens gets its final event and `server_close` at once). Without `server_close`
@@ -79,25 +84,29 @@ async def _stream(
     the_core: Core, access_key: str, target: Session | None, scope: str, group: str
 ) -> AsyncIterator[bytes]:
     async with the_core.events.subscribe(SUBSCRIBER_BUFFER) as events:
-        last: dict[uuid.UUID, str] = {}
+        yield b": listening\n\n"
+        last: dict[uuid.UUID, tuple[str, str | None]] = {}
         if target is not None:
             async with the_core.db() as db:
                 current = await db.get(Session, target.id)
                 assert current is not None
+            event = SessionEvent(
+                current.id,
+                current.name,
+                current.access_key,
+                current.status,
+                current.status_info,
+                (current.status_data or {}).get("exit_code"),
+            )
             if current.status in GONE:
-                event = SessionEvent(
-                    current.id,
-                    current.name,
-                    current.access_key,
-                    current.status,
-                    current.status_info,
-                    (current.status_data or {}).get("exit_code"),
-                )
                 for frame in await _frames(the_core, event, scope):
                     yield frame
                 yield _sse("server_close", {})
                 return
-            last[current.id] = current.status
+            if current.status == "PENDING":  # say why it waits
+                for frame in await _frames(the_core, event, scope):
+                    yield frame
+            last[current.id] = (current.status, current.status_info)
         while True:
             received: SessionEvent | None = None
             with anyio.move_on_after(PING_INTERVAL):
@@ -112,9 +121,12 @@ async def _stream(
                 event.access_key != access_key or not await _in_group(the_core, event, group)
             ):
                 continue
-            if last.get(event.session_id) == event.status:
-                continue  # a pending session's reason changed: no Backend.AI event for that
-            last[event.session_id] = event.status
+            seen = last.get(event.session_id)
+            if seen == (event.status, event.reason) or (
+                seen is not None and seen[0] == event.status != "PENDING"
+            ):
+                continue  # only a pending session's new reason is news
+            last[event.session_id] = (event.status, event.reason)
             for frame in await _frames(the_core, event, scope):
                 yield frame
             if target is not None and event.status in GONE:

@@ -183,6 +183,16 @@ def build_app(fake: FakeAPI) -> Quart:
         answer = {"sessionId": sid, "sessionName": params["name"], "status": fake.create_status}
         return {**answer, "servicePorts": [], "created": True}, 201
 
+    @app.get("/events/session")
+    async def events() -> Response:
+        async def stream() -> Any:
+            yield b": listening\n\n"
+            await asyncio.Event().wait()  # until the client goes away
+
+        response = Response(stream(), content_type="text/event-stream")
+        response.timeout = None
+        return response
+
     @app.get("/session")
     async def ls() -> dict[str, Any]:
         everything = request.args.get("all") == "true"

@@ -49,6 +49,7 @@ def test_run_code_creates_executes_and_removes_a_temporary_session(fake_api: Fak
     assert body["reuseIfExists"] is False
     sid = next(iter(fake_api.sessions))
     assert fake_api.calls() == [
+        ("GET", "/events/session?scope=session"),  # to show why it waits, if it does
         ("POST", "/session"),
         ("WS", f"/stream/session/{sid}/execute"),
         ("DELETE", f"/session/{name}"),
@@ -106,7 +107,41 @@ def test_a_session_that_fails_to_start_is_reported_and_still_removed(fake_api: F
         r"session run-[0-9a-f]{10} is ERROR: failed to create the container: out of memory",
         message,
     )
-    assert [m for m, _ in fake_api.calls()] == ["POST", "GET", "DELETE"]
+    assert [m for m, _ in fake_api.calls()] == ["GET", "POST", "GET", "DELETE"]
+
+
+def test_run_without_code_or_exec_leaves_the_exec_command_to_the_image(
+    fake_api: FakeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "main.py").write_text("print(1)\n")
+    result = shipyard("run", "main.py")
+    assert result.exit_code == 0, result.output
+    assert fake_api.first_frames == [
+        {
+            "code": "",
+            "mode": "batch",
+            "options": {"clean": "*", "build": "*", "buildLog": False, "exec": "*"},
+        }
+    ]
+
+
+def test_max_wait_is_sent_and_a_timeout_says_why_it_waited(fake_api: FakeAPI) -> None:
+    fake_api.create_status = "TIMEOUT"
+    fake_api.create_status_info = "waiting for resources: needs cpu=4"
+    result = shipyard("run", "--max-wait", "2.5", "-c", "1")
+    assert result.exit_code == 1
+    assert re.fullmatch(
+        r"session run-[0-9a-f]{10} did not start within 2.5 s: waiting for resources: needs cpu=4",
+        one_error_line(result),
+    )
+    (create,) = [r for r in fake_api.requests if r.target == "/session"]
+    assert json.loads(create.body)["maxWaitSeconds"] == 2.5
+    assert fake_api.requests[-1].method == "DELETE"
+    created = shipyard("session", "create", "--max-wait", "1")
+    assert created.exit_code == 0
+    assert "TIMEOUT" in created.stdout
+    assert json.loads(fake_api.requests[-1].body)["maxWaitSeconds"] == 1
 
 
 def test_api_errors_are_one_line_and_exit_1(fake_api: FakeAPI) -> None:
@@ -117,7 +152,7 @@ def test_api_errors_are_one_line_and_exit_1(fake_api: FakeAPI) -> None:
     assert result.exit_code == 1
     assert one_error_line(result) == "No such environment image. (404): Unknown image: nosuch"
     # the removal is still tried, and its 404 (never created) is not worth a warning
-    assert [m for m, _ in fake_api.calls()] == ["POST", "DELETE"]
+    assert [m for m, _ in fake_api.calls()] == ["GET", "POST", "DELETE"]
 
 
 @pytest.mark.parametrize(
@@ -129,11 +164,11 @@ def test_api_errors_are_one_line_and_exit_1(fake_api: FakeAPI) -> None:
         ),
         (["run", "-c", "1", "-r", "=1"], "expected KEY=VALUE, got '=1'"),
         (["run", "-c", "1", "-e", "NOEQUALS"], "Invalid value for '-e' / '--env'"),
-        (["run"], "give exactly one of -c CODE or --exec CMD"),
-        (["run", "-c", "1", "--exec", "ls"], "give exactly one of -c CODE or --exec CMD"),
+        (["run", "-c", "1", "--exec", "ls"], "give -c CODE or --exec CMD, not both"),
         (["run", "-c", "1", "no-such-file.py"], "'no-such-file.py' does not exist"),
+        (["run", "-c", "1", "--max-wait", "-1"], "--max-wait': -1.0 is not in the range x>=0"),
         (["session", "frobnicate"], "No such command 'frobnicate'"),
-        (["session", "exec", "s1"], "give exactly one of -c CODE or --exec CMD"),
+        (["session", "exec", "s1", "-c", "1", "--exec", "ls"], "not both"),
         (["image", "alias", "py"], "missing TARGET"),
     ],
 )

@@ -117,3 +117,44 @@ async def test_unknown_session_and_bad_scope_are_problems(api: API) -> None:
         400,
         "https://api.backend.ai/probs/invalid-api-params",
     )
+
+
+async def _until_reason(events: Any, text: str) -> None:
+    with anyio.fail_after(10):
+        while True:
+            event = await events.receive()
+            if event.status == "PENDING" and text in (event.reason or ""):
+                return
+
+
+async def test_a_pending_session_streams_each_new_reason(api: API, node: FakeNode) -> None:
+    # the node has cpu=2: two fillers take it all, so the waiter (cpu=2) cannot be placed
+    for filler in ("filler-1", "filler-2"):
+        body = {"image": "python", "name": filler, "config": {"resources": {"cpu": "1"}}}
+        assert (await api.call("POST", "/session", body)).status == 201
+    async with api.core.events.subscribe() as scheduled:
+        body = {"image": "python", "name": "waiter", "enqueueOnly": True}
+        created = await api.call(
+            "POST", "/session", {**body, "config": {"resources": {"cpu": "2"}}}
+        )
+        assert created.body["status"] == "PENDING"
+        await _until_reason(scheduled, "has cpu=0 ")
+
+        async def free_one_then_cancel() -> None:
+            assert (await api.call("DELETE", "/session/filler-1")).status == 200
+            await _until_reason(scheduled, "has cpu=1 ")
+            assert (await api.call("DELETE", "/session/waiter")).status == 200
+
+        target = "/events/session?sessionName=waiter&scope=session"
+        status, events = await _listen(api, target, free_one_then_cancel)
+    assert status == 200
+    assert [name for name, _ in events] == [
+        "session_enqueued",  # the stream opened on a pending session: why it waits
+        "session_enqueued",  # a new reason
+        "session_cancelled",
+        "server_close",
+    ]
+    first, second = events[0][1]["reason"], events[1][1]["reason"]
+    assert first.startswith("waiting for resources: needs cpu=2") and "has cpu=0 " in first
+    assert second.startswith("waiting for resources: needs cpu=2") and "has cpu=1 " in second
+    assert events[0][1]["sessionId"] == created.body["sessionId"]
