@@ -62,23 +62,44 @@ def image() -> None:
 
 
 @image.command("ls")
-def image_ls() -> None:
-    """List the images the nodes have."""
+@click.option("--labels", "show_labels", is_flag=True, help="Add a column with their labels.")
+def image_ls(show_labels: bool) -> None:
+    """List the images the platform knows (built by recipe or registered), and where they are."""
     items = call(lambda api: api.list_images())
     for item in items:
         size = item.get("sizeBytes")
-        item["size"] = f"{size / 1e6:.0f} MB" if isinstance(size, int | float) else None
+        item["size"] = f"{size / 1e6:.0f} MB" if isinstance(size, int | float) and size else None
         digest = item.get("digest")
-        item["digest"] = digest.removeprefix("sha256:")[:12] if isinstance(digest, str) else None
+        item["digest"] = digest.removeprefix("sha256:")[:12] if digest else None
+        labels = item.get("labels") or {}
+        item["labels"] = [f"{k}={v}" for k, v in sorted(labels.items())]
+        item["architecture"] = item.get("architecture") or None
     columns = [
         ("name", "NAME"),
+        ("source", "SOURCE"),
         ("digest", "DIGEST"),
         ("size", "SIZE"),
         ("architecture", "ARCH"),
         ("aliases", "ALIASES"),
         ("nodes", "NODES"),
     ]
-    print_table(items, columns)
+    print_table(items, columns + ([("labels", "LABELS")] if show_labels else []))
+
+
+@image.command("register")
+@click.argument("name")
+def image_register(name: str) -> None:
+    """Make the image NAME, which some node has, known: listed and usable (admin)."""
+    result = call(lambda api: api.register_image(name))
+    click.echo(f"registered {result.get('name', name)} (on {', '.join(result.get('nodes', []))})")
+
+
+@image.command("forget")
+@click.argument("name")
+def image_forget(name: str) -> None:
+    """Make the image NAME unknown: no longer listed or usable for new sessions (admin)."""
+    call(lambda api: api.forget_image(name))
+    click.echo(f"forgot {name}")
 
 
 @image.command("alias")

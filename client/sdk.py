@@ -388,6 +388,13 @@ class Client:
     async def list_images(self) -> list[dict[str, Any]]:
         return list((await self.request("GET", "/images"))["items"])
 
+    async def register_image(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/images", body={"name": name})
+        return result
+
+    async def forget_image(self, name: str) -> None:
+        await self.request("DELETE", "/images/" + quote(name, safe="/:@"))
+
     async def alias_image(self, alias: str, target: str) -> dict[str, Any]:
         body = {"alias": alias, "target": target}
         result: dict[str, Any] = await self.request("POST", "/images/aliases", body=body)

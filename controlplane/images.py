@@ -1,4 +1,19 @@
-"""Images the nodes report, and aliases resolved server-side (docs/backendai-api.md §8)."""
+"""The images the platform knows, where they are, and their aliases (docs/backendai-api.md §8).
+
+Two records: what each node has (`images`, replaced on every report: name, digest, size,
+architecture, labels), and what the platform knows (`image_registry`). Only known images are
+listed, resolved for new sessions, and aliased. An image becomes known
+
+- by recipe: a node reports an image built by `shipyard image build` (it carries the recipe's
+  revision label) that the registry has never seen;
+- by an admin: `shipyard image register NAME` (`POST /images`), for an image some node has, for
+  example one loaded with `docker load` or built by hand with the kernel label.
+
+`shipyard image forget NAME` (`DELETE /images/<name>`) makes it unknown again and removes its
+aliases; the registry keeps the row, so a recipe image stays forgotten when its node reports it
+again. Sessions already running keep running. A node reporting a labelled image that nobody
+registered changes nothing but the node's own record.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +23,21 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 import wire
-from controlplane.db.models import Image, ImageAlias
+from controlplane.db.models import Image, ImageAlias, RegisteredImage
+from controlplane.db.types import utcnow
 from controlplane.errors import ImageNotFound, InvalidAPIParams
+
+RECIPE_LABEL = "ai.shipyard.recipe.revision"  # set by the recipes in packaging/kernelimages
+ALIASES_LABEL = "ai.shipyard.aliases"
 
 
 @dataclass
 class ImageView:
     name: str
-    digest: str
-    size_bytes: int
-    architecture: str
+    source: str  # "recipe" | "admin" | "upgrade" (known before the registry existed)
+    digest: str = ""  # the node-reported values are empty while no node has the image
+    size_bytes: int = 0
+    architecture: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
@@ -29,10 +49,15 @@ def _candidates(ref: str) -> list[str]:
     return [ref] if ":" in last or "@" in last else [ref, f"{ref}:latest"]
 
 
+async def _known(db: DBSession) -> set[str]:
+    rows = await db.scalars(select(RegisteredImage.name).where(RegisteredImage.registered))
+    return set(rows)
+
+
 async def resolve(db: DBSession, ref: str) -> str:
-    """The canonical image name for a reference or an alias; ImageNotFound if neither."""
+    """The canonical name of a known image for a reference or an alias; ImageNotFound if none."""
     ref = ref.strip()
-    known = set(await db.scalars(select(Image.name).distinct()))
+    known = await _known(db)
     for candidate in _candidates(ref):
         if candidate in known:
             return candidate
@@ -43,7 +68,7 @@ async def resolve(db: DBSession, ref: str) -> str:
 
 
 async def sync_node_images(db: DBSession, node_id: str, images: list[wire.ImageInfo]) -> None:
-    """Replace what we know of a node's images; adopt aliases the images declare if unclaimed."""
+    """Replace what we know of a node's images; register recipe images never seen before."""
     await db.execute(delete(Image).where(Image.node_id == node_id))
     for info in images:
         db.add(
@@ -56,10 +81,17 @@ async def sync_node_images(db: DBSession, node_id: str, images: list[wire.ImageI
                 labels=dict(info.labels),
             )
         )
-        for alias in info.aliases:
-            if alias and await db.get(ImageAlias, alias) is None:
-                db.add(ImageAlias(alias=alias, target=info.name))
+        if info.labels.get(RECIPE_LABEL) and await db.get(RegisteredImage, info.name) is None:
+            db.add(RegisteredImage(name=info.name, registered=True, source="recipe"))
+            await _adopt_aliases(db, info.name, info.aliases)
     await db.flush()
+
+
+async def _adopt_aliases(db: DBSession, name: str, aliases: list[str]) -> None:
+    """The aliases an image declares (label ai.shipyard.aliases) that nothing else claims."""
+    for alias in aliases:
+        if alias and await db.get(ImageAlias, alias) is None:
+            db.add(ImageAlias(alias=alias, target=name))
 
 
 async def labels(db: DBSession, node_id: str, name: str) -> dict[str, str]:
@@ -69,23 +101,53 @@ async def labels(db: DBSession, node_id: str, name: str) -> dict[str, str]:
 
 
 async def list_images(db: DBSession) -> list[ImageView]:
-    views: dict[str, ImageView] = {}
+    """The known images, each with what the nodes that have it report."""
+    rows = await db.scalars(
+        select(RegisteredImage).where(RegisteredImage.registered).order_by(RegisteredImage.name)
+    )
+    views = {row.name: ImageView(row.name, row.source) for row in rows}
     for image in await db.scalars(select(Image).order_by(Image.name, Image.node_id)):
-        view = views.setdefault(
-            image.name,
-            ImageView(
-                image.name,
-                image.digest,
-                image.size_bytes,
-                image.architecture,
-                {str(k): str(v) for k, v in image.labels.items()},
-            ),
-        )
+        view = views.get(image.name)
+        if view is None:
+            continue
+        if not view.nodes:
+            view.digest, view.size_bytes = image.digest, image.size_bytes
+            view.architecture = image.architecture
+            view.labels = {str(k): str(v) for k, v in image.labels.items()}
         view.nodes.append(image.node_id)
     for alias in await db.scalars(select(ImageAlias).order_by(ImageAlias.alias)):
         if alias.target in views:
             views[alias.target].aliases.append(alias.alias)
     return list(views.values())
+
+
+async def register(db: DBSession, name: str, by: str) -> None:
+    """Make an image some node has known (again)."""
+    name = name.strip()
+    reported = await db.scalar(select(Image).where(Image.name == name).limit(1))
+    if reported is None:
+        raise ImageNotFound(
+            f"No node has the image {name!r}: build or load it on a node first"
+            " (`shipyard image build`, `docker load`), then register it."
+        )
+    row = await db.get(RegisteredImage, name)
+    if row is None:
+        row = RegisteredImage(name=name, registered=True, source="admin")
+        db.add(row)
+    row.registered, row.source, row.changed_at, row.changed_by = True, "admin", utcnow(), by
+    aliases = [a.strip() for a in str(reported.labels.get(ALIASES_LABEL, "")).split(",")]
+    await _adopt_aliases(db, name, aliases)
+    await db.flush()
+
+
+async def forget(db: DBSession, name: str, by: str) -> None:
+    """Make a known image unknown; its aliases go with it."""
+    row = await db.get(RegisteredImage, name)
+    if row is None or not row.registered:
+        raise ImageNotFound(f"No known image {name!r}.")
+    row.registered, row.changed_at, row.changed_by = False, utcnow(), by
+    await db.execute(delete(ImageAlias).where(ImageAlias.target == name))
+    await db.flush()
 
 
 async def set_alias(db: DBSession, alias: str, target: str) -> str:

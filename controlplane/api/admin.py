@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, jsonify
+from quart_schema import validate_request, validate_response
 
 from controlplane import images as images_db
 from controlplane import keypairs, nodes
@@ -53,24 +55,57 @@ async def delete_keypair(access_key: str) -> dict[str, Any]:
     return {"accessKey": access_key, "deleted": True}
 
 
+def _image_view(v: images_db.ImageView) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "source": v.source,
+        "digest": v.digest,
+        "sizeBytes": v.size_bytes,
+        "architecture": v.architecture,
+        "labels": v.labels,
+        "aliases": v.aliases,
+        "nodes": v.nodes,
+    }
+
+
 @bp.get("/images")
 async def list_images() -> dict[str, Any]:
+    """The images the platform knows (controlplane/images.py), with the nodes that have them."""
     requester()
     async with core().db() as db:
-        return {
-            "items": [
-                {
-                    "name": v.name,
-                    "digest": v.digest,
-                    "sizeBytes": v.size_bytes,
-                    "architecture": v.architecture,
-                    "labels": v.labels,
-                    "aliases": v.aliases,
-                    "nodes": v.nodes,
-                }
-                for v in await images_db.list_images(db)
-            ]
-        }
+        return {"items": [_image_view(v) for v in await images_db.list_images(db)]}
+
+
+class RegisterImage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=256, description="repo:tag, as the node has it")
+
+
+class ForgottenImage(BaseModel):
+    name: str
+    forgotten: bool
+
+
+@bp.post("/images")
+@validate_request(RegisterImage)
+async def register_image(data: RegisterImage) -> tuple[dict[str, Any], int]:
+    admin = require_admin()
+    async with core().db() as db:
+        await images_db.register(db, data.name, admin.access_key)
+        await db.commit()
+        [view] = [v for v in await images_db.list_images(db) if v.name == data.name.strip()]
+    return _image_view(view), 201
+
+
+# <path:...>: image names have slashes ("shipyard/python:3.11")
+@bp.delete("/images/<path:name>")
+@validate_response(ForgottenImage)
+async def forget_image(name: str) -> ForgottenImage:
+    admin = require_admin()
+    async with core().db() as db:
+        await images_db.forget(db, name, admin.access_key)
+        await db.commit()
+    return ForgottenImage(name=name, forgotten=True)
 
 
 @bp.post("/images/aliases")

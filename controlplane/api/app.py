@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from quart import Quart, current_app, g, request, websocket
+from quart_schema import QuartSchema
 
 from controlplane.api import problems
 from controlplane.api.auth import authenticate
@@ -61,6 +62,11 @@ def create_app(the_core: Core) -> Quart:
     from controlplane.api import admin, events, gql, misc, node, node_tokens, session
 
     app = Quart("shipyard.controlplane")
+    # request/response models (quart-schema, pydantic); the OpenAPI routes are not served yet.
+    # First: it installs its own JSON provider, which the next lines configure.
+    QuartSchema(
+        app, openapi_path=None, redoc_ui_path=None, scalar_ui_path=None, swagger_ui_path=None
+    )
     app.extensions["shipyard.core"] = the_core
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = 64 * 2**20

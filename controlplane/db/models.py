@@ -90,6 +90,17 @@ class Image(Base):
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the image's labels
 
 
+class RegisteredImage(Base):
+    """An image the platform knows (controlplane/images.py); a forgotten one keeps its row."""
+
+    __tablename__ = "image_registry"
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)  # repo:tag
+    registered: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(16))  # recipe | admin | upgrade
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_by: Mapped[str | None] = mapped_column(String(32))  # an admin's access key
+
+
 class ImageAlias(Base):
     __tablename__ = "image_aliases"
     alias: Mapped[str] = mapped_column(String(128), primary_key=True)

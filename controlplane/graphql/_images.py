@@ -7,7 +7,7 @@ from typing import Any
 from ariadne import MutationType, QueryType
 
 from controlplane import images as images_db
-from controlplane.errors import InvalidAPIParams
+from controlplane.errors import ImageNotFound, InvalidAPIParams
 from controlplane.graphql._common import Info, admin_only, context
 
 query = QueryType()
@@ -29,6 +29,30 @@ def split_reference(name: str) -> tuple[str, str, str]:
     return LOCAL_REGISTRY, repository, tag
 
 
+def _view(image: images_db.ImageView) -> dict[str, Any]:
+    registry, repository, tag = split_reference(image.name)
+    return {
+        "id": image.name,
+        "name": repository,
+        "humanized_name": image.name,
+        "tag": tag,
+        "registry": registry,
+        "architecture": image.architecture or None,
+        "is_local": registry == LOCAL_REGISTRY,
+        "digest": image.digest or None,
+        "hash": image.digest or None,
+        "size_bytes": image.size_bytes,
+        "aliases": image.aliases,
+        "labels": [{"key": k, "value": v} for k, v in sorted(image.labels.items())],
+        "raw_labels": image.labels,
+        # Shipyard images carry no resource-limit or accelerator labels (yet)
+        "resource_limits": [],
+        "supported_accelerators": [],
+        "installed": bool(image.nodes),
+        "installed_agents": image.nodes,
+    }
+
+
 @query.field("images")
 async def resolve_images(
     _: Any,
@@ -36,40 +60,31 @@ async def resolve_images(
     is_installed: bool | None = None,
     is_operation: bool | None = None,
 ) -> list[dict[str, Any]]:
+    """The images the platform knows (controlplane/images.py), as `GET /images` lists them."""
     ctx = context(info)
     if is_operation:
         return []  # Shipyard has no operational (system) images
     async with ctx.core.db() as db:
         found = await images_db.list_images(db)
-    # every image listed is on some node; is_installed=false asks for none of them
-    if is_installed is False:
-        return []
-    views = []
-    for image in found:
-        registry, repository, tag = split_reference(image.name)
-        views.append(
-            {
-                "id": image.name,
-                "name": repository,
-                "humanized_name": image.name,
-                "tag": tag,
-                "registry": registry,
-                "architecture": image.architecture,
-                "is_local": registry == LOCAL_REGISTRY,
-                "digest": image.digest,
-                "hash": image.digest,
-                "size_bytes": image.size_bytes,
-                "aliases": image.aliases,
-                "labels": [{"key": k, "value": v} for k, v in sorted(image.labels.items())],
-                "raw_labels": image.labels,
-                # Shipyard images carry no resource-limit or accelerator labels (yet)
-                "resource_limits": [],
-                "supported_accelerators": [],
-                "installed": True,
-                "installed_agents": image.nodes,
-            }
-        )
-    return views
+    return [_view(i) for i in found if is_installed is None or bool(i.nodes) == is_installed]
+
+
+@query.field("image")
+async def resolve_image(
+    _: Any, info: Info, reference: str, architecture: str | None = None
+) -> dict[str, Any] | None:
+    """A known image by name or alias, as a session would resolve it; null if none."""
+    ctx = context(info)
+    async with ctx.core.db() as db:
+        try:
+            name = await images_db.resolve(db, reference)
+        except ImageNotFound:
+            return None
+        found = await images_db.list_images(db)
+    [image] = [i for i in found if i.name == name]
+    if architecture is not None and image.architecture not in ("", architecture):
+        return None
+    return _view(image)
 
 
 @mutation.field("alias_image")

@@ -146,7 +146,7 @@ class FakeNode:
                     1000,
                     "x86_64",
                     ["python"],
-                    {"ai.shipyard.kernel": "1"},
+                    {"ai.shipyard.kernel": "1", "ai.shipyard.recipe.revision": "2"},
                 )
             ],
             kernels=kernels or [],

@@ -243,7 +243,10 @@ async def test_older_session_and_node_fields_come_from_the_same_data(
         {
             "resource_limits": [],
             "supported_accelerators": [],
-            "raw_labels": '{"ai.shipyard.kernel": "1"}',
-            "labels": [{"key": "ai.shipyard.kernel", "value": "1"}],
+            "raw_labels": '{"ai.shipyard.kernel": "1", "ai.shipyard.recipe.revision": "2"}',
+            "labels": [
+                {"key": "ai.shipyard.kernel", "value": "1"},
+                {"key": "ai.shipyard.recipe.revision", "value": "2"},
+            ],
         }
     ]

@@ -243,7 +243,8 @@ async def test_images_and_aliases(api: API, node: FakeNode) -> None:
             "digest": "sha256:test",
             "sizeBytes": 1000,
             "architecture": "x86_64",
-            "labels": {"ai.shipyard.kernel": "1"},
+            "source": "recipe",
+            "labels": {"ai.shipyard.kernel": "1", "ai.shipyard.recipe.revision": "2"},
             "aliases": ["python"],
             "nodes": ["i-fake"],
         }
