@@ -258,8 +258,19 @@ def build_app(fake: FakeAPI) -> Quart:
     @app.get("/images")
     async def images() -> dict[str, Any]:
         item = {"name": "shipyard/python:3.11", "digest": "sha256:0123456789abcdef0000"}
-        more = {"sizeBytes": 117_000_000, "architecture": "x86_64"}
-        return {"items": [{**item, **more, "aliases": ["python"], "nodes": ["i-a"]}]}
+        more = {"sizeBytes": 117_000_000, "architecture": "x86_64", "source": "recipe"}
+        labels = {"ai.shipyard.kernel": "1", "ai.shipyard.batch.exec": "python main.py"}
+        more |= {"labels": labels, "aliases": ["python"], "nodes": ["i-a"]}
+        return {"items": [{**item, **more}]}
+
+    @app.post("/images")
+    async def register_image() -> tuple[dict[str, Any], int]:
+        name = json.loads(await request.get_data())["name"]
+        return {"name": name, "source": "admin", "nodes": ["i-a", "i-b"]}, 201
+
+    @app.delete("/images/<path:name>")
+    async def forget_image(name: str) -> dict[str, Any]:
+        return {"name": name, "forgotten": True}
 
     @app.post("/images/aliases")
     async def alias() -> tuple[dict[str, Any], int]:

@@ -269,6 +269,7 @@ def test_image_commands(fake_api: FakeAPI) -> None:
     listed = shipyard("image", "ls")
     assert listed.stdout.splitlines()[1].split() == [
         "shipyard/python:3.11",
+        "recipe",
         "0123456789ab",
         "117",
         "MB",
@@ -276,6 +277,14 @@ def test_image_commands(fake_api: FakeAPI) -> None:
         "python",
         "i-a",
     ]
+    with_labels = shipyard("image", "ls", "--labels").stdout.splitlines()
+    assert with_labels[0].split()[-1] == "LABELS"
+    assert with_labels[1].endswith("ai.shipyard.batch.exec=python main.py,ai.shipyard.kernel=1")
+    registered = shipyard("image", "register", "site/tools:1")
+    assert registered.stdout == "registered site/tools:1 (on i-a, i-b)\n"
+    assert json.loads(fake_api.requests[-1].body) == {"name": "site/tools:1"}
+    assert shipyard("image", "forget", "site/tools:1").stdout == "forgot site/tools:1\n"
+    assert fake_api.calls()[-1] == ("DELETE", "/images/site/tools:1")
     aliased = shipyard("image", "alias", "py", "shipyard/python:3.11")
     assert aliased.stdout == "py -> shipyard/python:3.11\n"
     assert json.loads(fake_api.requests[-1].body) == {
