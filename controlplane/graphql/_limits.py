@@ -1,0 +1,85 @@
+"""How much one GraphQL request may ask for: nesting depth, aliases, and cost (the number of
+fields it selects, fragments expanded). A query over a limit is refused before anything runs,
+with a message naming the limit; the walk stops as soon as one is passed, so a fragment bomb
+costs no more to refuse than a query at the limit costs to check.
+
+Every root field of Shipyard's schema is one database query, so aliases are what turn one
+request into hundreds of queries (200 aliases once took 14 s and slowed /health for everyone).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+
+MAX_DEPTH = 10  # the official client's deepest query is 4 (session info with containers)
+MAX_ALIASES = 20
+MAX_COST = 500  # fields selected, fragments expanded
+TIME_LIMIT = 10.0  # seconds for executing one request
+
+
+class LimitExceeded(Exception):
+    pass
+
+
+class _Walk:
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self.fragments = fragments
+        self.aliases = 0
+        self.cost = 0
+
+    def selections(self, selection_set: SelectionSetNode | None, depth: int) -> None:
+        if selection_set is None:
+            return
+        if depth > MAX_DEPTH:
+            raise LimitExceeded(f"the query is nested deeper than {MAX_DEPTH} levels")
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                self.cost += 1
+                if selection.alias is not None:
+                    self.aliases += 1
+                if self.aliases > MAX_ALIASES:
+                    raise LimitExceeded(f"the query uses more than {MAX_ALIASES} aliases")
+                if self.cost > MAX_COST:
+                    raise LimitExceeded(f"the query selects more than {MAX_COST} fields")
+                self.selections(selection.selection_set, depth + 1)
+            elif isinstance(selection, InlineFragmentNode):
+                self.selections(selection.selection_set, depth)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = self.fragments.get(selection.name.value)
+                if fragment is not None:  # an unknown one is reported by the standard rules
+                    self.cost += 1  # a cycle of spreads ends at MAX_COST
+                    self.selections(fragment.selection_set, depth)
+
+
+def check(document: DocumentNode) -> None:
+    """LimitExceeded saying which limit the document passes."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    walk = _Walk(fragments)
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            walk.selections(definition.selection_set, 1)
+
+
+class QueryLimits(ASTValidationRule):
+    """The limits as a validation rule, so a refusal is an ordinary GraphQL error."""
+
+    def enter_document(self, node: DocumentNode, *_args: Any) -> Any:
+        try:
+            check(node)
+        except LimitExceeded as exc:
+            self.report_error(GraphQLError(f"Query refused: {exc}."))
+        return self.BREAK
