@@ -6,7 +6,14 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, StrictBool, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 from controlplane import sessions as sessions_db
 from controlplane.api._typed import CompatRequest, Query, Reply
@@ -18,7 +25,8 @@ def _alias(*names: str) -> Any:
     return Field(default=None, validation_alias=AliasChoices(*names))
 
 
-Quantity = Annotated[str | int | float, Field(union_mode="left_to_right")]
+# checked by sessions.requested_slots, so that a wrong value gets one message, not one per type
+Quantity = Annotated[Any, WithJsonSchema({"type": ["string", "number"]})]
 
 
 class SessionConfig(CompatRequest):
@@ -34,6 +42,9 @@ class SessionConfig(CompatRequest):
     @field_validator("resources")
     @classmethod
     def _resources(cls, value: dict[str, Quantity] | None) -> dict[str, Quantity] | None:
+        for key, quantity in (value or {}).items():
+            if isinstance(quantity, bool) or not isinstance(quantity, str | int | float):
+                raise ValueError(f"{key} must be a number or a string like '2' or '512m'")
         sessions_db.requested_slots(value or {})
         return value
 

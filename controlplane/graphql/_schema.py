@@ -100,7 +100,8 @@ async def execute(
             context_value=Context(core, requester),
             error_formatter=_format_error,
             logger=_ErrorLog(log, {}),
-            validation_rules=[_limits.QueryLimits],
+            query_parser=_limits.parse,
+            query_validator=_limits.validate,
         )
         return dict(result)
     message = f"Query refused: it ran longer than {_limits.TIME_LIMIT:.0f} seconds."
