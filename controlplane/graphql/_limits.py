@@ -9,7 +9,9 @@ request into hundreds of queries (200 aliases once took 14 s and slowed /health 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import re
+import time
+from collections.abc import Callable, Collection
 from typing import Any
 
 import graphql
@@ -20,6 +22,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLResolveInfo,
     GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
@@ -30,8 +33,13 @@ from graphql import (
 MAX_DEPTH = 10  # the official client's deepest query is 4 (session info with containers)
 MAX_ALIASES = 20
 MAX_COST = 500  # fields selected, fragments expanded
+MAX_NESTING = 32  # brackets of any kind: selections, arguments, list and object values
 MAX_TOKENS = 10_000  # 200 aliased list queries are about 3000
-TIME_LIMIT = 10.0  # seconds for executing one request
+TIME_LIMIT = 10.0  # seconds for executing one request (see Deadline)
+
+
+# strings (block strings first) and comments, whose brackets do not count, or one bracket
+_LEXEMES = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[{}()\[\]]')
 
 
 class LimitExceeded(Exception):
@@ -80,9 +88,25 @@ def check(document: DocumentNode) -> None:
 
 
 def parse(_context: Any, data: dict[str, Any]) -> DocumentNode:
-    """ariadne's query parser, bounded to MAX_TOKENS tokens (graphql-core itself refuses a
-    document nested deeper than it can recurse into)."""
-    return graphql.parse(data["query"], max_tokens=MAX_TOKENS)
+    """ariadne's query parser, bounded: at most MAX_TOKENS tokens, and no deeper than
+    MAX_NESTING brackets, checked before the recursive parser could run out of stack."""
+    query = data["query"]
+    if _nesting(query) > MAX_NESTING:
+        raise GraphQLError(f"Query refused: the query is nested deeper than {MAX_NESTING} levels.")
+    return graphql.parse(query, max_tokens=MAX_TOKENS)
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of {, ( and [ outside strings and comments."""
+    depth = deepest = 0
+    for match in _LEXEMES.finditer(text):
+        lexeme = match.group()
+        if lexeme in "{([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif lexeme in "})]":
+            depth -= 1
+    return deepest
 
 
 def validate(
@@ -99,3 +123,19 @@ def validate(
     except LimitExceeded as exc:
         return [GraphQLError(f"Query refused: {exc}.")]
     return graphql.validate(schema, document_ast, rules, max_errors=max_errors)
+
+
+def deadline() -> Callable[..., Any]:
+    """Execution middleware for one request: once it has run TIME_LIMIT seconds, no further
+    resolver starts and each fails saying why. Resolvers are not cancelled midway: cancelling a
+    database call in flight can leave its connection unusable, and each is one short query."""
+    ends = time.monotonic() + TIME_LIMIT
+
+    def middleware(
+        next_: Callable[..., Any], root: Any, info: GraphQLResolveInfo[Any], **args: Any
+    ) -> Any:
+        if time.monotonic() > ends:
+            raise GraphQLError(f"Query refused: it ran longer than {TIME_LIMIT:g} seconds.")
+        return next_(root, info, **args)
+
+    return middleware

@@ -75,10 +75,10 @@ async def test_time_limit(api: API, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_nesting_past_the_parser(api: API) -> None:
-    """Deeper than the parser can recurse: refused like any too-deep query, not a 500."""
+    """Deeper than the parser can recurse: refused before parsing, not by a RecursionError."""
     nested = "{ a " * 3000 + "}" * 3000
     assert await _errors(api, nested) == [
-        "Syntax Error: Document is nested too deeply. Parsing aborted."
+        f"Query refused: the query is nested deeper than {_limits.MAX_NESTING} levels."
     ]
 
 
