@@ -11,6 +11,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
 from quart import Blueprint, Quart, Response, current_app, jsonify, send_from_directory
 from quart_schema import QuartSchema
 from quart_schema.openapi import OpenAPIProvider
@@ -94,6 +95,14 @@ class _Provider(OpenAPIProvider):
         if model is ServerSentEvents:
             content = {"text/event-stream": {"schema": {"type": "string"}}}
             return {"description": "server-sent events", "content": content}, {}
+        if not isinstance(model, type):  # a union of models, which quart-schema cannot read
+            schema = TypeAdapter(model).json_schema(
+                ref_template="#/components/schemas/{model}", mode="serialization"
+            )
+            definitions = schema.pop("$defs", {})
+            return {"description": "", "content": {"application/json": {"schema": schema}}}, (
+                definitions
+            )
         return super().build_response_object(model, headers_model)
 
 
