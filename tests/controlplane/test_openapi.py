@@ -68,7 +68,6 @@ async def test_backendai_shapes_are_in_the_document(api: API) -> None:
     document = await _document(api)
     create = document["paths"]["/session"]["post"]
     body = create["requestBody"]["content"]["application/json"]["schema"]
-    schemas = document["components"]["schemas"]
     properties = body["properties"]
     assert {"image", "name", "enqueueOnly", "reuseIfExists", "maxWaitSeconds"} <= set(properties)
     assert properties["enqueueOnly"]["anyOf"][0] == {"type": "boolean"}
