@@ -142,6 +142,7 @@ async def logs(ref: str, args: OwnerQuery) -> Logs:
 @query(OwnerQuery)
 async def upload(ref: str, args: OwnerQuery) -> Response:
     """Put files into the session's working directory (multipart parts named src)."""
+    session = await _find(ref, args.owner_access_key)  # someone else's session: 404 first
     files = (await request.files).getlist("src")
     if not files:
         raise InvalidAPIParams("send the files as multipart parts named 'src'")
@@ -157,7 +158,6 @@ async def upload(ref: str, args: OwnerQuery) -> Response:
         if not path or path.startswith("/") or ".." in path.split("/"):
             raise InvalidAPIParams(f"{path!r}: file names must be relative paths without '..'")
         payload.append(wire.UploadFile(path=path, data_b64=base64.b64encode(data).decode()))
-    session = await _find(ref, args.owner_access_key)
     async with core().db() as db:
         kernel = await db.scalar(
             select(Kernel).where(Kernel.session_id == session.id, Kernel.status == "RUNNING")
