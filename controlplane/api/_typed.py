@@ -146,14 +146,18 @@ class ServerSentEvents:
     """Marks a route that answers text/event-stream (see `documented`)."""
 
 
-def documented(responses: Mapping[int, Any]) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Record answers a handler builds itself for /openapi.json: None for an empty body,
-    ServerSentEvents for a stream."""
+def documented(
+    responses: Mapping[int, Any], *, multipart: type[BaseModel] | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record for /openapi.json what a handler reads and builds itself: answers (None for an
+    empty body, ServerSentEvents for a stream) and a multipart body."""
 
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
         schemas: dict[int, Any] = dict(getattr(view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {}))
         schemas.update({code: (model, None) for code, model in responses.items()})
         setattr(view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, schemas)
+        if multipart is not None:  # read by the handler itself (file parts)
+            setattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, (multipart, DataSource.FORM_MULTIPART))
         return view
 
     return decorate

@@ -32,6 +32,7 @@ from controlplane.api._session_models import (
     SessionInfo,
     SessionList,
     SessionReused,
+    UploadForm,
 )
 from controlplane.api._typed import (
     body,
@@ -138,7 +139,7 @@ async def logs(ref: str, args: OwnerQuery) -> Logs:
 
 
 @bp.post("/session/<ref>/upload")
-@documented({204: None})
+@documented({204: None}, multipart=UploadForm)
 @query(OwnerQuery)
 async def upload(ref: str, args: OwnerQuery) -> Response:
     """Put files into the session's working directory (multipart parts named src)."""

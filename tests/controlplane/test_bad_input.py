@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from quart.testing import WebsocketResponseError
-from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE
+from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, DataSource
 from sqlalchemy import func, select
 
 from controlplane.api._context import public
@@ -40,7 +40,8 @@ def _json_routes(api: API) -> list[tuple[str, str]]:
     routes = []
     for rule in api.app.url_map.iter_rules():
         view = api.app.view_functions[rule.endpoint]
-        if rule.websocket or not hasattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE):
+        request_body = getattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, None)
+        if rule.websocket or request_body is None or request_body[1] != DataSource.JSON:
             continue
         path = re.sub(r"<(?:[^:>]*:)?[^>]+>", "x-session", rule.rule)
         routes += [(m, path) for m in sorted(rule.methods or ()) if m not in ("HEAD", "OPTIONS")]
