@@ -79,7 +79,11 @@ def _value(kind: str, text: str) -> Scalar:
         if text == "null":
             return None
         if re.fullmatch(r"-?\d+", text):
-            return int(text)
+            number = int(text) if len(text) <= 20 else None
+            if number is None or not -(2**63) <= number < 2**63:
+                # the database's integers are 64-bit: a bigger one matches nothing anyway
+                raise InvalidAPIParams(f"{text[:24]!r} is not a 64-bit integer")
+            return number
     raise InvalidAPIParams(f'{text!r} is not a value: quote strings, e.g. "RUNNING"')
 
 

@@ -1,4 +1,4 @@
-"""Sessions as data: request parsing and validation, lookup by reference, state transitions.
+"""Sessions as data: resource requests, lookup by reference, state transitions.
 
 Transitions are compare-and-set updates (`expect` the statuses you think it is in), so a destroy
 racing a kernel start cannot be overwritten; every transition writes a history row.
@@ -6,11 +6,10 @@ racing a kernel start cannot be overwritten; every transition writes a history r
 
 from __future__ import annotations
 
-import re
-import secrets
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -23,6 +22,7 @@ from controlplane.db.models import (
     ACTIVE_STATUSES,
     DEAD_STATUSES,
     OCCUPYING_STATUSES,
+    Image,
     Keypair,
     Node,
     Session,
@@ -30,16 +30,21 @@ from controlplane.db.models import (
 )
 from controlplane.db.types import utcnow
 from controlplane.errors import (
-    InvalidAPIParams,
     SessionNotFound,
     UnsatisfiableResources,
 )
 from controlplane.events import SessionEvent
 
-NAME_RULE = re.compile(r"^(?=.{4,64}$)\w[\w.-]*\w$", re.ASCII)
+# session names: 4-64 of these, starting and ending with a letter, digit or "_"
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*[A-Za-z0-9_]$"
+NAME_LENGTH = (4, 64)
 KNOWN_SLOTS = ("cpu", "mem")
 DEFAULT_RESOURCES = {"cpu": "1", "mem": "1g"}
-MIN_MEM = 64 * 2**20
+# The smallest CPU share cgroups enforce as docker sets it: NanoCpus below 10_000_000 (0.01 CPU)
+# is refused by the engine, and NanoCpus=1 would become "no limit" (quota -1).
+MIN_CPU, MAX_CPU = Decimal("0.01"), Decimal(1024)
+# docker refuses less than 6 MiB; an interpreter needs far more than that to start
+MIN_MEM, MAX_MEM = 64 * 2**20, 2**46
 
 
 @dataclass(frozen=True)
@@ -57,96 +62,29 @@ class CreateParams:
     owner_access_key: str | None
 
 
-def _pick(body: dict[str, Any], *names: str, default: Any = None) -> Any:
-    for name in names:
-        if name in body and body[name] is not None:
-            return body[name]
-    return default
-
-
-def parse_create(body: Any) -> CreateParams:
-    """Read a POST /session body (Backend.AI's keys and their aliases); unknown keys are ignored."""
-    if not isinstance(body, dict):
-        raise InvalidAPIParams("the request body must be a JSON object")
-    problems: dict[str, str] = {}
-    config = _pick(body, "config", default={})
-    if not isinstance(config, dict):
-        problems["config"] = "must be an object"
-        config = {}
-
-    name = _pick(body, "name", "session_name", "clientSessionToken")
-    if name is None:
-        name = f"session-{secrets.token_hex(5)}"
-    if not isinstance(name, str) or not NAME_RULE.match(name):
-        problems["name"] = (
-            "4-64 ASCII letters, digits, '_', '-' or '.', starting and ending with a letter,"
-            " digit or '_'"
+def requested_slots(raw: Mapping[str, str | int | float]) -> wire.Slots:
+    """What a create asks for, with the defaults filled in; ValueError says what to fix."""
+    unknown = sorted(set(raw) - set(KNOWN_SLOTS))
+    if unknown:
+        raise ValueError(
+            f"unknown resource slot(s) {', '.join(unknown)}; known: {', '.join(KNOWN_SLOTS)}"
         )
-    image = _pick(body, "image", "lang")
-    if not isinstance(image, str) or not image.strip():
-        problems["image"] = "required: an image name or alias, e.g. python"
-    session_type = str(_pick(body, "type", "sessionType", default="interactive")).upper()
-    if session_type not in ("INTERACTIVE", "BATCH"):
-        problems["type"] = "must be interactive or batch"
-    startup = _pick(body, "startupCommand", "startup_command")
-    if startup is not None and not isinstance(startup, str):
-        problems["startupCommand"] = "must be a string"
-    if session_type == "BATCH" and not startup:
-        problems["startupCommand"] = "a batch session needs a startup command"
+    try:
+        slots = wire.Slots({**DEFAULT_RESOURCES, **{k: _quantity(v) for k, v in raw.items()}})
+    except wire.SlotsError as exc:
+        raise ValueError(str(exc)) from exc
+    if not MIN_CPU <= slots["cpu"] <= MAX_CPU:
+        raise ValueError(f"cpu must be between {MIN_CPU} and {MAX_CPU}, not {slots['cpu']}")
+    if not MIN_MEM <= slots["mem"] <= MAX_MEM:
+        raise ValueError(
+            f"mem must be between {wire.format_bytes(MIN_MEM)} and {wire.format_bytes(MAX_MEM)},"
+            f" not {wire.format_bytes(slots['mem'])}"
+        )
+    return slots
 
-    resources = wire.Slots(DEFAULT_RESOURCES)
-    raw_resources = _pick(config, "resources", default={})
-    if not isinstance(raw_resources, dict):
-        problems["config.resources"] = "must be an object like {'cpu': '1', 'mem': '512m'}"
-    else:
-        unknown = sorted(set(raw_resources) - set(KNOWN_SLOTS))
-        if unknown:
-            problems["config.resources"] = (
-                f"unknown resource slot(s) {', '.join(unknown)}; known: {', '.join(KNOWN_SLOTS)}"
-            )
-        else:
-            try:
-                resources = wire.Slots({**DEFAULT_RESOURCES, **raw_resources})
-            except wire.SlotsError as exc:
-                problems["config.resources"] = str(exc)
-            else:
-                if resources["cpu"] <= 0:
-                    problems["config.resources"] = "cpu must be more than 0"
-                elif resources["mem"] < MIN_MEM:
-                    problems["config.resources"] = "mem must be at least 64m"
 
-    environ = _pick(config, "environ", default={})
-    if not isinstance(environ, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in environ.items()
-    ):
-        problems["config.environ"] = "must be an object of string values"
-        environ = {}
-    # refused rather than ignored, until Shipyard has them (docs/backendai-client.md)
-    if _pick(config, "mounts", default=[]) or _pick(config, "mount_map", "mountMap", default={}):
-        problems["config.mounts"] = "virtual folders are not supported yet: leave out the mounts"
-    if _pick(config, "preopen_ports", "preopenPorts", default=[]):
-        problems["config.preopen_ports"] = "app ports are not supported yet"
-    max_wait = _pick(body, "maxWaitSeconds", "max_wait_seconds", default=0)
-    if not isinstance(max_wait, int | float) or max_wait < 0:
-        problems["maxWaitSeconds"] = "must be a number of seconds >= 0"
-        max_wait = 0
-    tag = _pick(body, "tag")
-    owner = _pick(body, "owner_access_key", "ownerAccessKey")
-    if problems:
-        raise InvalidAPIParams("Input validation error", data=problems)
-    return CreateParams(
-        name=name,
-        image=image.strip(),
-        type=session_type,
-        resources=resources,
-        environ=environ,
-        startup_command=startup,
-        enqueue_only=bool(_pick(body, "enqueueOnly", "enqueue_only", default=False)),
-        max_wait=float(max_wait),
-        reuse=bool(_pick(body, "reuseIfExists", "reuse_if_exists", default=True)),
-        tag=str(tag) if tag is not None else None,
-        owner_access_key=owner if isinstance(owner, str) and owner else None,
-    )
+def _quantity(value: str | int | float) -> str | int:
+    return value if isinstance(value, str | int) else repr(value)
 
 
 async def check_satisfiable(db: DBSession, resources: wire.Slots) -> None:
@@ -247,55 +185,18 @@ def occupying(session: Session) -> dict[str, str]:
     return {}
 
 
-def to_rest(session: Session) -> dict[str, Any]:
-    """GET /session/<ref>: Backend.AI's camelCase keys plus Shipyard's status history."""
-    main = session.kernels[0] if session.kernels else None
-    exit_code = session.status_data.get("exit_code") if session.status_data else None
-    age = (utcnow() - session.created_at).total_seconds() * 1000
-    return {
-        "sessionId": str(session.id),
-        "sessionName": session.name,
-        "domainName": session.domain_name,
-        "groupId": str(session.project_id),
-        "userId": str(session.user_id),
-        "accessKey": session.access_key,
-        "type": session.type,
-        "lang": session.image,
-        "image": session.image,
-        "architecture": "x86_64",
-        "tag": session.tag,
-        "node": session.node_id,
-        "containerId": main.container_id if main else None,
-        "status": session.status,
-        "statusInfo": session.status_info,
-        "statusData": session.status_data,
-        "statusChanged": session.status_changed.isoformat(),
-        "result": session.result,
-        "exitCode": exit_code,
-        "requestedSlots": session.requested_slots,
-        "occupiedSlots": occupying(session),
-        "occupyingSlots": occupying(session),
-        "environ": session.environ,
-        "creationTime": session.created_at.isoformat(),
-        "terminationTime": session.terminated_at.isoformat() if session.terminated_at else None,
-        "age": int(age),
-        "statusHistory": [
-            {"status": h.status, "reason": h.reason, "at": h.at.isoformat()}
-            for h in session.history
-        ],
-    }
-
-
-def to_rest_brief(session: Session) -> dict[str, Any]:
-    return {
-        "sessionId": str(session.id),
-        "sessionName": session.name,
-        "status": session.status,
-        "statusInfo": session.status_info,
-        "image": session.image,
-        "type": session.type,
-        "creationTime": session.created_at.isoformat(),
-    }
+async def architectures(
+    db: DBSession, sessions: Collection[Session]
+) -> dict[uuid.UUID, str | None]:
+    """Each session's CPU architecture: its node's once placed, before that its image's (None
+    while neither is known)."""
+    nodes = select(Node.id, Node.architecture).where(Node.id.in_({s.node_id for s in sessions}))
+    by_node: dict[str, str] = {row.id: row.architecture for row in await db.execute(nodes)}
+    images = select(Image.name, Image.architecture).where(
+        Image.name.in_({s.image for s in sessions})
+    )
+    by_image: dict[str, str] = {row.name: row.architecture for row in await db.execute(images)}
+    return {s.id: by_node.get(s.node_id or "") or by_image.get(s.image) for s in sessions}
 
 
 def free_slots(capacity: wire.Slots, sessions: list[Session]) -> wire.Slots:

@@ -91,7 +91,8 @@ def parse_authorization(value: str) -> AuthHeader:
     if not method.upper().startswith("HMAC-"):
         raise ValueError("signMethod must be HMAC-<hash>")
     hash_name = method[5:].lower()
-    if hash_name not in hashlib.algorithms_guaranteed:
+    # SHAKE digests have no fixed length, so no HMAC can be made with them
+    if hash_name not in hashlib.algorithms_guaranteed or hash_name.startswith("shake_"):
         raise ValueError(f"unsupported hash {hash_name!r} in signMethod")
     access_key, sep, signature = params["credential"].partition(":")
     if not sep or not access_key or not signature:

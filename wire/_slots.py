@@ -53,6 +53,8 @@ class Slots(Mapping[str, Decimal]):
                 self._data[key] = Decimal(str(quantity))
             except InvalidOperation as exc:
                 raise SlotsError(f"slot {key!r}: {value!r} is not a number") from exc
+            if not self._data[key].is_finite():
+                raise SlotsError(f"slot {key!r}: {value!r} is not a finite number")
             if self._data[key] < 0:
                 raise SlotsError(f"slot {key!r} must not be negative")
 

@@ -2,151 +2,126 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, Response, jsonify
-from quart_schema import validate_request, validate_response
+from quart import Blueprint
 
 from controlplane import images as images_db
 from controlplane import keypairs, nodes
-from controlplane.api.app import core, read_json, requester, require_admin
-from controlplane.db.models import Keypair
-from controlplane.errors import InvalidAPIParams
+from controlplane.api._context import core, requester, require_admin
+from controlplane.api._models import (
+    AliasDeleted,
+    AliasView,
+    CreateAlias,
+    CreateKeypair,
+    ImageForgotten,
+    ImageItem,
+    ImageList,
+    KeypairCreated,
+    KeypairDeleted,
+    KeypairList,
+    KeypairView,
+    NodeItem,
+    NodeList,
+    RegisterImage,
+)
+from controlplane.api._typed import body, returns
 
 bp = Blueprint("admin", __name__)
 
 
-def _keypair_view(kp: Keypair) -> dict[str, Any]:
-    return {
-        "accessKey": kp.access_key,
-        "userEmail": kp.user.email,
-        "isActive": kp.is_active,
-        "isAdmin": kp.is_admin,
-        "createdAt": kp.created_at.isoformat(),
-    }
-
-
 @bp.get("/admin/keypairs")
-async def list_keypairs() -> dict[str, Any]:
+@returns(KeypairList)
+async def list_keypairs() -> KeypairList:
+    """Every keypair (admin)."""
     require_admin()
     async with core().db() as db:
-        return {"items": [_keypair_view(kp) for kp in await keypairs.list_all(db)]}
+        return KeypairList(items=[KeypairView.of(kp) for kp in await keypairs.list_all(db)])
 
 
 @bp.post("/admin/keypairs")
-async def create_keypair() -> tuple[Response, int]:
+@returns(KeypairCreated, 201)
+@body(CreateKeypair)
+async def create_keypair(data: CreateKeypair) -> KeypairCreated:
+    """A new keypair for a user, created with it when new (admin)."""
     require_admin()
-    body = await read_json()
-    if not isinstance(body, dict) or not isinstance(body.get("user"), str):
-        raise InvalidAPIParams('send {"user": "<e-mail>", "isAdmin": false}')
     async with core().db() as db:
-        keypair = await keypairs.create(db, body["user"], is_admin=bool(body.get("isAdmin")))
+        keypair = await keypairs.create(db, data.user, is_admin=data.is_admin)
         await db.commit()
-        return jsonify({**_keypair_view(keypair), "secretKey": keypair.secret_key}), 201
+        return KeypairCreated(**KeypairView.of(keypair).model_dump(), secret_key=keypair.secret_key)
 
 
 @bp.delete("/admin/keypairs/<access_key>")
-async def delete_keypair(access_key: str) -> dict[str, Any]:
+@returns(KeypairDeleted)
+async def delete_keypair(access_key: str) -> KeypairDeleted:
+    """Deactivate a keypair (admin)."""
     admin = require_admin()
     async with core().db() as db:
         await keypairs.delete(db, access_key, requester=admin)
         await db.commit()
-    return {"accessKey": access_key, "deleted": True}
-
-
-def _image_view(v: images_db.ImageView) -> dict[str, Any]:
-    return {
-        "name": v.name,
-        "source": v.source,
-        "digest": v.digest,
-        "sizeBytes": v.size_bytes,
-        "architecture": v.architecture,
-        "labels": v.labels,
-        "aliases": v.aliases,
-        "nodes": v.nodes,
-    }
+    return KeypairDeleted(access_key=access_key)
 
 
 @bp.get("/images")
-async def list_images() -> dict[str, Any]:
+@returns(ImageList)
+async def list_images() -> ImageList:
     """The images the platform knows (controlplane/images.py), with the nodes that have them."""
     requester()
     async with core().db() as db:
-        return {"items": [_image_view(v) for v in await images_db.list_images(db)]}
-
-
-class RegisterImage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=256, description="repo:tag, as the node has it")
-
-
-class ForgottenImage(BaseModel):
-    name: str
-    forgotten: bool
+        return ImageList(items=[ImageItem.of(v) for v in await images_db.list_images(db)])
 
 
 @bp.post("/images")
-@validate_request(RegisterImage)
-async def register_image(data: RegisterImage) -> tuple[dict[str, Any], int]:
+@returns(ImageItem, 201)
+@body(RegisterImage)
+async def register_image(data: RegisterImage) -> ImageItem:
+    """Make an image that a node has known to the platform (admin)."""
     admin = require_admin()
     async with core().db() as db:
         await images_db.register(db, data.name, admin.access_key)
         await db.commit()
         [view] = [v for v in await images_db.list_images(db) if v.name == data.name.strip()]
-    return _image_view(view), 201
+    return ImageItem.of(view)
 
 
 # <path:...>: image names have slashes ("shipyard/python:3.11")
 @bp.delete("/images/<path:name>")
-@validate_response(ForgottenImage)
-async def forget_image(name: str) -> ForgottenImage:
+@returns(ImageForgotten)
+async def forget_image(name: str) -> ImageForgotten:
+    """Unlist an image and drop its aliases; nodes keep it (admin)."""
     admin = require_admin()
     async with core().db() as db:
         await images_db.forget(db, name, admin.access_key)
         await db.commit()
-    return ForgottenImage(name=name, forgotten=True)
+    return ImageForgotten(name=name, forgotten=True)
 
 
 @bp.post("/images/aliases")
-async def alias_image() -> tuple[Response, int]:
+@returns(AliasView, 201)
+@body(CreateAlias)
+async def alias_image(data: CreateAlias) -> AliasView:
+    """Point an alias at an image (admin)."""
     require_admin()
-    body = await read_json()
-    if not isinstance(body, dict) or not all(
-        isinstance(body.get(k), str) for k in ("alias", "target")
-    ):
-        raise InvalidAPIParams('send {"alias": "python", "target": "<image name>"}')
     async with core().db() as db:
-        target = await images_db.set_alias(db, body["alias"], body["target"])
+        target = await images_db.set_alias(db, data.alias, data.target)
         await db.commit()
-    return jsonify({"alias": body["alias"], "target": target}), 201
+    return AliasView(alias=data.alias, target=target)
 
 
 @bp.delete("/images/aliases/<alias>")
-async def dealias_image(alias: str) -> dict[str, Any]:
+@returns(AliasDeleted)
+async def dealias_image(alias: str) -> AliasDeleted:
+    """Remove an alias (admin)."""
     require_admin()
     async with core().db() as db:
         await images_db.remove_alias(db, alias)
         await db.commit()
-    return {"alias": alias, "deleted": True}
+    return AliasDeleted(alias=alias)
 
 
 @bp.get("/nodes")
-async def list_nodes() -> dict[str, Any]:
+@returns(NodeList)
+async def list_nodes() -> NodeList:
+    """Every node that ever registered, ALIVE while connected (admin)."""
     require_admin()
     async with core().db() as db:
         found = await nodes.list_nodes(db, core().hub.connected())
-    return {
-        "items": [
-            {
-                "id": n.id,
-                "status": n.status,
-                "architecture": n.architecture,
-                "networkMode": n.network_mode,
-                "availableSlots": n.available_slots,
-                "firstContact": n.first_contact.isoformat(),
-                "lastContact": n.last_contact.isoformat(),
-            }
-            for n in found
-        ]
-    }
+    return NodeList(items=[NodeItem.of(n) for n in found])

@@ -1,54 +1,26 @@
-"""The Quart application: authentication for every route but the public ones, and helpers the
-blueprints share."""
+"""The Quart application: wires the blueprints, the error mapping and the API's description,
+and authenticates every route but the public ones."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from quart import Quart, current_app, g, request, websocket
-from quart_schema import QuartSchema
 
-from controlplane.api import problems
+from controlplane.api import (
+    admin,
+    apidocs,
+    events,
+    gql,
+    misc,
+    node,
+    node_tokens,
+    problems,
+    session,
+)
+from controlplane.api._context import CORE_KEY, is_public
 from controlplane.api.auth import authenticate
 from controlplane.core import Core
-from controlplane.db.models import Keypair
-from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def public(view: F) -> F:
-    """Mark a view that needs no signature (the version probe, health, node dial-in)."""
-    view._shipyard_public = True  # type: ignore[attr-defined]
-    return view
-
-
-def core() -> Core:
-    return cast(Core, current_app.extensions["shipyard.core"])
-
-
-def requester() -> Keypair:
-    return cast(Keypair, g.keypair)
-
-
-def require_admin() -> Keypair:
-    keypair = requester()
-    if not keypair.is_admin:
-        raise InsufficientPrivilege("this needs an admin keypair")
-    return keypair
-
-
-async def read_json() -> Any:
-    """The JSON body (also on GET, as Backend.AI clients send); {} when there is none."""
-    raw = await request.get_data()
-    if not raw or not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidAPIParams(f"Malformed JSON body: {exc}") from exc
 
 
 def _raw_target(scope: dict[str, Any]) -> str:
@@ -59,24 +31,17 @@ def _raw_target(scope: dict[str, Any]) -> str:
 
 
 def create_app(the_core: Core) -> Quart:
-    from controlplane.api import admin, events, gql, misc, node, node_tokens, session
-
-    app = Quart("shipyard.controlplane")
-    # request/response models (quart-schema, pydantic); the OpenAPI routes are not served yet.
-    # First: it installs its own JSON provider, which the next lines configure.
-    QuartSchema(
-        app, openapi_path=None, redoc_ui_path=None, scalar_ui_path=None, swagger_ui_path=None
-    )
-    app.extensions["shipyard.core"] = the_core
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app = Quart("shipyard.controlplane", static_folder=None)
+    app.extensions[CORE_KEY] = the_core
     app.config["MAX_CONTENT_LENGTH"] = 64 * 2**20
     problems.install(app)
+    apidocs.install(app)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
 
     async def _check(
         endpoint: str | None, method: str, scope: dict[str, Any], headers: Any, scheme: str
     ) -> None:
-        view = current_app.view_functions.get(endpoint or "")
-        if view is None or getattr(view, "_shipyard_public", False):
+        if is_public(current_app.view_functions.get(endpoint or "")):
             return
         async with the_core.db() as db:
             g.keypair = await authenticate(
@@ -98,6 +63,15 @@ def create_app(the_core: Core) -> Quart:
         scope = cast(dict[str, Any], websocket.scope)
         await _check(websocket.endpoint, "WS", scope, websocket.headers, scheme)
 
-    for blueprint in (misc.bp, session.bp, admin.bp, node.bp, node_tokens.bp, gql.bp, events.bp):
+    for blueprint in (
+        misc.bp,
+        session.bp,
+        admin.bp,
+        node.bp,
+        node_tokens.bp,
+        gql.bp,
+        events.bp,
+        apidocs.bp,
+    ):
         app.register_blueprint(blueprint)
     return app

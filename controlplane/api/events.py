@@ -25,15 +25,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 from sqlalchemy import select
 
 from controlplane import keypairs
 from controlplane import sessions as sessions_db
-from controlplane.api.app import core, requester
+from controlplane.api._context import core, requester
+from controlplane.api._models import EventsQuery
+from controlplane.api._typed import ServerSentEvents, documented, query
 from controlplane.core import Core
 from controlplane.db.models import Kernel, Session
-from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
+from controlplane.errors import InsufficientPrivilege
 from controlplane.events import SessionEvent
 
 bp = Blueprint("events", __name__)
@@ -54,20 +56,17 @@ _EVENTS: dict[str, tuple[str, ...]] = {
 
 
 @bp.get("/events/session")
-async def session_events() -> Response:
-    args = request.args
-    scope = args.get("scope", "*")
-    if scope not in ("*", "session", "kernel"):
-        raise InvalidAPIParams(f"scope must be *, session or kernel, not {scope!r}")
-    session_id = args.get("sessionId") or args.get("session_id")
-    name = args.get("sessionName") or args.get("name") or "*"
-    owner = args.get("ownerAccessKey") or args.get("owner_access_key")
-    group = args.get("group") or args.get("groupName") or "*"
+@documented({200: ServerSentEvents})
+@query(EventsQuery)
+async def session_events(args: EventsQuery) -> Response:
+    """Session lifecycle events as server-sent events (text/event-stream)."""
+    scope, owner, group = args.scope, args.owner_access_key, args.group
+    name = args.session_name
     me = requester()
     if owner and owner != me.access_key and not me.is_admin:
         raise InsufficientPrivilege("only admins may watch the sessions of another keypair")
     target: Session | None = None
-    ref = session_id or (name if name != "*" else None)
+    ref = args.session_id or (name if name != "*" else None)
     if ref is not None:
         async with core().db() as db:
             target = await sessions_db.find(db, me, ref, owner_access_key=owner)

@@ -3,16 +3,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from quart import Blueprint
 
 from controlplane import graphql
-from controlplane.api.app import core, read_json, requester
+from controlplane.api._context import core, requester
+from controlplane.api._models import GraphQLRequest, GraphQLResponse
+from controlplane.api._typed import body, returns
 
 bp = Blueprint("gql", __name__)
 
 
 @bp.post("/admin/gql")
-async def gql() -> dict[str, Any]:
-    return await graphql.execute(core(), requester(), await read_json())
+@returns(GraphQLResponse)
+@body(GraphQLRequest)
+async def gql(data: GraphQLRequest) -> GraphQLResponse:
+    """Run one GraphQL query or mutation (limited in depth, aliases, cost and time)."""
+    result = await graphql.execute(
+        core(), requester(), data.query, data.variables, data.operation_name
+    )
+    return GraphQLResponse.model_validate(result)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from quart import Blueprint
 
 import wire
-from controlplane.api.app import core, public
+from controlplane.api._context import core, public
+from controlplane.api._models import Announcement, Health, Hello
+from controlplane.api._typed import returns
 from hostlib import __version__
 
 bp = Blueprint("misc", __name__)
@@ -17,16 +17,22 @@ MANAGER_COMPAT_VERSION = "23.09.10"
 
 @bp.get("/")
 @public
-async def hello() -> dict[str, Any]:
-    return {"version": wire.API_VERSION, "manager": MANAGER_COMPAT_VERSION, "shipyard": __version__}
+@returns(Hello)
+async def hello() -> Hello:
+    """The version probe Backend.AI clients send first, unsigned."""
+    return Hello(version=wire.API_VERSION, manager=MANAGER_COMPAT_VERSION, shipyard=__version__)
 
 
 @bp.get("/manager/announcement")
-async def announcement() -> dict[str, Any]:
-    return {"enabled": False, "message": ""}
+@returns(Announcement)
+async def announcement() -> Announcement:
+    """The manager's banner (Shipyard has none)."""
+    return Announcement(enabled=False, message="")
 
 
 @bp.get("/health")
 @public
-async def health() -> dict[str, Any]:
-    return {"status": "ok", "nodesAlive": len(core().hub.connected())}
+@returns(Health)
+async def health() -> Health:
+    """Liveness, unsigned: how many nodes are connected."""
+    return Health(status="ok", nodes_alive=len(core().hub.connected()))

@@ -10,7 +10,7 @@ from quart import Blueprint, websocket
 
 import wire
 from controlplane import jointokens, lifecycle
-from controlplane.api.app import core, public
+from controlplane.api._context import core, public
 from controlplane.errors import AuthFailed, InvalidAPIParams
 from controlplane.nodehub import NodeConnection
 

@@ -9,13 +9,40 @@ import urllib.parse
 from typing import Any
 
 import anyio
-from quart import Blueprint, Response, jsonify, request, websocket
+from quart import Blueprint, Response, request, websocket
 from sqlalchemy import select
 
 import wire
 from controlplane import lifecycle
 from controlplane import sessions as sessions_db
-from controlplane.api.app import core, read_json, requester
+from controlplane.api._context import core, requester
+from controlplane.api._session_models import (
+    CreateSession,
+    Destroyed,
+    DestroyQuery,
+    Executed,
+    ExecuteRequest,
+    ExecuteResult,
+    ListQuery,
+    Logs,
+    LogsResult,
+    OwnerQuery,
+    SessionBrief,
+    SessionCreated,
+    SessionInfo,
+    SessionList,
+    SessionReused,
+    UploadForm,
+)
+from controlplane.api._typed import (
+    body,
+    documented,
+    parse_json,
+    query,
+    read_query,
+    returns,
+    validate,
+)
 from controlplane.db.models import Kernel, Session
 from controlplane.errors import InvalidAPIParams, SessionNotRunning
 from controlplane.execution import Run, next_chunk, open_run, send_input
@@ -26,76 +53,80 @@ MAX_UPLOAD_SIZE = 2**20
 HTTP_CHUNK_WAIT = 10.0  # an HTTP execute call returns at least this often while output is quiet
 
 
-async def _find(ref: str) -> Session:
-    owner_key = request.args.get("owner_access_key") or request.args.get("ownerAccessKey")
+async def _find(ref: str, owner_access_key: str | None) -> Session:
     async with core().db() as db:
-        return await sessions_db.find(db, requester(), ref, owner_access_key=owner_key)
+        return await sessions_db.find(db, requester(), ref, owner_access_key=owner_access_key)
 
 
 @bp.post("/session")
-async def create() -> tuple[Response, int]:
-    params = sessions_db.parse_create(await read_json())
+@returns(SessionCreated | SessionReused, 201)
+@body(CreateSession)
+async def create(data: CreateSession) -> SessionCreated | SessionReused:
+    """Create a session (or reuse the active one of that name) and wait until it runs."""
+    params = data.params()
     session, created = await lifecycle.create_session(core(), requester(), params)
     if not created:
-        return jsonify(
-            {
-                "sessionId": str(session.id),
-                "sessionName": session.name,
-                "status": session.status,
-                "service_ports": [],
-                "created": False,
-            }
-        ), 201
+        return SessionReused(
+            session_id=str(session.id), session_name=session.name, status=session.status
+        )
     status = "PENDING"
     if not params.enqueue_only:
         status = await lifecycle.wait_started(core(), session.id, params.max_wait)
     async with core().db() as db:
         current = await db.get(Session, session.id)
         assert current is not None
-    return jsonify(
-        {
-            "sessionId": str(session.id),
-            "sessionName": session.name,
-            "status": status,
-            "statusInfo": current.status_info,
-            "servicePorts": [],
-            "created": True,
-        }
-    ), 201
+    return SessionCreated(
+        session_id=str(session.id),
+        session_name=session.name,
+        status=status,
+        status_info=current.status_info,
+    )
 
 
 @bp.get("/session")
-async def list_sessions() -> dict[str, Any]:
-    include_dead = request.args.get("all", "false").lower() in ("1", "true", "yes")
+@returns(SessionList)
+@query(ListQuery)
+async def list_sessions(args: ListQuery) -> SessionList:
+    """The caller's sessions (active ones unless all=true)."""
     async with core().db() as db:
-        found = await sessions_db.list_for(db, requester(), include_dead=include_dead)
-        return {"items": [sessions_db.to_rest_brief(s) for s in found]}
+        found = await sessions_db.list_for(db, requester(), include_dead=args.all)
+        return SessionList(items=[SessionBrief.of(s) for s in found])
 
 
 @bp.get("/session/<ref>")
-async def info(ref: str) -> dict[str, Any]:
-    session = await _find(ref)
-    return sessions_db.to_rest(session)
+@returns(SessionInfo)
+@query(OwnerQuery)
+async def info(ref: str, args: OwnerQuery) -> SessionInfo:
+    """One session by id or name, with its status history."""
+    session = await _find(ref, args.owner_access_key)
+    async with core().db() as db:
+        architecture = (await sessions_db.architectures(db, [session]))[session.id]
+    return SessionInfo.of(session, architecture)
 
 
 @bp.delete("/session/<ref>")
-async def destroy(ref: str) -> dict[str, Any]:
-    session = await _find(ref)
-    forced = request.args.get("forced", "false").lower() == "true"
+@returns(Destroyed)
+@query(DestroyQuery)
+async def destroy(ref: str, args: DestroyQuery) -> Destroyed:
+    """End a session and remove its container."""
+    session = await _find(ref, args.owner_access_key)
     if session.status in ("TERMINATED", "CANCELLED"):
-        return {"stats": {"status": session.status.lower()}}
-    stats = await lifecycle.destroy_session(core(), session, forced=forced)
-    return {"stats": stats}
+        return Destroyed(stats={"status": session.status.lower()})
+    stats = await lifecycle.destroy_session(core(), session, forced=args.forced)
+    return Destroyed(stats=stats)
 
 
 @bp.get("/session/<ref>/logs")
-async def logs(ref: str) -> dict[str, Any]:
-    session = await _find(ref)
+@returns(Logs)
+@query(OwnerQuery)
+async def logs(ref: str, args: OwnerQuery) -> Logs:
+    """The container's output so far (kept after it is gone)."""
+    session = await _find(ref, args.owner_access_key)
     async with core().db() as db:
         kernel = await db.scalar(select(Kernel).where(Kernel.session_id == session.id))
     if kernel is None or kernel.node_id is None or kernel.status == "TERMINATED":
         if kernel is not None and kernel.logs is not None:
-            return {"result": {"logs": kernel.logs}}
+            return Logs(result=LogsResult(logs=kernel.logs))
         raise SessionNotRunning(f"Session {session.name} has no container to read logs from")
     reply = (
         await core()
@@ -104,11 +135,15 @@ async def logs(ref: str) -> dict[str, Any]:
     )
     if not reply.ok:
         raise SessionNotRunning(f"cannot read the logs: {reply.error}")
-    return {"result": {"logs": reply.result.get("logs", "")}}
+    return Logs(result=LogsResult(logs=str(reply.result.get("logs", ""))))
 
 
 @bp.post("/session/<ref>/upload")
-async def upload(ref: str) -> Response:
+@documented({204: None}, multipart=UploadForm)
+@query(OwnerQuery)
+async def upload(ref: str, args: OwnerQuery) -> Response:
+    """Put files into the session's working directory (multipart parts named src)."""
+    session = await _find(ref, args.owner_access_key)  # someone else's session: 404 first
     files = (await request.files).getlist("src")
     if not files:
         raise InvalidAPIParams("send the files as multipart parts named 'src'")
@@ -124,7 +159,6 @@ async def upload(ref: str) -> Response:
         if not path or path.startswith("/") or ".." in path.split("/"):
             raise InvalidAPIParams(f"{path!r}: file names must be relative paths without '..'")
         payload.append(wire.UploadFile(path=path, data_b64=base64.b64encode(data).decode()))
-    session = await _find(ref)
     async with core().db() as db:
         kernel = await db.scalar(
             select(Kernel).where(Kernel.session_id == session.id, Kernel.status == "RUNNING")
@@ -150,17 +184,16 @@ _http_runs: dict[str, tuple[Run, Any]] = {}  # run id -> (run, its open context)
 
 
 @bp.post("/session/<ref>")
-async def execute(ref: str) -> dict[str, Any]:
+@returns(Executed)
+@query(OwnerQuery)
+@body(ExecuteRequest)
+async def execute(ref: str, args: OwnerQuery, data: ExecuteRequest) -> Executed:
     """The HTTP (polling) execute API: each call returns the next chunk of the run."""
-    body = await read_json()
-    if not isinstance(body, dict):
-        raise InvalidAPIParams("the request body must be a JSON object")
-    mode = body.get("mode", "query")
-    run_id = body.get("runId")
-    session = await _find(ref)
+    mode, run_id = data.mode, data.run_id
+    session = await _find(ref, args.owner_access_key)
     _expire_http_runs()
     if mode in ("query", "batch"):
-        context = open_run(core(), session, mode, body.get("code", ""), body.get("options"))
+        context = open_run(core(), session, mode, data.code, data.options)
         run = await context.__aenter__()
         _http_runs[run.run_id] = (run, context)
     elif mode in ("continue", "input"):
@@ -168,14 +201,12 @@ async def execute(ref: str) -> dict[str, Any]:
             raise InvalidAPIParams(f"no run {run_id!r} in progress")
         run, context = _http_runs[run_id]
         if mode == "input":
-            await send_input(core(), run, str(body.get("code", "")))
-    else:
-        raise InvalidAPIParams(f"unknown mode {mode!r}: use query, batch, continue or input")
+            await send_input(core(), run, data.code)
     chunk = await next_chunk(run, HTTP_CHUNK_WAIT)
     if run.finished:
         del _http_runs[run.run_id]
         await context.__aexit__(None, None, None)
-    return {"result": {**chunk, "runId": run.run_id}}
+    return Executed(result=ExecuteResult.model_validate({**chunk, "runId": run.run_id}))
 
 
 def _expire_http_runs() -> None:
@@ -189,21 +220,16 @@ def _expire_http_runs() -> None:
 
 @bp.websocket("/stream/session/<ref>/execute")
 async def execute_stream(ref: str) -> None:
-    owner_key = websocket.args.get("owner_access_key")
-    async with core().db() as db:
-        session = await sessions_db.find(db, requester(), ref, owner_access_key=owner_key)
+    """Run code and stream its output: the first text frame is an ExecuteRequest (query or
+    batch), then one ExecuteResult-shaped frame per chunk; raw text frames answer prompts."""
+    owner_key = read_query(OwnerQuery).owner_access_key
+    session = await _find(ref, owner_key)
     await websocket.accept()
     try:
-        first = json.loads(await websocket.receive())
-        if not isinstance(first, dict):
-            raise InvalidAPIParams("the first frame must be a JSON object")
-        async with open_run(
-            core(),
-            session,
-            first.get("mode", "query"),
-            first.get("code", ""),
-            first.get("options"),
-        ) as run:
+        first = validate(ExecuteRequest, parse_json(await websocket.receive()))
+        if first.mode not in ("query", "batch"):
+            raise InvalidAPIParams("the first frame starts a run: mode must be query or batch")
+        async with open_run(core(), session, first.mode, first.code, first.options) as run:
             while True:
                 chunk = await next_chunk(run)
                 await websocket.send(json.dumps(chunk))
@@ -213,8 +239,8 @@ async def execute_stream(ref: str) -> None:
                     answer = await websocket.receive()
                     text = answer if isinstance(answer, str) else answer.decode()
                     await send_input(core(), run, text)
-    except (ValueError, InvalidAPIParams, SessionNotRunning) as exc:
-        message = exc.msg if isinstance(exc, InvalidAPIParams | SessionNotRunning) else str(exc)
+    except (InvalidAPIParams, SessionNotRunning) as exc:
+        message = exc.msg if exc.data is None else f"{exc.msg}: {json.dumps(exc.data)}"
         await websocket.send(json.dumps({"status": "error", "msg": message}))
         await websocket.send(
             json.dumps(

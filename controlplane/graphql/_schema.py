@@ -17,6 +17,7 @@ from controlplane.graphql import (
     _agents,
     _images,
     _keypairs,
+    _limits,
     _policies,
     _sessions,
     _tenancy,
@@ -80,16 +81,25 @@ class _ErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
             self.logger.debug("GraphQL error: %s", msg)
 
 
-async def execute(core: Core, requester: Keypair, body: Any) -> dict[str, Any]:
-    """Run one GraphQL request body ({"query", "variables"[, "operationName"]}); the result is
-    {"data": ...} plus "errors" when something failed, always to be sent with status 200."""
-    if isinstance(body, dict) and "operationName" not in body and "operation_name" in body:
-        body = {**body, "operationName": body["operation_name"]}
+async def execute(
+    core: Core,
+    requester: Keypair,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    operation_name: str | None = None,
+) -> dict[str, Any]:
+    """Run one GraphQL request; the result is {"data": ...} plus "errors" when something failed
+    (a query over the limits of `_limits`, or running past its time), always to be sent with
+    status 200."""
+    body = {"query": query, "variables": variables, "operationName": operation_name}
     _, result = await graphql(
         schema(),
         body,
         context_value=Context(core, requester),
         error_formatter=_format_error,
         logger=_ErrorLog(log, {}),
+        query_parser=_limits.parse,
+        query_validator=_limits.validate,
+        middleware=[_limits.deadline()],
     )
     return dict(result)

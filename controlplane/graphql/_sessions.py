@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 from controlplane import keypairs, tenancy
 from controlplane import sessions as sessions_db
-from controlplane.db.models import DEAD_STATUSES, Image, Kernel, Node, Project, Session, User
+from controlplane.db.models import DEAD_STATUSES, Kernel, Project, Session, User
 from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
 from controlplane.graphql._common import Info, context, iso, list_args, split_csv
 from controlplane.graphql._images import split_reference
@@ -83,7 +83,7 @@ async def resolve_compute_session_list(
 async def session_views(db: DBSession, found: list[Session]) -> list[dict[str, Any]]:
     projects = await keypairs.projects_by_id(db)
     users = await keypairs.users_by_id(db, {s.user_id for s in found})
-    archs = await _architectures(db, found)
+    archs = await sessions_db.architectures(db, found)
     return [
         _session_view(s, projects.get(s.project_id), users.get(s.user_id), archs[s.id])
         for s in found
@@ -107,7 +107,7 @@ async def containers_on(
     """The containers a node has had, newest first (Agent.compute_containers)."""
     on_node = select(Kernel.session_id).where(Kernel.node_id == node_id)
     found = list(await db.scalars(select(Session).where(Session.id.in_(on_node))))
-    archs = await _architectures(db, found)
+    archs = await sessions_db.architectures(db, found)
     views = [
         _container_view(session, kernel, idx, archs[session.id])
         for session in found
@@ -125,16 +125,6 @@ async def container_counts(db: DBSession) -> dict[str, int]:
         .group_by(Kernel.node_id)
     )
     return {node_id: int(count) for node_id, count in rows if node_id is not None}
-
-
-async def _architectures(db: DBSession, found: list[Session]) -> dict[uuid.UUID, str | None]:
-    """Each session's CPU architecture: its node's once placed, before that its image's (None
-    while neither is known)."""
-    nodes = select(Node.id, Node.architecture).where(Node.id.in_({s.node_id for s in found}))
-    by_node: dict[str, str] = {row.id: row.architecture for row in await db.execute(nodes)}
-    images = select(Image.name, Image.architecture).where(Image.name.in_({s.image for s in found}))
-    by_image: dict[str, str] = {row.name: row.architecture for row in await db.execute(images)}
-    return {s.id: by_node.get(s.node_id or "") or by_image.get(s.image) for s in found}
 
 
 def _session_view(

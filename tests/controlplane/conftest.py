@@ -115,6 +115,25 @@ class API:
             json.loads(data) if data else None,
         )
 
+    def ws_headers(self, path: str, keypair: Keypair | None = None) -> dict[str, str]:
+        """Headers of a signed WebSocket upgrade (no Content-Type: signed as octet-stream)."""
+        keypair = keypair or self.admin
+        date_text = datetime.now(UTC).isoformat()
+        signature = wire.sign(
+            method="GET",
+            rel_url=path,
+            date=date_text,
+            host=HOST,
+            content_type="application/octet-stream",
+            version=wire.API_VERSION,
+            secret_key=keypair.secret_key,
+        )
+        return {
+            "Date": date_text,
+            "X-BackendAI-Version": wire.API_VERSION,
+            "Authorization": wire.authorization_header(keypair.access_key, signature),
+        }
+
 
 @dataclass
 class FakeNode:
@@ -124,6 +143,7 @@ class FakeNode:
     node_id: str
     slots: dict[str, str]
     kernels: dict[str, str] = field(default_factory=dict)  # kernel id -> session id
+    architecture: str = "x86_64"
 
     async def connect(self) -> NodeConnection:
         conn = NodeConnection(self.node_id, self._receive)
@@ -136,7 +156,7 @@ class FakeNode:
         return wire.Register(
             node_id=self.node_id,
             version="test",
-            architecture="x86_64",
+            architecture=self.architecture,
             network_mode="none",
             slots=self.slots,
             images=[
@@ -144,7 +164,7 @@ class FakeNode:
                     TEST_IMAGE,
                     "sha256:test",
                     1000,
-                    "x86_64",
+                    self.architecture,
                     ["python"],
                     {"ai.shipyard.kernel": "1", "ai.shipyard.recipe.revision": "2"},
                 )

@@ -386,16 +386,18 @@ async def test_keypair_and_user_lists(api: API, node: FakeNode) -> None:
     assert inactive["data"]["user_list"] == {"items": [], "total_count": 0}
 
 
-async def test_malformed_requests_are_errors_in_a_200_body(api: API) -> None:
+async def test_malformed_queries_are_errors_in_a_200_body(api: API) -> None:
     syntax = await gql(api, "query { keypair { ")
     assert "Syntax Error" in errors(syntax)[0]
     unknown = await gql(api, "query { nothing_here }")
     assert "Cannot query field 'nothing_here'" in errors(unknown)[0]
     missing = await gql(api, PS_QUERY, {"offset": 0})
     assert "$limit" in errors(missing)[0]
+    # a body that is no GraphQL request at all is refused like any route's bad body
     raw = await api.call("POST", "/admin/gql", [1, 2])
-    assert raw.status == 200
-    assert errors(raw.body) == ["Operation data should be a JSON object"]
+    assert raw.status == 400
+    assert raw.body["type"].endswith("/invalid-api-params")
+    assert "body" in raw.body["data"]
     named = await api.call(
         "POST",
         "/admin/gql",

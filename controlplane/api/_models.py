@@ -1,0 +1,214 @@
+"""Bodies and answers of the routes beyond /session: administration, join tokens, GraphQL,
+session events, the version probe and health, and the problem+json every error is."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, StrictBool
+
+from controlplane import jointokens
+from controlplane.api._typed import CompatRequest, Query, Reply, Request
+from controlplane.db.models import Keypair
+from controlplane.images import ImageView
+from controlplane.nodes import NodeView
+
+
+class Problem(Reply):
+    """application/problem+json (docs/backendai-api.md §5). `data` maps each wrong field to
+    what is wrong with it when the request did not validate."""
+
+    type: str
+    title: str
+    msg: str | None = None
+    data: Any = None
+
+
+# --- misc -----------------------------------------------------------------------------------
+
+
+class Hello(Reply):
+    version: str = Field(description="the newest Backend.AI API version spoken, v7.20230615")
+    manager: str
+    shipyard: str
+
+
+class Announcement(Reply):
+    enabled: bool
+    message: str
+
+
+class Health(Reply):
+    status: Literal["ok"]
+    nodes_alive: int
+
+
+# --- keypairs ---------------------------------------------------------------------------------
+
+
+class CreateKeypair(Request):
+    user: str = Field(min_length=3, max_length=256, description="the user's e-mail address")
+    is_admin: StrictBool = Field(default=False, alias="isAdmin")
+
+
+class KeypairView(Reply):
+    access_key: str
+    user_email: str
+    is_active: bool
+    is_admin: bool
+    created_at: str
+
+    @classmethod
+    def of(cls, kp: Keypair) -> KeypairView:
+        return cls(
+            access_key=kp.access_key,
+            user_email=kp.user.email,
+            is_active=kp.is_active,
+            is_admin=kp.is_admin,
+            created_at=kp.created_at.isoformat(),
+        )
+
+
+class KeypairCreated(KeypairView):
+    secret_key: str = Field(description="shown only in this answer")
+
+
+class KeypairList(Reply):
+    items: list[KeypairView]
+
+
+class KeypairDeleted(Reply):
+    access_key: str
+    deleted: Literal[True] = True
+
+
+# --- images and nodes -------------------------------------------------------------------------
+
+
+class ImageItem(Reply):
+    name: str
+    source: str = Field(description='how the platform knows it: "recipe", "admin" or "upgrade"')
+    digest: str
+    size_bytes: int
+    architecture: str
+    labels: dict[str, str]
+    aliases: list[str]
+    nodes: list[str]
+
+    @classmethod
+    def of(cls, v: ImageView) -> ImageItem:
+        return cls(
+            name=v.name,
+            source=v.source,
+            digest=v.digest,
+            size_bytes=v.size_bytes,
+            architecture=v.architecture,
+            labels=v.labels,
+            aliases=v.aliases,
+            nodes=v.nodes,
+        )
+
+
+class ImageList(Reply):
+    items: list[ImageItem]
+
+
+class RegisterImage(Request):
+    name: str = Field(min_length=1, max_length=256, description="repo:tag, as a node has it")
+
+
+class ImageForgotten(Reply):
+    name: str
+    forgotten: bool
+
+
+class CreateAlias(Request):
+    alias: str = Field(min_length=1, max_length=128)
+    target: str = Field(min_length=1, max_length=256, description="an image name or alias")
+
+
+class AliasView(Reply):
+    alias: str
+    target: str
+
+
+class AliasDeleted(Reply):
+    alias: str
+    deleted: Literal[True] = True
+
+
+class NodeItem(Reply):
+    id: str
+    status: str
+    architecture: str
+    network_mode: str
+    available_slots: dict[str, str]
+    first_contact: str
+    last_contact: str
+
+    @classmethod
+    def of(cls, n: NodeView) -> NodeItem:
+        return cls(
+            id=n.id,
+            status=n.status,
+            architecture=n.architecture,
+            network_mode=n.network_mode,
+            available_slots=n.available_slots,
+            first_contact=n.first_contact.isoformat(),
+            last_contact=n.last_contact.isoformat(),
+        )
+
+
+class NodeList(Reply):
+    items: list[NodeItem]
+
+
+# --- join tokens -------------------------------------------------------------------------------
+
+
+class CreateNodeToken(Request):
+    ttl: float = Field(
+        default=jointokens.DEFAULT_TTL.total_seconds(),
+        ge=jointokens.MIN_TTL.total_seconds(),
+        le=jointokens.MAX_TTL.total_seconds(),
+        description="seconds until an unused token expires",
+    )
+
+    def lifetime(self) -> timedelta:
+        return timedelta(seconds=self.ttl)
+
+
+class NodeToken(Reply):
+    token: str = Field(description="shown only in this answer")
+    expires_at: str
+
+
+# --- GraphQL and events -------------------------------------------------------------------------
+
+
+class GraphQLRequest(CompatRequest):
+    query: str = Field(max_length=100_000)
+    variables: dict[str, Any] | None = None
+    operation_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("operationName", "operation_name")
+    )
+
+
+class GraphQLResponse(Reply):
+    """Always 200: failures are in `errors` (docs/backendai-api.md §5.3)."""
+
+    data: Any = None
+    errors: list[dict[str, Any]] | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class EventsQuery(Query):
+    scope: Literal["*", "session", "kernel"] = "*"
+    session_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("sessionId", "session_id")
+    )
+    session_name: str = Field(default="*", validation_alias=AliasChoices("sessionName", "name"))
+    owner_access_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("ownerAccessKey", "owner_access_key")
+    )
+    group: str = Field(default="*", validation_alias=AliasChoices("group", "groupName"))

@@ -1,0 +1,226 @@
+"""Every route of the app's own route table, for every kind of caller (issue 7 item 8).
+
+ROUTES holds the expected outcome of each route for each caller; a route missing from it fails
+the test, so a new route cannot be added without saying who may call it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import pytest
+from quart.testing import WebsocketResponseError
+
+import wire
+from controlplane.db.models import Keypair
+from tests.controlplane.conftest import API, HOST, TEST_IMAGE, FakeNode
+
+pytestmark = pytest.mark.anyio
+
+OK = "ok"  # authenticated and authorized: the handler ran (its own 4xx included)
+DENIED = "denied"  # not authenticated: 401, or 400 invalid-auth-params
+FORBIDDEN = "forbidden"  # authenticated, not allowed: 403
+HIDDEN = "hidden"  # someone else's session: 404 as if it did not exist
+
+CALLERS = (
+    "no auth",
+    "bad signature",
+    "stale date",
+    "unknown key",
+    "another user",
+    "user",  # the owner of the session the paths name, and an ordinary user
+    "node token",
+    "admin",  # admins see other users' sessions only when they name the owner
+)
+PUBLIC = (OK,) * 8
+ANY_USER = (DENIED, DENIED, DENIED, DENIED, OK, OK, DENIED, OK)
+OWNER = (DENIED, DENIED, DENIED, DENIED, HIDDEN, OK, DENIED, HIDDEN)
+ADMIN = (DENIED, DENIED, DENIED, DENIED, FORBIDDEN, FORBIDDEN, DENIED, OK)
+NODE = (DENIED, DENIED, DENIED, DENIED, DENIED, DENIED, OK, DENIED)
+
+# (method, rule) -> expected outcome per caller, in CALLERS order
+ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("GET", "/"): PUBLIC,
+    ("GET", "/health"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/assets/<path:name>"): PUBLIC,
+    ("GET", "/manager/announcement"): ANY_USER,
+    ("GET", "/session"): ANY_USER,
+    ("POST", "/session"): ANY_USER,
+    ("GET", "/images"): ANY_USER,
+    ("POST", "/admin/gql"): ANY_USER,
+    ("GET", "/session/<ref>"): OWNER,
+    ("GET", "/session/<ref>/logs"): OWNER,
+    ("POST", "/session/<ref>/upload"): OWNER,
+    ("POST", "/session/<ref>"): OWNER,
+    ("DELETE", "/session/<ref>"): OWNER,
+    ("GET", "/events/session"): OWNER,
+    ("WS", "/stream/session/<ref>/execute"): OWNER,
+    ("GET", "/admin/keypairs"): ADMIN,
+    ("POST", "/admin/keypairs"): ADMIN,
+    ("DELETE", "/admin/keypairs/<access_key>"): ADMIN,
+    ("POST", "/images/aliases"): ADMIN,
+    ("DELETE", "/images/aliases/<alias>"): ADMIN,
+    ("POST", "/images"): ADMIN,
+    ("DELETE", "/images/<path:name>"): ADMIN,
+    ("GET", "/nodes"): ADMIN,
+    ("POST", "/admin/node-tokens"): ADMIN,
+    ("WS", "/node/connect"): NODE,
+}
+BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/session"): {"image": "python", "enqueueOnly": True},
+    ("POST", "/admin/gql"): {"query": "{ images { name } }"},
+    ("POST", "/session/<ref>"): {"mode": "query", "code": "print(1)"},
+    ("POST", "/admin/keypairs"): {"user": "matrix@example.com"},
+    ("POST", "/images/aliases"): {"alias": "matrix-alias", "target": "python"},
+    ("POST", "/images"): {"name": TEST_IMAGE},
+    ("POST", "/admin/node-tokens"): {},
+}
+
+
+@dataclass
+class World:
+    api: API
+    owner: Keypair
+    other: Keypair
+    victim: str  # a keypair the admin may delete
+
+    def path(self, rule: str) -> str:
+        values = {
+            "ref": "mine",
+            "access_key": self.victim,
+            "alias": "matrix-alias",
+            "name": TEST_IMAGE if rule.startswith("/images/") else "redoc.standalone.js",
+        }
+        path = re.sub(r"<(?:[^:>]*:)?([^>]+)>", lambda m: values[m.group(1)], rule)
+        # a single session's stream ends at once for a session that is gone
+        return path + "?sessionName=gone" if rule == "/events/session" else path
+
+    def headers(self, caller: str, method: str, path: str, content_type: str) -> dict[str, str]:
+        if caller == "no auth":
+            return {}
+        date = datetime.now(UTC) - (
+            timedelta(minutes=20) if caller == "stale date" else timedelta()
+        )
+        date_text = date.isoformat()
+        if caller == "node token":
+            auth = f"Bearer {self.api.core.config.node_token}"
+        else:
+            keypair = {"another user": self.other, "admin": self.api.admin}.get(caller, self.owner)
+            access_key = "AKIANOBODY0000000000" if caller == "unknown key" else keypair.access_key
+            secret = "not-the-secret" if caller == "bad signature" else keypair.secret_key
+            signature = wire.sign(
+                method=method,
+                rel_url=path,
+                date=date_text,
+                host=HOST,
+                content_type=content_type,
+                version=wire.API_VERSION,
+                secret_key=secret,
+            )
+            auth = wire.authorization_header(access_key, signature)
+        return {"Date": date_text, "X-BackendAI-Version": wire.API_VERSION, "Authorization": auth}
+
+
+async def _user(api: API, email: str) -> Keypair:
+    created = await api.call("POST", "/admin/keypairs", {"user": email})
+    return Keypair(access_key=created.body["accessKey"], secret_key=created.body["secretKey"])
+
+
+@pytest.fixture
+async def world(api: API, node: FakeNode) -> World:
+    owner = await _user(api, "owner@example.com")
+    other = await _user(api, "other@example.com")
+    victim = await _user(api, "victim@example.com")
+    for name in ("mine", "gone"):
+        created = await api.call(
+            "POST", "/session", {"image": "python", "name": name}, keypair=owner
+        )
+        assert created.status == 201
+    assert (await api.call("DELETE", "/session/gone", keypair=owner)).status == 200
+    alias = await api.call("POST", "/images/aliases", {"alias": "matrix-alias", "target": "python"})
+    assert alias.status == 201
+    return World(api, owner, other, victim.access_key)
+
+
+def _classify(status: int, body: Any) -> str:
+    assert status < 500, body
+    slug = body.get("type", "").rsplit("/", 1)[-1] if isinstance(body, dict) else ""
+    if status == 401 or slug == "invalid-auth-params":
+        return DENIED
+    if status == 403:
+        return FORBIDDEN
+    if status == 404 and isinstance(body, dict) and body.get("title") == "No such session.":
+        return HIDDEN
+    return OK
+
+
+async def _http(world: World, caller: str, method: str, rule: str) -> str:
+    path = world.path(rule)
+    body = BODIES.get((method, rule))
+    content = json.dumps(body).encode() if body is not None else b""
+    content_type = "application/json" if body is not None else "text/plain"
+    headers = {**world.headers(caller, method, path, content_type), "Content-Type": content_type}
+    client = world.api.app.test_client()
+    response = await client.open(path, method=method, headers=headers, data=content)
+    raw = await response.get_data()
+    is_json = "json" in (response.content_type or "")
+    return _classify(response.status_code, json.loads(raw) if is_json and raw else None)
+
+
+async def _websocket(world: World, caller: str, rule: str) -> str:
+    path = world.path(rule)
+    headers = world.headers(caller, "GET", path, "application/octet-stream")
+    if caller == "node token":
+        headers = {"Authorization": headers["Authorization"]}
+    client = world.api.app.test_client()
+    try:
+        async with client.websocket(path, headers=headers) as ws:
+            with anyio.fail_after(10):
+                if rule == "/node/connect" and caller == "node token":
+                    register = FakeNode(world.api.core, "i-matrix", {"cpu": "1", "mem": "1g"})
+                    await ws.send(wire.encode(register.register_message()))
+                    # the hub has no event for this: poll, bounded by fail_after
+                    while "i-matrix" not in world.api.core.hub.connected():  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                else:
+                    # a refused upgrade raises here; an accepted execute stream answers a bad
+                    # first frame with an error frame (a refused node never gets that far)
+                    await ws.send("not json")
+                    await ws.receive()
+    except WebsocketResponseError as refused:
+        data = await refused.response.get_data()
+        return _classify(refused.response.status_code, json.loads(data) if data else None)
+    return OK
+
+
+async def test_every_route_for_every_caller(world: World) -> None:
+    routes = [
+        ("WS" if rule.websocket else method, rule.rule)
+        for rule in world.api.app.url_map.iter_rules()
+        for method in sorted(rule.methods or {"GET"})
+        if method not in ("HEAD", "OPTIONS")
+    ]
+    missing = sorted(set(routes) - set(ROUTES))
+    assert not missing, f"add these routes to ROUTES with who may call them: {missing}"
+    assert not set(ROUTES) - set(routes), "ROUTES names routes the app no longer has"
+    wrong = []
+    cases = 0
+    for method, rule in sorted(routes, key=lambda r: (r[1], r[0] == "DELETE", r[0])):
+        for caller, expected in zip(CALLERS, ROUTES[(method, rule)], strict=True):
+            if method == "WS":
+                got = await _websocket(world, caller, rule)
+            else:
+                got = await _http(world, caller, method, rule)
+            cases += 1
+            if got != expected:
+                wrong.append(f"{method} {rule} as {caller}: {got}, expected {expected}")
+    assert not wrong, "\n".join(wrong)
+    assert cases == len(ROUTES) * len(CALLERS)
+    print(f"authorization matrix: {cases} cases")
