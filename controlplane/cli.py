@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.config import ControlPlaneConfig
 from hostlib import ConfigError
+from controlplane.secretbox import SecretBoxError
 
 
 @click.group()
@@ -42,7 +43,7 @@ def serve_command(config_path: Path) -> None:
         anyio.run(serve, config, backend="asyncio")
     except KeyboardInterrupt:
         pass
-    except OSError as exc:  # e.g. the port is taken
+    except (OSError, SecretBoxError) as exc:  # e.g. the port is taken
         raise click.ClickException(str(exc)) from exc
     except ExceptionGroup as group:  # the server's task group wraps what stopped it
         found: BaseException | None = group.split(OSError)[0]
@@ -85,7 +86,7 @@ def migrate(config_path: Path, check: bool) -> tuple[int, str]:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         before, after, head = anyio.run(_migrate, config, check, backend="asyncio")
-    except (OSError, SQLAlchemyError) as exc:
+    except (OSError, SQLAlchemyError, SecretBoxError) as exc:
         return 2, f"cannot migrate {_redacted(config)}: {exc}"
     if check:
         if before == head:
@@ -100,6 +101,7 @@ async def _migrate(
     config: ControlPlaneConfig, check: bool
 ) -> tuple[str | None, str | None, str | None]:
     from controlplane.db.engine import create_engine, head_revision, migrate, revisions
+    from controlplane.secretbox import SecretBox
 
     if config.database_url == "":  # the embedded database lives in the state directory
         if check and not (config.state_dir / "controlplane.db").exists():
@@ -109,7 +111,7 @@ async def _migrate(
     try:
         before, head = await revisions(engine)
         if not check and before != head:
-            await migrate(engine)
+            await migrate(engine, SecretBox.load_or_create(config.secrets_key_path))
         after, _ = await revisions(engine)
         return before, after, head
     finally:

@@ -21,14 +21,14 @@ from hostlib import sdnotify
 log = logging.getLogger(__name__)
 
 
-def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair) -> None:
+def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair, secret_key: str) -> None:
     path = config.admin_keypair_file
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(
             {
                 "access_key": keypair.access_key,
-                "secret_key": keypair.secret_key,
+                "secret_key": secret_key,
                 "email": keypair.user.email,
             },
             f,
@@ -44,7 +44,7 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
         core = Core(config, engine)
         admin = await core.prepare()
         if admin is not None:
-            _write_admin_keypair(config, admin)
+            _write_admin_keypair(config, *admin)
         app = create_app(core)
         hconfig = HypercornConfig()
         hconfig.bind = [f"{config.host}:{config.port}"]

@@ -41,9 +41,11 @@ async def create_keypair() -> tuple[Response, int]:
     if not isinstance(body, dict) or not isinstance(body.get("user"), str):
         raise InvalidAPIParams('send {"user": "<e-mail>", "isAdmin": false}')
     async with core().db() as db:
-        keypair = await keypairs.create(db, body["user"], is_admin=bool(body.get("isAdmin")))
+        keypair, secret = await keypairs.create(
+            db, core().secrets, body["user"], is_admin=bool(body.get("isAdmin"))
+        )
         await db.commit()
-        return jsonify({**_keypair_view(keypair), "secretKey": keypair.secret_key}), 201
+        return jsonify({**_keypair_view(keypair), "secretKey": secret}), 201
 
 
 @bp.delete("/admin/keypairs/<access_key>")
