@@ -17,7 +17,9 @@ bp = Blueprint("node_tokens", __name__)
 
 
 class _Reply(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True
+    )
 
 
 class NodeTokenView(_Reply):
