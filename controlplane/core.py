@@ -58,6 +58,7 @@ class Core:
         connections of a previous process."""
         await migrate(self.engine, self.secrets)
         async with self.db() as db:
+            await keypairs.check_secrets_key(db, self.secrets)
             admin = await keypairs.bootstrap(db, self.secrets)
             # no node is connected to a process that just started
             await db.execute(update(Node).values(status="LOST"))

@@ -15,7 +15,7 @@ from sqlalchemy.orm import QueryableAttribute
 from controlplane import listing
 from controlplane.db.models import Domain, Keypair, Project, User
 from controlplane.errors import InvalidAPIParams, KeypairNotFound
-from controlplane.secretbox import SecretBox
+from controlplane.secretbox import SecretBox, SecretBoxError
 
 DEFAULT_DOMAIN = "default"
 DEFAULT_PROJECT = "default"
@@ -42,6 +42,20 @@ def _new_keypair(box: SecretBox, user: User, *, is_admin: bool) -> tuple[Keypair
 def secret_key(box: SecretBox, keypair: Keypair) -> str:
     """The keypair's secret key in clear (to check a signature, or to show it to its owner)."""
     return box.unseal(keypair.sealed_secret_key, bound_to=keypair.access_key)
+
+
+async def check_secrets_key(db: DBSession, box: SecretBox) -> None:
+    """SecretBoxError, at start, when the secrets key is not the one this database's keypairs
+    were sealed with (say, a database restored without its key file)."""
+    keypair = await db.scalar(select(Keypair).limit(1))
+    if keypair is not None:
+        try:
+            secret_key(box, keypair)
+        except SecretBoxError as exc:
+            raise SecretBoxError(
+                "the secrets key does not open this database's secret keys: restore the"
+                " secrets_key_file that belongs to it"
+            ) from exc
 
 
 async def bootstrap(db: DBSession, box: SecretBox) -> tuple[Keypair, str] | None:
