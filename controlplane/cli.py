@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import anyio
@@ -39,6 +40,7 @@ def serve_command(config_path: Path) -> None:
     )
     from controlplane.server import serve
 
+    os.umask(0o077)  # everything the control plane writes is its own: database, keys
     try:
         anyio.run(serve, config, backend="asyncio")
     except KeyboardInterrupt:

@@ -48,6 +48,8 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
         app = create_app(core)
         hconfig = HypercornConfig()
         hconfig.bind = [f"{config.host}:{config.port}"]
+        if config.tls_certfile:  # off localhost, signatures and secrets need TLS
+            hconfig.certfile, hconfig.keyfile = config.tls_certfile, config.tls_keyfile
         hconfig.accesslog = None
         hconfig.graceful_timeout = 5.0
         stop = stop or anyio.Event()
@@ -57,7 +59,9 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
             await tg.start(core.run)
             tg.start_soon(_notify_when_listening, config.host, config.port)
             tg.start_soon(sdnotify.watchdog)
-            log.info("control plane listening on http://%s:%d", config.host, config.port)
+            log.info(
+                "control plane listening on %s://%s:%d", config.scheme, config.host, config.port
+            )
             await hypercorn_serve(app, hconfig, shutdown_trigger=stop.wait)
             tg.cancel_scope.cancel()
     finally:
