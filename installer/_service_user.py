@@ -133,7 +133,8 @@ class TlsFiles(GroupReadable):
             cert, key = cert_path.read_bytes(), key_path.read_bytes()
         else:
             cert, key = _tls.self_signed(_tls.names_for(self.plan.bind_host))
-        return {cert_path: (cert, 0o644), key_path: (key, 0o640)}
+        key_mode = 0o640 if service_ids(self.plan) is not None else 0o600
+        return {cert_path: (cert, 0o644), key_path: (key, key_mode)}
 
     async def apply(self) -> None:
         await super().apply()
