@@ -46,11 +46,11 @@ def install_stages(plan: Plan) -> list[list[Step]]:
     if plan.role == "node":
         first.append(JoinCheck(plan))
     prepare: list[Step] = [StateDirs(plan), Executable(plan)]
-    if plan.role == "all-in-one" and plan.service_user:
-        prepare.insert(0, ServiceUser(plan))
     if plan.install_engine:
         prepare.insert(0, Engine(plan))
     stages: list[list[Step]] = [first] if first else []
+    if plan.role == "all-in-one" and plan.service_user:
+        stages.append([ServiceUser(plan)])  # before anything it will own is made
     configure: list[Step] = [Configs(plan), Units(plan)]
     if plan.tls == "self-signed" and plan.role == "all-in-one":
         configure.insert(0, TlsFiles(plan))
@@ -197,7 +197,11 @@ class StateDirs(Step):
 
     def _state_files(self) -> list[Path]:
         """What an earlier control plane (as root) left in its state: the service owns it."""
-        return [p for p in self.plan.state_dir.iterdir() if p.is_file()]
+        state = self.plan.state_dir
+        if not state.is_dir():
+            return []
+        # (the pre-upgrade copy of the database is the installer's: it stays root's)
+        return [p for p in state.iterdir() if p.is_file() and p.name != DB_BACKUP]
 
     async def check(self) -> bool:
         service = service_ids(self.plan) or (0, 0)

@@ -68,12 +68,13 @@ def _service(
     argv: Sequence[str],
     identifier: str,
     extra: Sequence[tuple[str, str]] = (),
+    notify_access: str = "main",
 ) -> Section:
     return (
         "Service",
         (
             ("Type", "notify"),
-            ("NotifyAccess", "main"),
+            ("NotifyAccess", notify_access),
             ("ExecStart", _command(*argv)),
             ("Restart", "on-failure"),
             ("RestartSec", "2"),
@@ -175,6 +176,9 @@ def controlplane_unit(plan: Plan) -> UnitFile:
                 [str(plan.executable), "controlplane", "serve", "--config", str(config)],
                 "shipyard-controlplane",
                 extra,
+                # unprivileged, the packaged executable's Python (the bootloader's child) cannot
+                # speak as its parent (shipyard/sdnotify.py); the sandboxed cgroup holds only it
+                notify_access="all" if plan.service_user else "main",
             ),
             _INSTALL,
         ),
