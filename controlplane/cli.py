@@ -11,8 +11,8 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.config import ControlPlaneConfig
-from hostlib import ConfigError
 from controlplane.secretbox import SecretBoxError
+from hostlib import ConfigError
 
 
 @click.group()
