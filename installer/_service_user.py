@@ -105,17 +105,28 @@ class GroupReadable(FilesStep):
     def group_files(self) -> list[Path]:
         return [p for p, (_, mode) in self.desired().items() if mode == 0o640]
 
+    def _reachable(self, path: Path, gid: int) -> bool:
+        """The group can open `path`: it owns it, and may search its directory."""
+        parent = path.parent.stat()
+        searchable = parent.st_mode & 0o001 or (parent.st_gid == gid and parent.st_mode & 0o010)
+        return owned_by(path, 0, gid) and bool(searchable)
+
     async def check(self) -> bool:
         ids = service_ids(self.plan)
-        grouped = ids is None or all(owned_by(p, 0, ids[1]) for p in self.group_files())
+        grouped = ids is None or all(self._reachable(p, ids[1]) for p in self.group_files())
         return grouped and await super().check()
 
     async def apply(self) -> None:
         await super().apply()
         ids = service_ids(self.plan)
-        if ids is not None:
-            for path in self.group_files():
-                os.chown(path, 0, ids[1])
+        if ids is None:
+            return
+        for path in self.group_files():
+            os.chown(path, 0, ids[1])
+            if not self._reachable(path, ids[1]):  # e.g. an operator made the directory 0700
+                os.chown(path.parent, 0, ids[1])
+                path.parent.chmod(path.parent.stat().st_mode & 0o7777 | 0o010)
+                self.log(f"let group {self.plan.service_user} search {path.parent}")
 
 
 class TlsFiles(GroupReadable):
