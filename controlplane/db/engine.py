@@ -60,7 +60,7 @@ def _alembic_config(connection: Connection, secret_box: SecretBox) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
-    cfg.attributes["secret_box"] = secret_box  # 0003 seals clear-text secret keys with it
+    cfg.attributes["secret_box"] = secret_box  # 0004 seals clear-text secret keys with it
     return cfg
 
 

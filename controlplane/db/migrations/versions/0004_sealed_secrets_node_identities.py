@@ -5,8 +5,8 @@ secrets key. That key is not in the database: controlplane.db.engine.migrate han
 the `secret_box` attribute, and this revision refuses to run without it when there are
 keypairs to carry over.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-27 21:40:00.000000
 """
 
@@ -19,8 +19,8 @@ from controlplane.db.types import UTCDateTime
 from controlplane.secretbox import SecretBox
 
 
-revision: str = '0003'
-down_revision: str | None = '0002'
+revision: str = '0004'
+down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -36,7 +36,7 @@ def _box() -> SecretBox:
     config = op.get_context().config
     box = config.attributes.get('secret_box') if config is not None else None
     if box is None:
-        raise RuntimeError('migration 0003 needs the secrets key (controlplane.db.engine.migrate)')
+        raise RuntimeError('migration 0004 needs the secrets key (controlplane.db.engine.migrate)')
     assert isinstance(box, SecretBox)
     return box
 
