@@ -216,7 +216,7 @@ class StateDirs(Step):
             self.made += made
             path.chmod(mode)
             os.chown(path, *owner)
-            self.log(f"{'created' if made else 'using'} {path} (mode {mode:o}, uid {owner[0]})")
+            self.log(f"{'created' if made else 'using'} {path} (mode {mode:o})")
         service = service_ids(self.plan)
         if service is not None:
             for path in self._state_files():
