@@ -38,7 +38,16 @@ def _register(node_id: str, cpu: str = "2") -> str:
             architecture="x86_64",
             network_mode="none",
             slots={"cpu": cpu, "mem": str(4 * 2**30)},
-            images=[wire.ImageInfo(TEST_IMAGE, "sha256:x", 1, "x86_64", ["python"])],
+            images=[
+                wire.ImageInfo(
+                    TEST_IMAGE,
+                    "sha256:x",
+                    1,
+                    "x86_64",
+                    ["python"],
+                    {"ai.shipyard.kernel": "1", "ai.shipyard.recipe.revision": "2"},
+                )
+            ],
             kernels=[],
         )
     )
