@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import anyio
@@ -10,6 +11,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.config import ControlPlaneConfig
+from controlplane.secretbox import SecretBoxError
 from hostlib import ConfigError
 
 
@@ -38,11 +40,12 @@ def serve_command(config_path: Path) -> None:
     )
     from controlplane.server import serve
 
+    os.umask(0o077)  # everything the control plane writes is its own: database, keys
     try:
         anyio.run(serve, config, backend="asyncio")
     except KeyboardInterrupt:
         pass
-    except OSError as exc:  # e.g. the port is taken
+    except (OSError, SecretBoxError) as exc:  # e.g. the port is taken
         raise click.ClickException(str(exc)) from exc
     except ExceptionGroup as group:  # the server's task group wraps what stopped it
         found: BaseException | None = group.split(OSError)[0]
@@ -85,7 +88,7 @@ def migrate(config_path: Path, check: bool) -> tuple[int, str]:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         before, after, head = anyio.run(_migrate, config, check, backend="asyncio")
-    except (OSError, SQLAlchemyError) as exc:
+    except (OSError, SQLAlchemyError, SecretBoxError) as exc:
         return 2, f"cannot migrate {_redacted(config)}: {exc}"
     if check:
         if before == head:
@@ -100,6 +103,7 @@ async def _migrate(
     config: ControlPlaneConfig, check: bool
 ) -> tuple[str | None, str | None, str | None]:
     from controlplane.db.engine import create_engine, head_revision, migrate, revisions
+    from controlplane.secretbox import SecretBox
 
     if config.database_url == "":  # the embedded database lives in the state directory
         if check and not (config.state_dir / "controlplane.db").exists():
@@ -109,7 +113,7 @@ async def _migrate(
     try:
         before, head = await revisions(engine)
         if not check and before != head:
-            await migrate(engine)
+            await migrate(engine, SecretBox.load_or_create(config.secrets_key_path))
         after, _ = await revisions(engine)
         return before, after, head
     finally:

@@ -18,10 +18,30 @@ class ControlPlaneConfig:
     port: int = 8081
     # SQLAlchemy URL; empty means the embedded SQLite database in state_dir
     database_url: str = ""
+    # the key secret keys are sealed with (0600, made on first start); empty: state_dir/secrets.key
+    secrets_key_file: str = ""
+    # serve HTTPS with this certificate chain and private key (PEM); both empty: plain HTTP,
+    # fit only for localhost
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("tls_certfile and tls_keyfile go together")
 
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.state_dir / 'controlplane.db'}"
+
+    @property
+    def secrets_key_path(self) -> Path:
+        return (
+            Path(self.secrets_key_file) if self.secrets_key_file else self.state_dir / "secrets.key"
+        )
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_certfile else "http"
 
     @property
     def admin_keypair_file(self) -> Path:

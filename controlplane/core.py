@@ -21,6 +21,8 @@ from controlplane.db.engine import migrate, sessionmaker
 from controlplane.db.models import Keypair, Node, Session
 from controlplane.events import SessionEvent, SessionEvents
 from controlplane.nodehub import NodeHub
+from controlplane.replays import ReplayGuard
+from controlplane.secretbox import SecretBox
 
 
 class Core:
@@ -31,6 +33,8 @@ class Core:
         self.engine = engine
         self.db = sessionmaker(engine)
         self.hub = NodeHub()
+        self.secrets = SecretBox.load_or_create(config.secrets_key_path)
+        self.replays = ReplayGuard()
         self.events = SessionEvents()
         self.scheduler = Scheduler(self)
         self._tg: TaskGroup | None = None
@@ -49,11 +53,13 @@ class Core:
         if any(e is not None for e in events):
             self.scheduler.wake()
 
-    async def prepare(self) -> Keypair | None:
-        """Migrate, bootstrap the admin, and forget connections of a previous process."""
-        await migrate(self.engine)
+    async def prepare(self) -> tuple[Keypair, str] | None:
+        """Migrate, bootstrap the admin (its keypair and secret key when made now), and forget
+        connections of a previous process."""
+        await migrate(self.engine, self.secrets)
         async with self.db() as db:
-            admin = await keypairs.bootstrap(db)
+            await keypairs.check_secrets_key(db, self.secrets)
+            admin = await keypairs.bootstrap(db, self.secrets)
             # no node is connected to a process that just started
             await db.execute(update(Node).values(status="LOST"))
             # starts interrupted by a restart are retried; a node that already made the

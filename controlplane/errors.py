@@ -84,3 +84,7 @@ class SessionNotRunning(ControlPlaneError):
 
 class NodeUnavailable(ControlPlaneError):
     status, slug, title = 503, "instance-not-available", "No such instance or unavailable."
+
+
+class ServiceBusy(ControlPlaneError):
+    status, slug, title = 503, "service-unavailable", "Service unavailable."

@@ -15,6 +15,7 @@ from sqlalchemy.orm import QueryableAttribute
 from controlplane import listing
 from controlplane.db.models import Domain, Keypair, Project, User
 from controlplane.errors import InvalidAPIParams, KeypairNotFound
+from controlplane.secretbox import SecretBox, SecretBoxError
 
 DEFAULT_DOMAIN = "default"
 DEFAULT_PROJECT = "default"
@@ -31,10 +32,37 @@ def new_secret_key() -> str:
     return secrets.token_urlsafe(30)[:40]
 
 
-async def bootstrap(db: DBSession) -> Keypair | None:
+def _new_keypair(box: SecretBox, user: User, *, is_admin: bool) -> tuple[Keypair, str]:
+    access_key, secret_key = new_access_key(), new_secret_key()
+    sealed = box.seal(secret_key, bound_to=access_key)
+    keypair = Keypair(access_key=access_key, sealed_secret_key=sealed, user=user, is_admin=is_admin)
+    return keypair, secret_key
+
+
+def secret_key(box: SecretBox, keypair: Keypair) -> str:
+    """The keypair's secret key in clear (to check a signature, or to show it to its owner)."""
+    return box.unseal(keypair.sealed_secret_key, bound_to=keypair.access_key)
+
+
+async def check_secrets_key(db: DBSession, box: SecretBox) -> None:
+    """SecretBoxError, at start, when the secrets key is not the one this database's keypairs
+    were sealed with (say, a database restored without its key file)."""
+    keypair = await db.scalar(select(Keypair).limit(1))
+    if keypair is not None:
+        try:
+            secret_key(box, keypair)
+        except SecretBoxError as exc:
+            raise SecretBoxError(
+                "the secrets key does not open this database's secret keys: restore the"
+                " secrets_key_file that belongs to it"
+            ) from exc
+
+
+async def bootstrap(db: DBSession, box: SecretBox) -> tuple[Keypair, str] | None:
     """Create the default domain, project and the admin with a keypair, once.
 
-    Returns the admin keypair when it was created now, None when it already existed.
+    Returns the admin keypair and its secret key when it was created now, None when it already
+    existed.
     """
     if await db.get(Domain, DEFAULT_DOMAIN) is None:
         db.add(Domain(name=DEFAULT_DOMAIN))
@@ -48,12 +76,10 @@ async def bootstrap(db: DBSession) -> Keypair | None:
     admin = User(email=ADMIN_EMAIL, role="superadmin", domain_name=DEFAULT_DOMAIN)
     db.add(admin)
     await db.flush()
-    keypair = Keypair(
-        access_key=new_access_key(), secret_key=new_secret_key(), user=admin, is_admin=True
-    )
+    keypair, secret = _new_keypair(box, admin, is_admin=True)
     db.add(keypair)
     await db.flush()
-    return keypair
+    return keypair, secret
 
 
 async def default_project_id(db: DBSession) -> Project:
@@ -72,8 +98,11 @@ async def get_active(db: DBSession, access_key: str) -> Keypair | None:
     )
 
 
-async def create(db: DBSession, email: str, *, is_admin: bool = False) -> Keypair:
-    """A new keypair for the user with this e-mail; the user is created when new."""
+async def create(
+    db: DBSession, box: SecretBox, email: str, *, is_admin: bool = False
+) -> tuple[Keypair, str]:
+    """A new keypair for the user with this e-mail (the user is created when new), and its
+    secret key: the database keeps it sealed."""
     email = email.strip()
     if "@" not in email or len(email) > 256 or any(c.isspace() for c in email):
         raise InvalidAPIParams(f"{email!r} is not an e-mail address")
@@ -82,12 +111,10 @@ async def create(db: DBSession, email: str, *, is_admin: bool = False) -> Keypai
         user = User(email=email, role="admin" if is_admin else "user", domain_name=DEFAULT_DOMAIN)
         db.add(user)
         await db.flush()
-    keypair = Keypair(
-        access_key=new_access_key(), secret_key=new_secret_key(), user=user, is_admin=is_admin
-    )
+    keypair, secret = _new_keypair(box, user, is_admin=is_admin)
     db.add(keypair)
     await db.flush()
-    return keypair
+    return keypair, secret
 
 
 async def list_all(db: DBSession) -> list[Keypair]:

@@ -32,6 +32,8 @@ class NodeConnection:
         self._lock = anyio.Lock()
         self._pending: dict[str, _Pending] = {}
         self.closed = False
+        # the connection's handler serves inside this scope: closing it ends the handler
+        self.scope = anyio.CancelScope()
 
     async def send(self, message: wire.Message) -> None:
         if self.closed:
@@ -65,7 +67,9 @@ class NodeConnection:
             pending.done.set()
 
     def close(self) -> None:
+        """Fail pending requests and end the connection (replaced by a new one, or revoked)."""
         self.closed = True
+        self.scope.cancel()
         for pending in self._pending.values():
             pending.done.set()  # reply stays None: the requester sees NodeUnavailable
 
@@ -81,10 +85,14 @@ class NodeHub:
         self._nodes[conn.node_id] = conn
         return old
 
-    def detach(self, conn: NodeConnection) -> None:
-        if self._nodes.get(conn.node_id) is conn:
+    def detach(self, conn: NodeConnection) -> bool:
+        """Forget a connection that ended; True if it was its node's live one (compared by
+        identity: a connection another one replaced does not take the node with it)."""
+        live = self._nodes.get(conn.node_id) is conn
+        if live:
             del self._nodes[conn.node_id]
         conn.close()
+        return live
 
     def get(self, node_id: str) -> NodeConnection:
         conn = self._nodes.get(node_id)

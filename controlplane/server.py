@@ -21,14 +21,14 @@ from hostlib import sdnotify
 log = logging.getLogger(__name__)
 
 
-def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair) -> None:
+def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair, secret_key: str) -> None:
     path = config.admin_keypair_file
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(
             {
                 "access_key": keypair.access_key,
-                "secret_key": keypair.secret_key,
+                "secret_key": secret_key,
                 "email": keypair.user.email,
             },
             f,
@@ -44,10 +44,12 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
         core = Core(config, engine)
         admin = await core.prepare()
         if admin is not None:
-            _write_admin_keypair(config, admin)
+            _write_admin_keypair(config, *admin)
         app = create_app(core)
         hconfig = HypercornConfig()
         hconfig.bind = [f"{config.host}:{config.port}"]
+        if config.tls_certfile:  # off localhost, signatures and secrets need TLS
+            hconfig.certfile, hconfig.keyfile = config.tls_certfile, config.tls_keyfile
         hconfig.accesslog = None
         hconfig.graceful_timeout = 5.0
         stop = stop or anyio.Event()
@@ -57,7 +59,9 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
             await tg.start(core.run)
             tg.start_soon(_notify_when_listening, config.host, config.port)
             tg.start_soon(sdnotify.watchdog)
-            log.info("control plane listening on http://%s:%d", config.host, config.port)
+            log.info(
+                "control plane listening on %s://%s:%d", config.scheme, config.host, config.port
+            )
             await hypercorn_serve(app, hconfig, shutdown_trigger=stop.wait)
             tg.cancel_scope.cancel()
     finally:

@@ -24,7 +24,9 @@ def steps(plan: Plan, purge: bool) -> list[Step]:
         RemoveConfigs(plan),
     ]
     if purge:
-        found.append(Purge(plan))
+        from installer._service_user import RemoveServiceUser
+
+        found += [Purge(plan), RemoveServiceUser(plan)]
     return found
 
 

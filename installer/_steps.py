@@ -4,6 +4,7 @@ are in `_services`)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import secrets
 import shlex
@@ -20,6 +21,15 @@ from hostlib import ConfigError, __version__, render_config
 from installer import units as unitfiles
 from installer._files import FilesStep, make_dirs
 from installer._host import is_debian_like
+from installer._service_user import (
+    GroupReadable,
+    ServiceUser,
+    TlsFiles,
+    TlsProvided,
+    as_service_user,
+    owned_by,
+    service_ids,
+)
 from installer._services import ClientEnv, Health, Services, Verify
 from installer._step import Run, Step
 from installer.errors import CommandFailed, PlanError, StepError
@@ -39,7 +49,14 @@ def install_stages(plan: Plan) -> list[list[Step]]:
     if plan.install_engine:
         prepare.insert(0, Engine(plan))
     stages: list[list[Step]] = [first] if first else []
-    stages += [prepare, [Configs(plan), Units(plan)]]
+    if plan.role == "all-in-one" and plan.service_user:
+        stages.append([ServiceUser(plan)])  # before anything it will own is made
+    configure: list[Step] = [Configs(plan), Units(plan)]
+    if plan.tls == "self-signed" and plan.role == "all-in-one":
+        configure.insert(0, TlsFiles(plan))
+    elif plan.tls == "provided" and plan.role == "all-in-one":
+        configure.insert(0, TlsProvided(plan))
+    stages += [prepare, configure]
     if plan.role == "all-in-one":
         stages.append([Migrate(plan)])
     stages += [[Services(plan)], [Health(plan)]]
@@ -167,25 +184,43 @@ class StateDirs(Step):
         super().__init__(plan)
         self.made: list[Path] = []
 
-    def _wanted(self) -> list[tuple[Path, int]]:
+    def _wanted(self) -> list[tuple[Path, int, tuple[int, int]]]:
+        """Each directory, its mode and owner: the state directory is the control plane's
+        (its user's), the node's and the virtual folders root's."""
         plan = self.plan
+        service = service_ids(plan) or (0, 0)
         return [
-            (plan.state_dir, 0o700),
-            (plan.state_dir / "node", 0o700),
-            (plan.vfolder_root, 0o755),
+            (plan.state_dir, 0o700, service),
+            (plan.state_dir / "node", 0o700, (0, 0)),
+            (plan.vfolder_root, 0o755, (0, 0)),
         ]
 
+    def _state_files(self) -> list[Path]:
+        """What an earlier control plane (as root) left in its state: the service owns it."""
+        state = self.plan.state_dir
+        if not state.is_dir():
+            return []
+        # (the pre-upgrade copy of the database is the installer's: it stays root's)
+        return [p for p in state.iterdir() if p.is_file() and p.name != DB_BACKUP]
+
     async def check(self) -> bool:
+        service = service_ids(self.plan) or (0, 0)
         return all(
-            path.is_dir() and (path.stat().st_mode & 0o777) == mode for path, mode in self._wanted()
-        )
+            path.is_dir() and (path.stat().st_mode & 0o777) == mode and owned_by(path, *owner)
+            for path, mode, owner in self._wanted()
+        ) and all(owned_by(p, *service) for p in self._state_files())
 
     async def apply(self) -> None:
-        for path, mode in self._wanted():
+        for path, mode, owner in self._wanted():
             made = make_dirs(path, mode)
             self.made += made
             path.chmod(mode)
+            os.chown(path, *owner)
             self.log(f"{'created' if made else 'using'} {path} (mode {mode:o})")
+        service = service_ids(self.plan)
+        if service is not None:
+            for path in self._state_files():
+                os.chown(path, *service)
 
     async def undo(self) -> None:
         from installer._files import remove_tree
@@ -243,7 +278,7 @@ class Executable(FilesStep):
         await super().apply()
 
 
-class Configs(FilesStep):
+class Configs(GroupReadable):
     name = "configs"
     title = "Write the configuration"
     dir_mode = 0o755
@@ -272,8 +307,13 @@ class Configs(FilesStep):
                 host=plan.bind_host,
                 port=plan.port,
                 database_url=plan.database_url,
+                secrets_key_file=str(plan.state_dir / "secrets.key"),
+                tls_certfile=str(plan.tls_files[0]) if plan.tls_files else "",
+                tls_keyfile=str(plan.tls_files[1]) if plan.tls_files else "",
             )
-            files[plan.config_dir / "controlplane.toml"] = (render_config(cp).encode(), 0o600)
+            # the control plane's user reads it through its group and cannot change it
+            mode = 0o640 if service_ids(plan) is not None else 0o600
+            files[plan.config_dir / "controlplane.toml"] = (render_config(cp).encode(), mode)
             token = cp.node_token
         else:
             token = plan.join_token
@@ -335,14 +375,18 @@ class Migrate(Step):
 
     def _argv(self, *extra: str) -> list[str]:
         config = self.plan.config_dir / "controlplane.toml"
-        return [
-            str(self.plan.executable),
-            "controlplane",
-            "migrate",
-            "--config",
-            str(config),
-            *extra,
-        ]
+        # as the control plane's user: the database and its secrets key are its files
+        return as_service_user(
+            self.plan,
+            [
+                str(self.plan.executable),
+                "controlplane",
+                "migrate",
+                "--config",
+                str(config),
+                *extra,
+            ],
+        )
 
     async def check(self) -> bool:
         code, output = await self.host.run(self._argv("--check"), check=False)

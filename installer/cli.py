@@ -214,3 +214,50 @@ def token_create(ttl: str, as_json: bool) -> None:
             "\nThis control plane is reached at a loopback address: give the node an address it"
             " can reach (the control plane's bind_host must listen there)."
         )
+
+
+def _admin_call(method: str, path: str) -> Any:
+    """One signed request with the admin's client settings; exits 1 saying why it failed."""
+    import trio
+
+    from client import Client, ClientConfig, ClientError
+
+    async def call() -> Any:
+        async with Client(ClientConfig.from_env()) as api:
+            return await api.request(method, path)
+
+    try:
+        return trio.run(call)
+    except ClientError as exc:
+        click.echo(f"shipyard: error: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
+
+
+@token.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+def token_ls(as_json: bool) -> None:
+    """List join tokens (admin): which node each let in, and which are revoked."""
+    answer = _admin_call("GET", "/admin/node-tokens")
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(f"{'ID':<14}{'NODE':<24}{'CREATED':<22}STATE")
+    for item in answer["items"]:
+        if item["revokedAt"]:
+            state = f"revoked {item['revokedAt'][:19]}"
+        elif item["nodeId"]:
+            state = "in use"
+        else:
+            state = f"unused, expires {item['expiresAt'][:19]}"
+        node = item["nodeId"] or "-"
+        click.echo(f"{item['id']:<14}{node:<24}{item['createdAt'][:19]:<22}{state}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke a join token (admin): it admits nobody, its node is disconnected, and the node
+    id may join again with a new token."""
+    answer = _admin_call("DELETE", f"/admin/node-tokens/{token_id}")
+    node = f" (node {answer['nodeId']} disconnected)" if answer["nodeId"] else ""
+    click.echo(f"revoked {answer['id']}{node}")

@@ -6,6 +6,9 @@
     network_mode = "none"        # the session containers' network: none | bridge | host
     bind_host = "127.0.0.1"
     port = 8081
+    tls = "none"                 # "self-signed" (made here) or "provided" (tls_certfile/keyfile);
+                                 # required off localhost: signed requests must not be captured
+    service_user = "shipyard"    # the system user the control plane runs as (created)
 
 Every setting has a default except `role`; `installer/examples/single-node.toml` is a complete
 example. Paths are settings too (executable, state, config and unit directories), so tests and
@@ -34,6 +37,7 @@ from installer.errors import PlanError
 
 Role = Literal["all-in-one", "node"]
 NetworkMode = Literal["none", "bridge", "host"]
+TlsMode = Literal["none", "self-signed", "provided"]
 DEFAULT_STATE_DIR = Path("/var/lib/shipyard")
 DEFAULT_VFOLDER_ROOT = DEFAULT_STATE_DIR / "vfolders"
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -62,6 +66,14 @@ class Plan:
     controlplane_url: str = ""  # node role: the control plane to join
     join_token: str = ""  # node role: from `shipyard node token create`
     node_id: str = ""  # "" = i-<hostname>
+    # TLS for the API: none (localhost only), self-signed (made by the installer), or provided
+    # (tls_certfile and tls_keyfile, PEM). Role node: tls_certfile is the control plane's
+    # certificate to trust (a self-signed one), if any.
+    tls: TlsMode = "none"
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    # the dedicated system user the control plane runs as; "" runs it as root (test roots)
+    service_user: str = "shipyard"
     # additions to the engine's API: where unit files go, and the image the final check runs
     unit_dir: Path = Path("/etc/systemd/system")
     verify_image: str = "python"
@@ -83,7 +95,25 @@ class Plan:
         if self.role == "node":
             return self.controlplane_url.rstrip("/")
         host = "127.0.0.1" if self.bind_host in ("0.0.0.0", "::") else self.bind_host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        scheme = "http" if self.tls == "none" else "https"
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def tls_files(self) -> tuple[Path, Path] | None:
+        """The control plane's certificate and key (all-in-one with TLS), else None."""
+        if self.role == "node" or self.tls == "none":
+            return None
+        if self.tls == "provided":
+            return Path(self.tls_certfile), Path(self.tls_keyfile)
+        return self.config_dir / "tls" / "cert.pem", self.config_dir / "tls" / "key.pem"
+
+    @property
+    def trusted_certificate(self) -> Path | None:
+        """A certificate file clients of this control plane must trust (SSL_CERT_FILE): the
+        self-signed one, or the one a joining node was given."""
+        if self.role == "node":
+            return Path(self.tls_certfile) if self.tls_certfile else None
+        return self.tls_files[0] if self.tls == "self-signed" and self.tls_files else None
 
     @property
     def units(self) -> list[str]:
@@ -135,6 +165,23 @@ def _problems(plan: Plan) -> list[str]:
             f"state_dir {str(plan.state_dir)!r} is too long: kernel sockets under it would need"
             f" {longest} bytes, and Unix sockets allow 107; choose a shorter path"
         )
+    for name in ("tls_certfile", "tls_keyfile"):
+        value = getattr(plan, name)
+        if value and not Path(value).is_absolute():
+            problems.append(f"{name} must be an absolute path, not {value!r}")
+    if plan.role == "all-in-one":
+        provided = bool(plan.tls_certfile and plan.tls_keyfile)
+        if plan.tls == "provided" and not provided:
+            problems.append("tls = 'provided' needs tls_certfile and tls_keyfile")
+        if plan.tls != "provided" and (plan.tls_certfile or plan.tls_keyfile):
+            problems.append("tls_certfile and tls_keyfile are for tls = 'provided'")
+    elif plan.tls != "none" or plan.tls_keyfile:
+        problems.append(
+            "a node has no TLS of its own: give tls_certfile (the control plane's"
+            " certificate to trust) and an https:// controlplane_url"
+        )
+    if plan.service_user and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", plan.service_user):
+        problems.append(f"service_user {plan.service_user!r} is not a valid user name")
     if plan.node_id and not _NODE_ID.fullmatch(plan.node_id):
         problems.append(f"node_id {plan.node_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
     if not _valid_host(plan.bind_host):

@@ -5,6 +5,14 @@ the node once it has registered with the control plane, and restarts either when
 answering its watchdog (`WATCHDOG=1` at half of `WatchdogSec`, see hostlib/sdnotify.py).
 `KillMode=mixed` sends SIGTERM to the main process only (the packaged executable's bootloader,
 which forwards it once to Python) and SIGKILL to whatever is left after the timeout.
+
+The control plane needs no privilege: it runs as its own system user (`plan.service_user`) in a
+tight sandbox (`CONTROLPLANE_SANDBOX`; `systemd-analyze security` rates it "OK"), writing only
+its state directory. The node drives Docker and loop-mounts each kernel's work filesystem, so it
+stays root, and its mounts must be seen by dockerd: nothing that gives it a mount namespace of
+its own (ProtectSystem, PrivateTmp, ReadWritePaths, ...) or a device policy (PrivateDevices,
+DeviceAllow: the loop devices) applies; it gets the sandboxing that works without those
+(`NODE_SANDBOX`) and only the capabilities it uses.
 """
 
 from __future__ import annotations
@@ -55,12 +63,18 @@ def _command(*argv: str) -> str:
     return " ".join(exec_quote(a) for a in argv)
 
 
-def _service(description: str, argv: Sequence[str], identifier: str) -> Section:
+def _service(
+    description: str,
+    argv: Sequence[str],
+    identifier: str,
+    extra: Sequence[tuple[str, str]] = (),
+    notify_access: str = "main",
+) -> Section:
     return (
         "Service",
         (
             ("Type", "notify"),
-            ("NotifyAccess", "main"),
+            ("NotifyAccess", notify_access),
             ("ExecStart", _command(*argv)),
             ("Restart", "on-failure"),
             ("RestartSec", "2"),
@@ -72,15 +86,81 @@ def _service(description: str, argv: Sequence[str], identifier: str) -> Section:
             ("StandardOutput", "journal"),
             ("StandardError", "journal"),
             ("SyslogIdentifier", identifier),
+            *extra,
         ),
     )
 
 
 _INSTALL: Section = ("Install", (("WantedBy", "multi-user.target"),))
 
+# what no Shipyard service needs, whatever its privileges (seccomp and personality only)
+_COMMON_SANDBOX: tuple[tuple[str, str], ...] = (
+    ("NoNewPrivileges", "yes"),
+    ("LockPersonality", "yes"),
+    ("RestrictRealtime", "yes"),
+    ("RestrictSUIDSGID", "yes"),
+    ("SystemCallArchitectures", "native"),
+    ("KeyringMode", "private"),
+)
+
+CONTROLPLANE_SANDBOX: tuple[tuple[str, str], ...] = (
+    *_COMMON_SANDBOX,
+    ("UMask", "0077"),
+    ("CapabilityBoundingSet", ""),
+    ("AmbientCapabilities", ""),
+    ("ProtectSystem", "strict"),
+    ("ProtectHome", "yes"),
+    ("PrivateTmp", "yes"),
+    ("PrivateDevices", "yes"),
+    ("PrivateUsers", "yes"),
+    ("ProtectHostname", "yes"),
+    ("ProtectClock", "yes"),
+    ("ProtectKernelTunables", "yes"),
+    ("ProtectKernelModules", "yes"),
+    ("ProtectKernelLogs", "yes"),
+    ("ProtectControlGroups", "yes"),
+    ("ProtectProc", "invisible"),
+    ("ProcSubset", "pid"),
+    ("RestrictNamespaces", "yes"),
+    ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+    ("MemoryDenyWriteExecute", "yes"),
+    ("RemoveIPC", "yes"),
+    ("DevicePolicy", "closed"),
+    ("SystemCallFilter", "@system-service"),
+    ("SystemCallFilter", "~@privileged @resources"),
+    ("SystemCallErrorNumber", "EPERM"),
+)
+
+NODE_SANDBOX: tuple[tuple[str, str], ...] = (
+    *_COMMON_SANDBOX,
+    # Docker's socket (root's), the kernel directories (chown to the kernel uid, DAC on them),
+    # loop-mounting work filesystems (CAP_SYS_ADMIN), stopping its children
+    (
+        "CapabilityBoundingSet",
+        "CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_KILL CAP_SYS_ADMIN"
+        " CAP_MKNOD",
+    ),
+    ("ProtectHostname", "yes"),
+    ("RestrictNamespaces", "yes"),
+    ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"),
+    ("SystemCallFilter", "@system-service @mount"),
+    ("SystemCallErrorNumber", "EPERM"),
+)
+
 
 def controlplane_unit(plan: Plan) -> UnitFile:
     config = plan.config_dir / "controlplane.toml"
+    extra: list[tuple[str, str]] = []
+    if plan.service_user:
+        extra += [("User", plan.service_user), ("Group", plan.service_user)]
+    extra += [*CONTROLPLANE_SANDBOX, ("ReadWritePaths", str(plan.state_dir))]
+    # the node's state and the virtual folders are not the control plane's business; mounted
+    # over, they cannot be renamed away either
+    extra += [
+        ("InaccessiblePaths", f"-{path}")
+        for path in (plan.state_dir / "node", plan.vfolder_root)
+        if path.is_relative_to(plan.state_dir)
+    ]
     return UnitFile(
         CONTROLPLANE_UNIT,
         (
@@ -95,6 +175,10 @@ def controlplane_unit(plan: Plan) -> UnitFile:
                 "control plane",
                 [str(plan.executable), "controlplane", "serve", "--config", str(config)],
                 "shipyard-controlplane",
+                extra,
+                # unprivileged, the packaged executable's Python (the bootloader's child) cannot
+                # speak as its parent (shipyard/sdnotify.py); the sandboxed cgroup holds only it
+                notify_access="all" if plan.service_user else "main",
             ),
             _INSTALL,
         ),
@@ -106,6 +190,10 @@ def node_unit(plan: Plan) -> UnitFile:
     if plan.role == "all-in-one":
         after.append(CONTROLPLANE_UNIT)
     config = plan.config_dir / "node.toml"
+    extra = list(NODE_SANDBOX)
+    trusted = plan.trusted_certificate
+    if trusted is not None:  # the control plane's self-signed certificate
+        extra.append(("Environment", f"SSL_CERT_FILE={trusted}"))
     return UnitFile(
         NODE_UNIT,
         (
@@ -121,6 +209,7 @@ def node_unit(plan: Plan) -> UnitFile:
                 "node",
                 [str(plan.executable), "node", "serve", "--config", str(config)],
                 "shipyard-node",
+                extra,
             ),
             _INSTALL,
         ),

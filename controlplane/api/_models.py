@@ -3,14 +3,14 @@ session events, the version probe and health, and the problem+json every error i
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, StrictBool
 
 from controlplane import jointokens
 from controlplane.api._typed import CompatRequest, Query, Reply, Request
-from controlplane.db.models import Keypair
+from controlplane.db.models import JoinToken, Keypair
 from controlplane.images import ImageView
 from controlplane.nodes import NodeView
 
@@ -182,6 +182,34 @@ class CreateNodeToken(Request):
 class NodeToken(Reply):
     token: str = Field(description="shown only in this answer")
     expires_at: str
+
+
+class NodeTokenView(Reply):
+    """A join token as admins see it after it was made: never the token itself."""
+
+    id: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    node_id: str | None = Field(description="the node that joined with it (its credential)")
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, row: JoinToken) -> NodeTokenView:
+        return cls(
+            id=row.id,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            node_id=row.node_id,
+            used_at=row.used_at,
+            revoked_at=row.revoked_at,
+        )
+
+
+class NodeTokenList(Reply):
+    items: list[NodeTokenView]
 
 
 # --- GraphQL and events -------------------------------------------------------------------------

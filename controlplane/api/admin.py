@@ -44,9 +44,11 @@ async def create_keypair(data: CreateKeypair) -> KeypairCreated:
     """A new keypair for a user, created with it when new (admin)."""
     require_admin()
     async with core().db() as db:
-        keypair = await keypairs.create(db, data.user, is_admin=data.is_admin)
+        keypair, secret = await keypairs.create(
+            db, core().secrets, data.user, is_admin=data.is_admin
+        )
         await db.commit()
-        return KeypairCreated(**KeypairView.of(keypair).model_dump(), secret_key=keypair.secret_key)
+        return KeypairCreated(**KeypairView.of(keypair).model_dump(), secret_key=secret)
 
 
 @bp.delete("/admin/keypairs/<access_key>")

@@ -46,6 +46,8 @@ def create_app(the_core: Core) -> Quart:
         async with the_core.db() as db:
             g.keypair = await authenticate(
                 db,
+                secrets=the_core.secrets,
+                replays=the_core.replays,
                 method="GET" if method == "WS" else method,
                 target=_raw_target(scope),
                 headers=headers,

@@ -1,4 +1,4 @@
-"""Verifying HMAC-signed requests (docs/backendai-api.md §3.2)."""
+"""Verifying HMAC-signed requests (docs/backendai-api.md §3.2), each signature once."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import wire
 from controlplane import keypairs
 from controlplane.db.models import Keypair
 from controlplane.errors import AuthFailed, GenericBadRequest, InvalidAuthParams
+from controlplane.replays import ReplayGuard
+from controlplane.secretbox import SecretBox
 
 MAX_SKEW = timedelta(minutes=15)
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -20,13 +22,16 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 async def authenticate(
     db: DBSession,
     *,
+    secrets: SecretBox,
+    replays: ReplayGuard,
     method: str,
     target: str,
     headers: Mapping[str, str],
     scheme: str,
     now: datetime | None = None,
 ) -> Keypair:
-    """The active keypair that signed this request, or an error saying what is wrong."""
+    """The active keypair that signed this request, or an error saying what is wrong (also
+    when this very signature was accepted before: a replay)."""
     authorization = headers.get("Authorization")
     if not authorization:
         raise AuthFailed("Unauthorized access: sign the request with your keypair")
@@ -55,6 +60,7 @@ async def authenticate(
     keypair = await keypairs.get_active(db, auth.access_key)
     if keypair is None:
         raise AuthFailed("Unknown or inactive access key")
+    secret_key = keypairs.secret_key(secrets, keypair)
     content_type = headers.get("Content-Type", "application/octet-stream")
     content_type = content_type.split(";", 1)[0].strip().lower() or "application/octet-stream"
     host = headers.get("Host", "")
@@ -70,9 +76,10 @@ async def authenticate(
             host=candidate,
             content_type=content_type,
             version=version,
-            secret_key=keypair.secret_key,
+            secret_key=secret_key,
             hash_name=auth.hash_name,
         )
         if hmac.compare_digest(expected, auth.signature):
+            replays.check(keypair.access_key, auth.signature, until=date + MAX_SKEW, now=now)
             return keypair
     raise AuthFailed("Signature mismatch")

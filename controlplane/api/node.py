@@ -26,9 +26,9 @@ async def connect() -> None:
     token = websocket.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     # the cluster's shared node token (same-machine nodes), or a join token (other machines)
     joined = not hmac.compare_digest(token.encode(), the_core.config.node_token.encode())
+    if joined and not jointokens.looks_like_one(token):
+        raise AuthFailed("unknown node token")
     if joined:
-        if not jointokens.looks_like_one(token):
-            raise AuthFailed("unknown node token")
         async with the_core.db() as db:
             await jointokens.admit(db, token)
     await websocket.accept()
@@ -37,29 +37,37 @@ async def connect() -> None:
         first = wire.decode(await ws.receive())
     if not isinstance(first, wire.Register):
         raise InvalidAPIParams("a node must send register first")
-    if joined:
-        try:
-            async with the_core.db() as db:
-                await jointokens.bind(db, token, first.node_id)
-                await db.commit()
-        except AuthFailed as exc:  # accepted already: say why in the close frame
-            log.warning("refused node %s: %s", first.node_id, exc)
-            await ws.close(1008, str(exc)[:120])
-            return
+    try:  # before the hub knows it: a refused node never gets a frame nor replaces the real one
+        async with the_core.db() as db:
+            row = await jointokens.admit(db, token) if joined else None
+            await jointokens.claim(db, first.node_id, row)
+            await db.commit()
+    except AuthFailed as exc:  # accepted already: say why in the close frame
+        # the audit log comes later; until then this line is the record of the attempt
+        log.warning(
+            "refused node register: node_id=%s credential=%s peer=%s reason=%s",
+            first.node_id,
+            "join-token" if joined else jointokens.CLUSTER,
+            websocket.remote_addr,
+            exc,
+        )
+        await ws.close(1008, str(exc)[:120])
+        return
     conn = NodeConnection(first.node_id, ws.send)
     replaced = the_core.hub.attach(conn)
-    if replaced is not None:
+    if replaced is not None:  # the same node reconnecting with its own credential
         replaced.close()
     log.info("node %s connected", conn.node_id)
     try:
-        await lifecycle.on_register(the_core, first)
-        while True:
-            message = wire.decode(await ws.receive())
-            await _dispatch(conn, message)
+        with conn.scope:
+            await lifecycle.on_register(the_core, first)
+            while True:
+                message = wire.decode(await ws.receive())
+                await _dispatch(conn, message)
     finally:
-        the_core.hub.detach(conn)
-        with anyio.CancelScope(shield=True):
-            if conn.node_id not in the_core.hub.connected():
+        # only the live connection's end loses the node, never that of one it replaced
+        if the_core.hub.detach(conn):
+            with anyio.CancelScope(shield=True):
                 await lifecycle.on_node_lost(the_core, conn.node_id)
         log.info("node %s disconnected", conn.node_id)
 
@@ -77,7 +85,7 @@ async def _dispatch(conn: NodeConnection, message: wire.Message) -> None:
             await lifecycle.on_kernel_exited(the_core, conn.node_id, message)
         case wire.ImagesChanged():
             await lifecycle.on_images_changed(the_core, conn.node_id, message)
-        case wire.Register():
+        case wire.Register() if message.node_id == conn.node_id:
             await lifecycle.on_register(the_core, message)
         case _:
             log.warning("node %s sent an unexpected %s", conn.node_id, message.type)

@@ -1,4 +1,4 @@
-"""Join tokens for nodes on other machines: `POST /admin/node-tokens` (admin only)."""
+"""Join tokens for nodes on other machines (docs/installer.md): make, list, revoke."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from quart import Blueprint
 
 from controlplane import jointokens
 from controlplane.api._context import core, require_admin
-from controlplane.api._models import CreateNodeToken, NodeToken
+from controlplane.api._models import CreateNodeToken, NodeToken, NodeTokenList, NodeTokenView
 from controlplane.api._typed import body, returns
 
 bp = Blueprint("node_tokens", __name__)
@@ -24,3 +24,29 @@ async def create_node_token(data: CreateNodeToken) -> NodeToken:
         )
         await db.commit()
     return NodeToken(token=token, expires_at=expires_at.isoformat())
+
+
+@bp.get("/admin/node-tokens")
+@returns(NodeTokenList)
+async def list_node_tokens() -> NodeTokenList:
+    """Every join token, oldest first (admin); never the token itself."""
+    require_admin()
+    async with core().db() as db:
+        rows = await jointokens.list_all(db)
+    return NodeTokenList(items=[NodeTokenView.of(row) for row in rows])
+
+
+@bp.delete("/admin/node-tokens/<token_id>")
+@returns(NodeTokenView)
+async def revoke_node_token(token_id: str) -> NodeTokenView:
+    """Revoke a join token: it admits nobody any more, the node that joined with it is
+    disconnected, and its node id may be claimed again (by the machine re-joining with a new
+    token)."""
+    require_admin()
+    the_core = core()
+    async with the_core.db() as db:
+        row, now = await jointokens.revoke(db, token_id)
+        await db.commit()
+    if now and row.node_id is not None and row.node_id in the_core.hub.connected():
+        the_core.hub.get(row.node_id).close()
+    return NodeTokenView.of(row)

@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
+
+if TYPE_CHECKING:
+    from controlplane.secretbox import SecretBox
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def _private_sqlite_files(url: str) -> None:
+    """The database and its -wal/-shm hold secrets and sessions: owner-only, also when an older
+    version made them 0644. SQLite gives the -wal and -shm files the database file's mode, so
+    creating that file 0600 first is enough for the others."""
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if name.exists():
+            name.chmod(0o600)
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
+        _private_sqlite_files(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -36,17 +56,20 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[DBSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def _alembic_config(connection: Connection) -> Config:
+def _alembic_config(connection: Connection, secret_box: SecretBox) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
+    cfg.attributes["secret_box"] = secret_box  # 0004 seals clear-text secret keys with it
     return cfg
 
 
-async def migrate(engine: AsyncEngine) -> None:
+async def migrate(engine: AsyncEngine, secret_box: SecretBox) -> None:
     """Bring the schema to the newest revision (idempotent)."""
     async with engine.begin() as conn:
-        await conn.run_sync(lambda sync_conn: command.upgrade(_alembic_config(sync_conn), "head"))
+        await conn.run_sync(
+            lambda sync_conn: command.upgrade(_alembic_config(sync_conn, secret_box), "head")
+        )
 
 
 def head_revision() -> str | None:

@@ -54,7 +54,8 @@ class User(Base):
 class Keypair(Base):
     __tablename__ = "keypairs"
     access_key: Mapped[str] = mapped_column(String(32), primary_key=True)
-    secret_key: Mapped[str] = mapped_column(String(64))
+    # sealed with the control plane's secrets key (controlplane/secretbox.py), never clear
+    sealed_secret_key: Mapped[str] = mapped_column(String(128))
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -169,12 +170,26 @@ class StatusChange(Base):
 class JoinToken(Base):
     """A token that lets one node join (`shipyard node token create`). Only its SHA-256 is
     stored. Unused, it expires at `expires_at`; the first node that registers with it binds it,
-    and from then on it is that node's credential (the node keeps dialling in with it)."""
+    and from then on it is that node's credential (the node keeps dialling in with it) until an
+    admin revokes it."""
 
     __tablename__ = "join_tokens"
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(16), unique=True)  # what admins see and revoke by
     created_by: Mapped[str] = mapped_column(String(32))  # the admin's access key
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     node_id: Mapped[str | None] = mapped_column(String(64), default=None)
     used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class NodeIdentity(Base):
+    """Which credential first claimed a node id: `cluster` (the shared node token of the
+    control plane's own machine) or `join:<token id>`. Only that credential may register as
+    this node again."""
+
+    __tablename__ = "node_identities"
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    credential: Mapped[str] = mapped_column(String(32))
+    bound_at: Mapped[datetime] = mapped_column(default=utcnow)

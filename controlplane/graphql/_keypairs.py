@@ -119,6 +119,13 @@ async def resolve_compute_sessions(
         return await session_views(db, found)
 
 
+@keypair_type.field("secret_key")
+def resolve_secret_key(keypair: dict[str, Any], info: Info) -> str:
+    # the keypair is the requester's own or the requester is an admin (the root checked)
+    box = context(info).core.secrets
+    return box.unseal(keypair["sealed_secret_key"], bound_to=keypair["access_key"])
+
+
 async def keypair_views(db: DBSession, found: list[Keypair]) -> list[dict[str, Any]]:
     projects = await tenancy.list_projects(db)
     active = await sessions_db.count_active(db, [kp.access_key for kp in found])
@@ -131,7 +138,7 @@ async def keypair_views(db: DBSession, found: list[Keypair]) -> list[dict[str, A
             "user_info": {"email": kp.user.email, "full_name": None},
             "projects": [p.name for p in projects if tenancy.is_member(kp.user, p)],
             "access_key": kp.access_key,
-            "secret_key": kp.secret_key,
+            "sealed_secret_key": kp.sealed_secret_key,  # unsealed only when asked (below)
             "is_active": kp.is_active,
             "is_admin": kp.is_admin,
             "resource_policy": tenancy.RESOURCE_POLICY,

@@ -214,6 +214,7 @@ class Sandbox:
             port=self.port,
             node_id=SANDBOX_NODE,
             verify_image=self.verify_image,
+            service_user="",  # this machine's users stay as they are (the e2e test makes one)
         )
 
     async def install(self, plan: Plan, on_event: OnEvent) -> Outcome:

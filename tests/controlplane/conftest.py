@@ -24,7 +24,6 @@ from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
 from controlplane.db.engine import create_engine
-from controlplane.db.models import Keypair
 from controlplane.nodehub import NodeConnection
 
 TEST_IMAGE = "shipyard-test/python:3.11"
@@ -57,6 +56,14 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await conn.execute(text("CREATE SCHEMA public"))
     await engine.dispose()
     yield dsn
+
+
+@dataclass(frozen=True)
+class Keypair:
+    """What a keypair's owner signs requests with (the database keeps the secret sealed)."""
+
+    access_key: str
+    secret_key: str
 
 
 @dataclass
@@ -199,8 +206,9 @@ async def api(database_url: str, tmp_path: Path) -> AsyncIterator[API]:
     config = ControlPlaneConfig(state_dir=tmp_path, node_token="t", database_url=database_url)
     engine = create_engine(config.effective_database_url)
     core = Core(config, engine)
-    admin = await core.prepare()
-    assert admin is not None
+    prepared = await core.prepare()
+    assert prepared is not None
+    admin = Keypair(prepared[0].access_key, prepared[1])
     async with anyio.create_task_group() as tg:
         await tg.start(core.run)
         yield API(create_app(core), core, admin)

@@ -17,8 +17,7 @@ import pytest
 from quart.testing import WebsocketResponseError
 
 import wire
-from controlplane.db.models import Keypair
-from tests.controlplane.conftest import API, HOST, TEST_IMAGE, FakeNode
+from tests.controlplane.conftest import API, HOST, TEST_IMAGE, FakeNode, Keypair
 
 pytestmark = pytest.mark.anyio
 
@@ -71,6 +70,8 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("DELETE", "/images/<path:name>"): ADMIN,
     ("GET", "/nodes"): ADMIN,
     ("POST", "/admin/node-tokens"): ADMIN,
+    ("GET", "/admin/node-tokens"): ADMIN,
+    ("DELETE", "/admin/node-tokens/<token_id>"): ADMIN,
     ("WS", "/node/connect"): NODE,
 }
 BODIES: dict[tuple[str, str], Any] = {
@@ -96,6 +97,7 @@ class World:
             "ref": "mine",
             "access_key": self.victim,
             "alias": "matrix-alias",
+            "token_id": "no-such-token",
             "name": TEST_IMAGE if rule.startswith("/images/") else "redoc.standalone.js",
         }
         path = re.sub(r"<(?:[^:>]*:)?([^>]+)>", lambda m: values[m.group(1)], rule)

@@ -79,15 +79,16 @@ def live(tmp_path: Path) -> Iterator[tuple[str, Signed]]:
         )
         engine = create_engine(config.effective_database_url)
         core = Core(config, engine)
-        admin = await core.prepare()
-        assert admin is not None
+        prepared = await core.prepare()
+        assert prepared is not None
+        admin, secret = prepared
         hconfig = HypercornConfig()
         hconfig.bind = [f"fd://{os.dup(listener.fileno())}"]  # hypercorn closes what it serves
         hconfig.accesslog = None
         async with anyio.create_task_group() as tg:
             await tg.start(core.run)
             await FakeNode(core, "i-fuzz", {"cpu": "1000000", "mem": str(2**60)}).connect()
-            ready.append(Signed(admin.access_key, admin.secret_key))
+            ready.append(Signed(admin.access_key, secret))
             started.set()
             await serve(
                 create_app(core),

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.db.models import Keypair
-from tests.controlplane.conftest import API, TEST_IMAGE, FakeNode
+from tests.controlplane.conftest import API, TEST_IMAGE, FakeNode, Keypair
 
 pytestmark = pytest.mark.anyio
 

@@ -54,6 +54,7 @@ def plan(root: Path) -> Plan:
         unit_dir=root / "units",
         port=free_port(),
         node_id="i-test-engine",
+        service_user="",  # this machine's users stay as they are (test_systemd_e2e makes one)
     )
 
 

@@ -59,6 +59,24 @@ def test_token_create_says_how_to_join(appliance: Appliance) -> None:
     assert "loopback" in result.stdout  # the appliance listens on 127.0.0.1 only
 
 
+def test_token_ls_and_revoke(appliance: Appliance) -> None:
+    new_token(appliance)
+    listed = appliance.cli("node", "token", "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    unused = [t for t in json.loads(listed.stdout)["items"] if not t["nodeId"]]
+    token_id = unused[-1]["id"]
+    table = appliance.cli("node", "token", "ls")
+    assert f"\n{token_id}" in table.stdout and "unused, expires" in table.stdout
+    revoked = appliance.cli("node", "token", "revoke", token_id)
+    assert (revoked.returncode, revoked.stdout) == (0, f"revoked {token_id}\n")
+    again = appliance.cli("node", "token", "ls")
+    assert any(
+        line.startswith(token_id) and "revoked" in line for line in again.stdout.splitlines()
+    )
+    missing = appliance.cli("node", "token", "revoke", "nosuchtoken")
+    assert missing.returncode == 1 and "no join token nosuchtoken" in missing.stderr
+
+
 @pytest.mark.trio
 async def test_a_node_joins_with_a_token(
     appliance: Appliance, root: Path, nursery: trio.Nursery

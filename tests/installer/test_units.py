@@ -38,7 +38,7 @@ def test_all_in_one_units(stub: Path) -> None:
     text = cp.render()
     for line in (
         "Type=notify",
-        "NotifyAccess=main",
+        "NotifyAccess=all",  # unprivileged: Python speaks for itself (test_sandbox_settings)
         "WatchdogSec=30",
         "Restart=on-failure",
         "StandardOutput=journal",
@@ -51,6 +51,29 @@ def test_all_in_one_units(stub: Path) -> None:
     assert f"\nAfter={after}\n" in node_text
     assert f"\nWants={after}\n" in node_text
     assert f"ExecStart={stub} node serve --config /etc/shipyard/node.toml" in node_text
+
+
+def test_sandbox_settings(stub: Path) -> None:
+    """The control plane as its own user, without capabilities, writing only its state; the
+    node with the capabilities it uses and no mount namespace (dockerd sees its mounts)."""
+    plan = Plan(role="all-in-one", executable=stub, state_dir=Path("/var/lib/sy"))
+    cp, node = (u.render() for u in units.units_for(plan))
+    for line in (
+        "User=shipyard",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/sy",
+        "InaccessiblePaths=-/var/lib/sy/node",
+        "CapabilityBoundingSet=",
+        "NoNewPrivileges=yes",
+        "SystemCallFilter=@system-service",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+    ):
+        assert f"\n{line}\n" in cp, line
+    assert "\nUser=" not in node and "NotifyAccess=main" in node
+    for mounting in ("ProtectSystem", "PrivateTmp", "ReadWritePaths", "PrivateDevices"):
+        assert f"\n{mounting}=" not in node, mounting
+    assert "CAP_SYS_ADMIN" in node and "NoNewPrivileges=yes" in node
 
 
 def test_a_joining_node_needs_no_local_control_plane(stub: Path) -> None:
