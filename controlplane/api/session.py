@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import urllib.parse
 from typing import Any
 
@@ -13,12 +12,13 @@ from quart import Blueprint, Response, jsonify, request, websocket
 from sqlalchemy import select
 
 import wire
-from controlplane import lifecycle
+from controlplane import lifecycle, nodecalls
 from controlplane import sessions as sessions_db
 from controlplane.api.app import core, read_json, requester
 from controlplane.db.models import Kernel, Session
 from controlplane.errors import InvalidAPIParams, SessionNotRunning
-from controlplane.execution import Run, next_chunk, open_run, send_input
+from controlplane.execution import next_chunk, open_run, send_input, start_run
+from controlplane.nodecalls import NodeRefused
 
 bp = Blueprint("session", __name__)
 MAX_UPLOAD_FILES = 20
@@ -97,14 +97,11 @@ async def logs(ref: str) -> dict[str, Any]:
         if kernel is not None and kernel.logs is not None:
             return {"result": {"logs": kernel.logs}}
         raise SessionNotRunning(f"Session {session.name} has no container to read logs from")
-    reply = (
-        await core()
-        .hub.get(kernel.node_id)
-        .request(lambda req_id: wire.GetLogs(req_id=req_id, kernel_id=str(kernel.id)), wait=30)
-    )
-    if not reply.ok:
-        raise SessionNotRunning(f"cannot read the logs: {reply.error}")
-    return {"result": {"logs": reply.result.get("logs", "")}}
+    try:
+        text = await nodecalls.get_logs(core().hub, kernel.node_id, str(kernel.id))
+    except NodeRefused as exc:
+        raise SessionNotRunning(f"cannot read the logs: {exc.msg}") from exc
+    return {"result": {"logs": text}}
 
 
 @bp.post("/session/<ref>/upload")
@@ -131,22 +128,14 @@ async def upload(ref: str) -> Response:
         )
     if session.status != "RUNNING" or kernel is None or kernel.node_id is None:
         raise SessionNotRunning(f"Session {session.name} is {session.status}")
-    reply = (
-        await core()
-        .hub.get(kernel.node_id)
-        .request(
-            lambda req_id: wire.Upload(req_id=req_id, kernel_id=str(kernel.id), files=payload),
-            wait=60,
-        )
-    )
-    if not reply.ok:
-        raise InvalidAPIParams(reply.error)
+    try:
+        await nodecalls.upload(core().hub, kernel.node_id, str(kernel.id), payload)
+    except NodeRefused as exc:
+        raise InvalidAPIParams(exc.msg) from exc
     return Response(status=204)
 
 
 # --- execution ---------------------------------------------------------------------------------
-
-_http_runs: dict[str, tuple[Run, Any]] = {}  # run id -> (run, its open context) for HTTP execute
 
 
 @bp.post("/session/<ref>")
@@ -156,35 +145,21 @@ async def execute(ref: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidAPIParams("the request body must be a JSON object")
     mode = body.get("mode", "query")
-    run_id = body.get("runId")
     session = await _find(ref)
-    _expire_http_runs()
+    runs = core().http_runs
     if mode in ("query", "batch"):
-        context = open_run(core(), session, mode, body.get("code", ""), body.get("options"))
-        run = await context.__aenter__()
-        _http_runs[run.run_id] = (run, context)
+        run = await start_run(core(), session, mode, body.get("code", ""), body.get("options"))
+        runs.add(run)
     elif mode in ("continue", "input"):
-        if run_id not in _http_runs:
-            raise InvalidAPIParams(f"no run {run_id!r} in progress")
-        run, context = _http_runs[run_id]
+        run = runs.get(body.get("runId"), session.id, session.access_key)
         if mode == "input":
             await send_input(core(), run, str(body.get("code", "")))
     else:
         raise InvalidAPIParams(f"unknown mode {mode!r}: use query, batch, continue or input")
     chunk = await next_chunk(run, HTTP_CHUNK_WAIT)
     if run.finished:
-        del _http_runs[run.run_id]
-        await context.__aexit__(None, None, None)
+        runs.end(run.run_id)
     return {"result": {**chunk, "runId": run.run_id}}
-
-
-def _expire_http_runs() -> None:
-    """Forget HTTP runs nobody polled for ten minutes."""
-    cutoff = time.monotonic() - 600
-    for run_id, (run, _context) in list(_http_runs.items()):
-        if run.last_used < cutoff:
-            del _http_runs[run_id]
-            core().hub.close_run(run_id)
 
 
 @bp.websocket("/stream/session/<ref>/execute")

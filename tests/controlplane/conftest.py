@@ -6,26 +6,26 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from quart import Quart
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import wire
-from controlplane import lifecycle
+from controlplane import reconcile
 from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
 from controlplane.db.engine import create_engine
 from controlplane.db.models import Keypair
 from controlplane.nodehub import NodeConnection
+from controlplane.server import running_core
 
 TEST_IMAGE = "shipyard-test/python:3.11"
 HOST = "localhost"
@@ -118,19 +118,33 @@ class API:
 
 @dataclass
 class FakeNode:
-    """A node that answers like a real one but starts no containers (scheduler tests only)."""
+    """A node that answers like a real one but starts no containers (scheduler tests only).
+
+    `hold_runs`: Execute gets no output until the kernel is destroyed (then it ends, as a real
+    run does when its container goes). `on_create`: awaited (in the background) before the
+    CreateKernel reply, to put something in the middle of a session start.
+    """
 
     core: Core
     node_id: str
     slots: dict[str, str]
     kernels: dict[str, str] = field(default_factory=dict)  # kernel id -> session id
+    hold_runs: bool = False
+    on_create: Callable[[], Awaitable[None]] | None = None
+    died: bool = False
+    _runs: dict[str, str] = field(default_factory=dict)  # run id -> kernel id
 
     async def connect(self) -> NodeConnection:
         conn = NodeConnection(self.node_id, self._receive)
         self.conn = conn
         self.core.hub.attach(conn)
-        await lifecycle.on_register(self.core, self.register_message())
+        await reconcile.on_register(self.core, self.register_message())
         return conn
+
+    def die(self) -> None:
+        """The node process is killed: its connection drops, nothing more is answered."""
+        self.died = True
+        self.core.hub.detach(self.conn)
 
     def register_message(self, kernels: list[wire.KernelInfo] | None = None) -> wire.Register:
         return wire.Register(
@@ -150,41 +164,56 @@ class FakeNode:
                 )
             ],
             kernels=kernels or [],
+            protocol=wire.PROTOCOL,
         )
 
+    def _reply(self, req_id: str, result: wire.Result) -> None:
+        self.conn.deliver_reply(wire.Reply(req_id, True, wire.result_dict(result)))
+
     async def _receive(self, frame: str) -> None:
-        message = wire.decode(frame)
-        reply: wire.Message | None = None
+        message = wire.decode(frame)  # what a real node would read
         match message:
+            case wire.CreateKernel() if self.on_create is not None:
+                self.core.spawn(self._create_later, message)
             case wire.CreateKernel():
                 self.kernels[message.kernel_id] = message.session_id
-                reply = wire.Reply(message.req_id, True, {"container_id": uuid.uuid4().hex})
+                self._reply(message.req_id, wire.KernelCreated(uuid.uuid4().hex))
             case wire.DestroyKernel():
-                self.kernels.pop(message.kernel_id, None)
-                reply = wire.Reply(message.req_id, True, {"exit_code": 0})
+                existed = self.kernels.pop(message.kernel_id, None) is not None
+                for run_id, kernel_id in list(self._runs.items()):
+                    if kernel_id == message.kernel_id:
+                        self._output(wire.RunOutput(run_id, "finished", exit_code=137))
+                logs = "fake logs\n" if existed else None
+                self._reply(message.req_id, wire.KernelDestroyed(0 if existed else None, logs))
             case wire.GetLogs():
-                reply = wire.Reply(message.req_id, True, {"logs": "fake logs\n"})
+                self._reply(message.req_id, wire.KernelLogs("fake logs\n"))
+            case wire.Execute() if self.hold_runs:
+                self._runs[message.run_id] = message.kernel_id
             case wire.Execute():
-                for out in (
-                    wire.RunOutput(message.run_id, "stdout", "ran\n"),
-                    wire.RunOutput(message.run_id, "finished", exit_code=0),
-                ):
-                    self.core.hub.deliver_output(out)
-        if isinstance(reply, wire.Reply):
-            self.conn.deliver_reply(reply)
+                self._output(wire.RunOutput(message.run_id, "stdout", "ran\n"))
+                self._output(wire.RunOutput(message.run_id, "finished", exit_code=0))
+
+    def _output(self, output: wire.RunOutput) -> None:
+        # through the wire encoding too, as the control plane receives it
+        decoded = wire.decode(wire.encode(output))
+        assert isinstance(decoded, wire.RunOutput)
+        self.core.hub.deliver_output(decoded)
+
+    async def _create_later(self, message: wire.CreateKernel) -> None:
+        assert self.on_create is not None
+        await self.on_create()
+        if not self.died:
+            self.kernels[message.kernel_id] = message.session_id
+            self._reply(message.req_id, wire.KernelCreated(uuid.uuid4().hex))
 
 
 @pytest.fixture
 async def api(database_url: str, tmp_path: Path) -> AsyncIterator[API]:
     config = ControlPlaneConfig(state_dir=tmp_path, node_token="t", database_url=database_url)
     engine = create_engine(config.effective_database_url)
-    core = Core(config, engine)
-    admin = await core.prepare()
-    assert admin is not None
-    async with anyio.create_task_group() as tg:
-        await tg.start(core.run)
+    async with running_core(config, engine) as (core, admin):
+        assert admin is not None
         yield API(create_app(core), core, admin)
-        tg.cancel_scope.cancel()
     await engine.dispose()
 
 
