@@ -149,7 +149,6 @@ async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
             await core.publish(db, event)
             return
         kernel_row.container_id = container_id
-        kernel_row.status = "RUNNING"
         event = await sessions_db.transition(
             db,
             session,
@@ -157,6 +156,8 @@ async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
             f"container {container_id[:12]} on {node_id}",
             expect=("PREPARING",),
         )
+        if event is not None:
+            kernel_row.status = "RUNNING"
         await core.publish(db, event)
         batch = session.type == "BATCH"
     if event is None:

@@ -110,6 +110,10 @@ class NodeHub:
         if buffer is not None:
             buffer.close()
 
+    def run_buffers(self) -> list[RunBuffer]:
+        """The runs whose output is routed now (what the control plane holds in memory)."""
+        return list(self._runs.values())
+
     def deliver_output(self, output: wire.RunOutput) -> None:
         """Never blocks: the node's receive loop calls this for every output of every run."""
         buffer = self._runs.get(output.run_id)

@@ -122,7 +122,8 @@ class FakeNode:
 
     `hold_runs`: Execute gets no output until the kernel is destroyed (then it ends, as a real
     run does when its container goes). `on_create`: awaited (in the background) before the
-    CreateKernel reply, to put something in the middle of a session start.
+    CreateKernel reply, to put something in the middle of a session start;
+    `die_after_create`: the node is killed right after that reply.
     """
 
     core: Core
@@ -131,12 +132,15 @@ class FakeNode:
     kernels: dict[str, str] = field(default_factory=dict)  # kernel id -> session id
     hold_runs: bool = False
     on_create: Callable[[], Awaitable[None]] | None = None
+    die_after_create: bool = False
     died: bool = False
-    _runs: dict[str, str] = field(default_factory=dict)  # run id -> kernel id
+    runs: dict[str, str] = field(default_factory=dict)  # held run id -> kernel id
+    inputs: list[wire.Input] = field(default_factory=list)
 
     async def connect(self) -> NodeConnection:
         conn = NodeConnection(self.node_id, self._receive)
         self.conn = conn
+        self.died = False
         self.core.hub.attach(conn)
         await reconcile.on_register(self.core, self.register_message())
         return conn
@@ -180,20 +184,22 @@ class FakeNode:
                 self._reply(message.req_id, wire.KernelCreated(uuid.uuid4().hex))
             case wire.DestroyKernel():
                 existed = self.kernels.pop(message.kernel_id, None) is not None
-                for run_id, kernel_id in list(self._runs.items()):
+                for run_id, kernel_id in list(self.runs.items()):
                     if kernel_id == message.kernel_id:
-                        self._output(wire.RunOutput(run_id, "finished", exit_code=137))
+                        self.output(wire.RunOutput(run_id, "finished", exit_code=137))
                 logs = "fake logs\n" if existed else None
                 self._reply(message.req_id, wire.KernelDestroyed(0 if existed else None, logs))
             case wire.GetLogs():
                 self._reply(message.req_id, wire.KernelLogs("fake logs\n"))
+            case wire.Input():
+                self.inputs.append(message)
             case wire.Execute() if self.hold_runs:
-                self._runs[message.run_id] = message.kernel_id
+                self.runs[message.run_id] = message.kernel_id
             case wire.Execute():
-                self._output(wire.RunOutput(message.run_id, "stdout", "ran\n"))
-                self._output(wire.RunOutput(message.run_id, "finished", exit_code=0))
+                self.output(wire.RunOutput(message.run_id, "stdout", "ran\n"))
+                self.output(wire.RunOutput(message.run_id, "finished", exit_code=0))
 
-    def _output(self, output: wire.RunOutput) -> None:
+    def output(self, output: wire.RunOutput) -> None:
         # through the wire encoding too, as the control plane receives it
         decoded = wire.decode(wire.encode(output))
         assert isinstance(decoded, wire.RunOutput)
@@ -205,6 +211,8 @@ class FakeNode:
         if not self.died:
             self.kernels[message.kernel_id] = message.session_id
             self._reply(message.req_id, wire.KernelCreated(uuid.uuid4().hex))
+            if self.die_after_create:
+                self.die()
 
 
 @pytest.fixture
