@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -33,14 +35,34 @@ async def _wait_status(api: API, name: str, *statuses: str) -> None:
                     return
 
 
-async def _logged_failure(caplog: pytest.LogCaptureFixture, job: str) -> logging.LogRecord:
-    def found() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if f"job {job} failed" in r.getMessage()]
+class _Failures(logging.Handler):
+    """The background-job failures Core logs, with an event for the first one."""
 
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+        self.logged = anyio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("background job"):
+            self.records.append(record)
+            self.logged.set()
+
+
+@pytest.fixture
+def failures() -> Iterator[_Failures]:
+    handler = _Failures()
+    logger = logging.getLogger("controlplane.core")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+async def _logged_failure(failures: _Failures, job: str) -> logging.LogRecord:
     with anyio.fail_after(10):
-        while not found():
-            await anyio.sleep(0.01)  # the job runs in the background: nothing to await
-    [failure] = found()
+        await failures.logged.wait()
+    [failure] = failures.records
+    assert failure.getMessage().startswith(f"background job {job} failed")
     return failure
 
 
@@ -51,7 +73,7 @@ async def _still_serves(api: API, node: FakeNode, name: str) -> None:
 
 
 async def test_node_killed_in_the_middle_of_a_start(
-    api: API, node: FakeNode, caplog: pytest.LogCaptureFixture
+    api: API, node: FakeNode, failures: _Failures
 ) -> None:
     """The user ends the session while its container is being made; the node answers the
     create and is killed, so removing that container fails in the background job."""
@@ -63,7 +85,7 @@ async def test_node_killed_in_the_middle_of_a_start(
     node.on_create = destroyed_then_node_dies
     created = await api.call("POST", "/session", {"image": "python", "name": "doomed-1"})
     assert created.body["status"] in ("TERMINATING", "TERMINATED")
-    failure = await _logged_failure(caplog, "start_kernel")
+    failure = await _logged_failure(failures, "start_kernel")
     assert failure.levelno == logging.ERROR
     assert created.body["sessionId"] in failure.getMessage()
     assert failure.exc_info is not None and isinstance(failure.exc_info[1], NodeUnavailable)
@@ -92,22 +114,20 @@ async def test_node_killed_before_it_answers_the_create(api: API, node: FakeNode
 
 
 async def test_batch_session_destroyed_while_it_runs(
-    api: API, node: FakeNode, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    api: API, node: FakeNode, monkeypatch: pytest.MonkeyPatch, failures: _Failures
 ) -> None:
     """Destroyed between its start and its command: the run finds no kernel
     (SessionNotRunning) in the background job."""
 
-    async def destroyed_first(
-        core: object, session: Session, *args: object, **kw: object
-    ) -> object:
+    async def destroyed_first(_: object, session: Session, *args: Any, **kw: Any) -> Any:
         assert (await api.call("DELETE", f"/session/{session.name}")).status == 200
-        return await execute_collect(api.core, session, *args, **kw)  # type: ignore[arg-type]
+        return await execute_collect(api.core, session, *args, **kw)
 
     monkeypatch.setattr(lifecycle, "execute_collect", destroyed_first)
     body = {"image": "python", "name": "batch-1", "type": "batch", "startupCommand": "true"}
     created = await api.call("POST", "/session", body)
     assert created.status == 201
-    failure = await _logged_failure(caplog, "start_kernel")  # its batch run is part of it
+    failure = await _logged_failure(failures, "start_kernel")  # its batch run is part of it
     assert created.body["sessionId"] in failure.getMessage()
     assert failure.exc_info is not None and isinstance(failure.exc_info[1], SessionNotRunning)
     assert await _status(api, "batch-1") == ("TERMINATED", "terminated by the user")

@@ -36,6 +36,14 @@ async def _sessions(api: Client) -> dict[str, dict[str, str]]:
     return {s["sessionName"]: s for s in await api.list_sessions(all=True)}
 
 
+async def _until_any(api: Client, *statuses: str) -> None:
+    """Poll: the sessions change in another process, so there is no event to await."""
+    while True:
+        if any(s["status"] in statuses for s in (await _sessions(api)).values()):
+            return
+        await trio.sleep(0.01)
+
+
 def _kill_9(appliance: Appliance) -> dict[str, str]:
     """Kill `up` (its children follow); the statuses it left in its database, by name."""
     assert appliance.process is not None
@@ -117,11 +125,7 @@ def test_kill_9_during_destroys(test_image: str) -> None:
                 for name in names:
                     nursery.start_soon(_destroy, api, name)
                 # kill as soon as the first destroy is under way
-                while not any(
-                    s["status"] in ("TERMINATING", "TERMINATED")
-                    for s in (await _sessions(api)).values()
-                ):
-                    await trio.sleep(0.01)
+                await _until_any(api, "TERMINATING", "TERMINATED")
                 left = _kill_9(appliance)
                 nursery.cancel_scope.cancel()
                 return left
@@ -153,10 +157,7 @@ def test_kill_9_during_creates(test_image: str) -> None:
                 for name in names:
                     nursery.start_soon(_create, api, name)
                 # kill once the first container is being made
-                while not any(
-                    s["status"] in ("PREPARING", "RUNNING") for s in (await _sessions(api)).values()
-                ):
-                    await trio.sleep(0.01)
+                await _until_any(api, "PREPARING", "RUNNING")
                 left = _kill_9(appliance)
                 nursery.cancel_scope.cancel()
                 return left
