@@ -107,7 +107,7 @@ def _settle(appliance: Appliance) -> dict[str, dict[str, str]]:
 
 
 def test_kill_9_during_destroys(test_image: str) -> None:
-    names = [f"d-{i}" for i in range(SESSIONS)]
+    names = [f"destroy-{i}" for i in range(SESSIONS)]
     with running_appliance() as appliance:
 
         async def create_all() -> None:
@@ -149,7 +149,7 @@ async def _destroy(api: Client, name: str) -> None:
 
 
 def test_kill_9_during_creates(test_image: str) -> None:
-    names = [f"c-{i}" for i in range(SESSIONS)]
+    names = [f"create-{i}" for i in range(SESSIONS)]
     with running_appliance() as appliance:
 
         async def create_all_and_kill() -> dict[str, str]:
