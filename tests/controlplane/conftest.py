@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from quart import Quart
 from sqlalchemy import text
@@ -136,14 +137,22 @@ class FakeNode:
     died: bool = False
     runs: dict[str, str] = field(default_factory=dict)  # held run id -> kernel id
     inputs: list[wire.Input] = field(default_factory=list)
+    _changed: anyio.Event = field(default_factory=anyio.Event)
 
-    async def connect(self) -> NodeConnection:
+    async def connect(self, kernels: list[wire.KernelInfo] | None = None) -> NodeConnection:
+        """Connect and register, reporting `kernels` (none by default)."""
         conn = NodeConnection(self.node_id, self._receive)
         self.conn = conn
         self.died = False
         self.core.hub.attach(conn)
-        await reconcile.on_register(self.core, self.register_message())
+        await reconcile.on_register(self.core, self.register_message(kernels))
         return conn
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until `condition()` holds, re-checked after every frame the node receives."""
+        with anyio.fail_after(10):
+            while not condition():
+                await self._changed.wait()
 
     def die(self) -> None:
         """The node process is killed: its connection drops, nothing more is answered."""
@@ -175,6 +184,13 @@ class FakeNode:
         self.conn.deliver_reply(wire.Reply(req_id, True, wire.result_dict(result)))
 
     async def _receive(self, frame: str) -> None:
+        try:
+            self._handle(frame)
+        finally:
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    def _handle(self, frame: str) -> None:
         message = wire.decode(frame)  # what a real node would read
         match message:
             case wire.CreateKernel() if self.on_create is not None:

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import os
 import signal
+import socket
 import sqlite3
 import time
 
@@ -44,21 +45,25 @@ async def _until_any(api: Client, *statuses: str) -> None:
         await trio.sleep(0.01)
 
 
-def _kill_9(appliance: Appliance) -> dict[str, str]:
-    """Kill `up` (its children follow); the statuses it left in its database, by name."""
+def _kill_9(appliance: Appliance) -> None:
+    """Kill `up` (its children follow, by PR_SET_PDEATHSIG)."""
     assert appliance.process is not None
     os.kill(appliance.process.pid, signal.SIGKILL)
     appliance.process.wait(timeout=10)
     appliance.process = None
+
+
+def _left_behind(appliance: Appliance) -> dict[str, str]:
+    """Once the children are gone too: the statuses they left in the database, by name."""
     wait_for(functools.partial(_port_free, appliance.port), "the old control plane to stop")
     with contextlib.closing(sqlite3.connect(appliance.state_dir / "controlplane.db")) as db:
         return dict(db.execute("SELECT name, status FROM sessions").fetchall())
 
 
 def _port_free(port: int) -> bool:
-    import socket
-
+    """Nobody listens on it (connections the kill cut off may linger, as for the server)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -120,17 +125,17 @@ def test_kill_9_during_destroys(test_image: str) -> None:
         trio.run(create_all)
         assert len(_containers(appliance)) == SESSIONS
 
-        async def destroy_all_and_kill() -> dict[str, str]:
+        async def destroy_all_and_kill() -> None:
             async with _client(appliance) as api, trio.open_nursery() as nursery:
                 for name in names:
                     nursery.start_soon(_destroy, api, name)
                 # kill as soon as the first destroy is under way
                 await _until_any(api, "TERMINATING", "TERMINATED")
-                left = _kill_9(appliance)
+                _kill_9(appliance)
                 nursery.cancel_scope.cancel()
-                return left
 
-        left = trio.run(destroy_all_and_kill)
+        trio.run(destroy_all_and_kill)
+        left = _left_behind(appliance)
         interrupted = [n for n, status in left.items() if status == "TERMINATING"]
         print(f"killed with {len(interrupted)} destroys under way: {left}")
         assert interrupted, f"the kill came after every destroy: {left}"
@@ -152,17 +157,17 @@ def test_kill_9_during_creates(test_image: str) -> None:
     names = [f"create-{i}" for i in range(SESSIONS)]
     with running_appliance() as appliance:
 
-        async def create_all_and_kill() -> dict[str, str]:
+        async def create_all_and_kill() -> None:
             async with _client(appliance) as api, trio.open_nursery() as nursery:
                 for name in names:
                     nursery.start_soon(_create, api, name)
                 # kill once the first container is being made
                 await _until_any(api, "PREPARING", "RUNNING")
-                left = _kill_9(appliance)
+                _kill_9(appliance)
                 nursery.cancel_scope.cancel()
-                return left
 
-        left = trio.run(create_all_and_kill)
+        trio.run(create_all_and_kill)
+        left = _left_behind(appliance)
         interrupted = [n for n, status in left.items() if status in BETWEEN]
         print(f"killed with {len(interrupted)} creates under way: {left}")
         assert interrupted, f"the kill came after every create: {left}"
