@@ -28,6 +28,7 @@ from controlplane import sessions as sessions_db
 from controlplane.core import Core
 from controlplane.db.models import ACTIVE_STATUSES, Kernel, Node, Session
 from controlplane.db.types import utcnow
+from controlplane.errors import NodeUnavailable
 from controlplane.events import SessionEvent
 
 log = logging.getLogger(__name__)
@@ -177,8 +178,12 @@ async def on_register(core: Core, message: wire.Register) -> None:
 
 
 async def _destroy_leftover(core: Core, node_id: str, kernel_id: str) -> None:
-    await nodecalls.destroy_kernel(core.hub, node_id, kernel_id)
-    log.info("removed leftover kernel %s on node %s", kernel_id, node_id)
+    try:
+        await nodecalls.destroy_kernel(core.hub, node_id, kernel_id)
+    except NodeUnavailable as exc:  # it is reported again when the node registers next time
+        log.info("leftover kernel %s stays on node %s for now: %s", kernel_id, node_id, exc.msg)
+    else:
+        log.info("removed leftover kernel %s on node %s", kernel_id, node_id)
 
 
 def exit_reason(exit_code: int | None, oom_killed: bool, session: Session) -> str:
