@@ -61,6 +61,15 @@ async def _start_flood(appliance: Appliance, mib: int) -> None:
         print(f"first chunk: {first['result']['status']}; never polled again")
 
 
+async def _warm_up(appliance: Appliance) -> None:
+    """One small session through create, a polled run and destroy: the baseline is a control
+    plane that has served one, not a cold one."""
+    async with Client(ClientConfig.from_env(appliance.env())) as api:
+        await api.create_session("python", name="warm-1")
+        await api.request("POST", "/session/warm-1", body={"mode": "query", "code": "print(1)"})
+        await api.destroy_session("warm-1")
+
+
 async def _destroy(appliance: Appliance) -> None:
     async with Client(ClientConfig.from_env(appliance.env())) as api:
         await api.destroy_session("flood-1")
@@ -72,6 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     with running_appliance() as appliance:
         pid = _controlplane_pid(appliance)
+        trio.run(_warm_up, appliance)
         before = _steady_rss(pid)
         trio.run(_start_flood, appliance, args.mib)
         started = time.monotonic()
