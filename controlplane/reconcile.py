@@ -12,6 +12,7 @@ every kernel it reports or no longer has (`on_register`):
 | RUNNING            | kept                     | ERROR (exit code, OOM)   | ERROR ("vanished")    |
 | TERMINATING        | removed, then TERMINATED | removed, then TERMINATED | TERMINATED            |
 | ended, or unknown  | removed                  | removed                  | -                     |
+| (running elsewhere)| removed                  | removed                  | -                     |
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ async def on_register(core: Core, message: wire.Register) -> None:
                 to_destroy.append(kernel_id)  # not ours any more (or never recorded)
             elif session.status == "TERMINATING":
                 to_finish.add(session.id)
+            elif session.status == "RUNNING" and session.node_id != node_id:
+                row.status = "TERMINATED"  # started again elsewhere while this node was away
+                to_destroy.append(kernel_id)
             elif session.status in STARTING:
                 ours = session.node_id in (None, node_id) and session.id not in adopted
                 if info.running and ours:
@@ -150,6 +154,9 @@ async def on_register(core: Core, message: wire.Register) -> None:
             assert session is not None
             if session.status == "TERMINATING":
                 to_finish.add(session.id)
+            elif session.node_id != node_id:
+                # a start the restart interrupted (PENDING again), or made again elsewhere
+                row.status = "TERMINATED"
             elif session.status == "RUNNING":
                 row.status = "TERMINATED"
                 events.append(
@@ -161,8 +168,6 @@ async def on_register(core: Core, message: wire.Register) -> None:
                         expect=("RUNNING",),
                     )
                 )
-            elif session.status == "PENDING":
-                row.status = "TERMINATED"  # a start the restart interrupted: retried
         await core.publish(db, *events)
     core.changed()
     for kernel_id in to_destroy:

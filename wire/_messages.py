@@ -302,8 +302,9 @@ def result_dict(result: Result) -> dict[str, Any]:
 
 
 def protocol_compatible(theirs: str) -> bool:
-    """Same major version as ours (minor versions add optional fields only)."""
-    return theirs.partition(".")[0] == PROTOCOL.partition(".")[0]
+    """A "MAJOR.MINOR" with our major (minor versions add optional fields only)."""
+    major, dot, minor = theirs.partition(".")
+    return bool(dot) and major.isdigit() and minor.isdigit() and major == PROTOCOL.split(".")[0]
 
 
 def _describe(exc: ValidationError, skip: int = 1) -> str:

@@ -110,3 +110,20 @@ async def test_restart_settles_every_interrupted_session(api: API, node: FakeNod
 
     # and the slots of the ended ones are free again: 4 x 0.25 of 2 CPUs are taken
     await _create(api, "after-1", cpu="1")
+
+
+async def test_a_start_made_again_elsewhere_is_not_doubled(api: API, node: FakeNode) -> None:
+    session_id = await _create(api, "moved-1")
+    [(old_kernel, _)] = node.kernels.items()
+    node.die()
+    await _left_by_a_dead_process(api, {"moved-1": "PREPARING"})
+    await reconcile.recover_after_restart(api.core)
+    other = FakeNode(api.core, "i-fake-2", node.slots)
+    await other.connect()  # the other node comes back first: the start is made again there
+    after = await _wait_for(api, {"moved-1": "RUNNING"})
+    assert after["moved-1"]["node"] == "i-fake-2"
+
+    await node.connect([wire.KernelInfo(old_kernel, session_id, "c-old", running=True)])
+    await node.wait_until(lambda: node.kernels == {})  # the first start's container goes
+    again = await api.call("GET", "/session/moved-1")
+    assert (again.body["status"], again.body["node"]) == ("RUNNING", "i-fake-2")

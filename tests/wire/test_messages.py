@@ -97,7 +97,8 @@ def test_protocol_versions() -> None:
     assert wire.protocol_compatible("1.0")
     assert wire.protocol_compatible("1.9")
     assert not wire.protocol_compatible("2.0")
-    assert not wire.protocol_compatible("")
+    for bad in ("", "1", "1.x", "one.two", "1.0.0"):
+        assert not wire.protocol_compatible(bad), bad
 
 
 # --- what a node of the previous minor version (1.0) really sent ------------------------------
