@@ -204,13 +204,15 @@ async def finish_termination(
         kernels = list(await db.scalars(select(Kernel).where(Kernel.session_id == session_id)))
     ended: dict[uuid.UUID, wire.KernelDestroyed] = {}
     for kernel in kernels:
-        if kernel.node_id is None or kernel.status == "TERMINATED":
+        if kernel.node_id is None:
             continue
-        try:
+        try:  # an exited container (a TERMINATED kernel) is removed too
             ended[kernel.id] = await nodecalls.destroy_kernel(
                 core.hub, kernel.node_id, str(kernel.id)
             )
         except NodeUnavailable as exc:
+            if kernel.status == "TERMINATED":
+                continue  # removed already, or when its node registers again
             if not forced:
                 raise
             reason = f"{reason} (forced; {exc.msg}; removed when the node returns)"
