@@ -41,10 +41,16 @@ def _old(name: str, **changes: Any) -> str:
 
 def _register(**changes: Any) -> str:
     frame = copy.deepcopy(OLD["register"])
-    frame["images"][0]["name"] = TEST_IMAGE  # the image the tests alias as "python"
-    frame["images"][0]["aliases"] = ["python"]
+    frame["images"][0]["name"] = TEST_IMAGE
     frame.update(changes)
     return json.dumps(frame)
+
+
+async def _image_known(api: API) -> None:
+    """A 1.0 node sends no image labels: an admin registers its image, as for any such image."""
+    assert (await api.call("POST", "/images", {"name": TEST_IMAGE})).status == 201
+    alias = {"alias": "python", "target": TEST_IMAGE}
+    assert (await api.call("POST", "/images/aliases", alias)).status == 201
 
 
 @asynccontextmanager
@@ -91,6 +97,7 @@ async def test_a_node_one_minor_version_older_is_served(api: API) -> None:
     async with _dial(api, _register()) as ws, anyio.create_task_group() as tg:
         node = OldNode(ws)
         tg.start_soon(node.serve)
+        await _image_known(api)
         assert api.core.hub.get(NODE_ID).protocol == (1, 0)
 
         created = await api.call("POST", "/session", {"image": "python", "name": "old-1"})
@@ -118,6 +125,7 @@ async def test_kernel_exit_from_an_old_node(api: API) -> None:
     async with _dial(api, _register()) as ws, anyio.create_task_group() as tg:
         node = OldNode(ws)
         tg.start_soon(node.serve)
+        await _image_known(api)
         created = await api.call("POST", "/session", {"image": "python", "name": "old-2"})
         session_id = uuid.UUID(created.body["sessionId"])
         async with api.core.db() as db:
