@@ -1,34 +1,42 @@
-"""The control plane's long-lived state: database, connected nodes, events, scheduler.
+"""The control plane's long-lived state: database, connected nodes, events, runs, background jobs.
 
-One `Core` per process. Its background jobs run in the task group opened by `Core.run`, which
-the server keeps open for as long as it serves.
+One `Core` per process; `controlplane.server` builds it and wires the parts that act on it (the
+scheduler, the session lifecycle). Core imports none of them: they import Core.
+
+Its background jobs run in the task group opened by `Core.run`, which the server keeps open for
+as long as it serves. A job that fails is logged and, when it worked for a session, that session
+goes to ERROR with the reason; the server keeps serving.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 from controlplane import keypairs
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import migrate, sessionmaker
-from controlplane.db.models import Keypair, Node, Session
+from controlplane.db.models import ACTIVE_STATUSES, Keypair, Session
+from controlplane.dbwriter import DBWriter
 from controlplane.events import SessionEvent, SessionEvents
+from controlplane.httpruns import HttpRuns
 from controlplane.nodehub import NodeHub
 from controlplane.replays import ReplayGuard
 from controlplane.secretbox import SecretBox
+from controlplane.sessions import transition
+
+log = logging.getLogger(__name__)
 
 
 class Core:
     def __init__(self, config: ControlPlaneConfig, engine: AsyncEngine) -> None:
-        from controlplane.scheduler import Scheduler  # the scheduler needs Core's type only
-
         self.config = config
         self.engine = engine
         self.db = sessionmaker(engine)
@@ -36,13 +44,57 @@ class Core:
         self.secrets = SecretBox.load_or_create(config.secrets_key_path)
         self.replays = ReplayGuard()
         self.events = SessionEvents()
-        self.scheduler = Scheduler(self)
+        self.http_runs = HttpRuns(self.hub)
+        self.writer = DBWriter()
+        self._wakers: list[Callable[[], None]] = []
         self._tg: TaskGroup | None = None
 
-    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        """Run a background job owned by the core's task group."""
+    def on_change(self, waker: Callable[[], None]) -> None:
+        """Call `waker` whenever sessions or node capacity changed (the scheduler's wake)."""
+        self._wakers.append(waker)
+
+    def changed(self) -> None:
+        for waker in self._wakers:
+            waker()
+
+    def spawn(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, Any]],
+        *args: Any,
+        session_id: uuid.UUID | None = None,
+    ) -> None:
+        """Run a background job owned by the core's task group.
+
+        If it fails, the error is logged (with the session it worked for) and that session
+        goes to ERROR saying why; nothing escapes into the task group.
+        """
         assert self._tg is not None, "Core.run() is not running"
-        self._tg.start_soon(fn, *args)
+        self._tg.start_soon(self._guarded, fn, args, session_id)
+
+    async def _guarded(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, Any]],
+        args: tuple[Any, ...],
+        session_id: uuid.UUID | None,
+    ) -> None:
+        try:
+            await fn(*args)
+        except Exception as exc:
+            log.exception("background job %s failed (session %s)", fn.__qualname__, session_id)
+            if session_id is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._fail_session(session_id, f"{fn.__name__} failed: {exc}")
+
+    async def _fail_session(self, session_id: uuid.UUID, reason: str) -> None:
+        try:
+            async with self.db() as db:
+                session = await db.get(Session, session_id)
+                if session is None:
+                    return
+                event = await transition(db, session, "ERROR", reason, expect=ACTIVE_STATUSES)
+                await self.publish(db, event)
+        except Exception:
+            log.exception("could not record the failure of session %s", session_id)
 
     async def publish(self, db: DBSession, *events: SessionEvent | None) -> None:
         """Commit, then tell subscribers (and the scheduler) what changed."""
@@ -50,40 +102,25 @@ class Core:
         for event in events:
             if event is not None:
                 self.events.publish(event)
+                self.http_runs.session_changed(event.session_id, event.status)
         if any(e is not None for e in events):
-            self.scheduler.wake()
+            self.changed()
 
     async def prepare(self) -> tuple[Keypair, str] | None:
-        """Migrate, bootstrap the admin (its keypair and secret key when made now), and forget
-        connections of a previous process."""
+        """Migrate and bootstrap the admin; returns the admin keypair and its secret key when
+        it was just made (recovery after a restart is reconcile.recover_after_restart's)."""
         await migrate(self.engine, self.secrets)
         async with self.db() as db:
             await keypairs.check_secrets_key(db, self.secrets)
             admin = await keypairs.bootstrap(db, self.secrets)
-            # no node is connected to a process that just started
-            await db.execute(update(Node).values(status="LOST"))
-            # starts interrupted by a restart are retried; a node that already made the
-            # container reports it when it registers, and the session is adopted then
-            for session in await db.scalars(
-                select(Session).where(Session.status.in_(("SCHEDULED", "PREPARING")))
-            ):
-                from controlplane.sessions import transition
-
-                await transition(
-                    db,
-                    session,
-                    "PENDING",
-                    "control plane restarted while starting",
-                    expect=("SCHEDULED", "PREPARING"),
-                    node_id=None,
-                )
             await db.commit()
         return admin
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self.scheduler.run)
+            tg.start_soon(self.http_runs.expire_forever)
+            tg.start_soon(self.writer.run)
             task_status.started()
             try:
                 await anyio.sleep_forever()

@@ -12,33 +12,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 from sqlalchemy import select
 
 import wire
-from controlplane import batch
+from controlplane import batch, nodecalls
 from controlplane import images as images_db
+from controlplane.core import Core
 from controlplane.db.models import Kernel, Session
 from controlplane.errors import InvalidAPIParams, SessionNotRunning
-
-if TYPE_CHECKING:
-    from controlplane.core import Core
-
-_BOUNDARIES = ("waiting-input", "build-finished", "clean-finished", "finished")
-
-
-@dataclass
-class Run:
-    run_id: str
-    node_id: str
-    kernel_id: str
-    outputs: MemoryObjectReceiveStream[wire.RunOutput]
-    finished: bool = False
-    last_used: float = field(default_factory=time.monotonic)
+from controlplane.runs import Run
 
 
 async def _main_kernel(core: Core, session: Session) -> Kernel:
@@ -71,44 +56,48 @@ def batch_options(options: Any) -> dict[str, str | None]:
     return picked
 
 
-@asynccontextmanager
-async def open_run(
+async def start_run(
     core: Core, session: Session, mode: str, code: str = "", options: Any = None
-) -> AsyncIterator[Run]:
+) -> Run:
+    """Send the code to the session's kernel; the caller must `core.hub.close_run` it."""
     if mode not in ("query", "batch"):
         raise InvalidAPIParams(f"mode must be query or batch, not {mode!r}")
     if not isinstance(code, str):
         raise InvalidAPIParams("code must be a string")
+    picked = batch_options(options) if mode == "batch" else {}
     kernel = await _main_kernel(core, session)
     assert kernel.node_id is not None
     commands: dict[str, str | None] = {}
     if mode == "batch":
         async with core.db() as db:
             labels = await images_db.labels(db, kernel.node_id, session.image)
-        commands = batch.commands(batch_options(options), labels, session.image)
-    conn = core.hub.get(kernel.node_id)
-    run_id = uuid.uuid4().hex
-    send, receive = anyio.create_memory_object_stream[wire.RunOutput](math.inf)
-    core.hub.open_run(run_id, send)
+        commands = batch.commands(picked, labels, session.image)
+    request = wire.Execute(
+        kernel_id=str(kernel.id),
+        run_id=uuid.uuid4().hex,
+        mode="batch" if mode == "batch" else "query",
+        code=code,
+        options=commands,
+    )
+    output = await nodecalls.execute(core.hub, kernel.node_id, request)
+    return Run(
+        request.run_id, session.id, session.access_key, kernel.node_id, str(kernel.id), output
+    )
+
+
+@asynccontextmanager
+async def open_run(
+    core: Core, session: Session, mode: str, code: str = "", options: Any = None
+) -> AsyncIterator[Run]:
+    run = await start_run(core, session, mode, code, options)
     try:
-        await conn.send(
-            wire.Execute(
-                kernel_id=str(kernel.id),
-                run_id=run_id,
-                mode="batch" if mode == "batch" else "query",
-                code=code,
-                options=commands,
-            )
-        )
-        yield Run(run_id, kernel.node_id, str(kernel.id), receive)
+        yield run
     finally:
-        core.hub.close_run(run_id)
-        receive.close()
+        core.hub.close_run(run.run_id)
 
 
 async def send_input(core: Core, run: Run, text: str) -> None:
-    conn = core.hub.get(run.node_id)
-    await conn.send(wire.Input(kernel_id=run.kernel_id, run_id=run.run_id, text=text))
+    await nodecalls.send_input(core.hub, run.node_id, run.kernel_id, run.run_id, text)
 
 
 async def next_chunk(run: Run, wait: float = math.inf) -> dict[str, Any]:
@@ -116,7 +105,7 @@ async def next_chunk(run: Run, wait: float = math.inf) -> dict[str, Any]:
     console: list[list[str]] = []
     status, exit_code, options = "continued", None, None
     with anyio.move_on_after(wait):
-        item: wire.RunOutput | None = await _receive(run)
+        item: wire.RunOutput | None = await run.output.take()
         while item is not None:
             if item.kind in ("stdout", "stderr"):
                 _append(console, item.kind, item.data)
@@ -129,12 +118,7 @@ async def next_chunk(run: Run, wait: float = math.inf) -> dict[str, Any]:
                         # answer without showing any prompt itself
                         _append(console, "stdout", item.data)
                 break
-            try:
-                item = run.outputs.receive_nowait()
-            except anyio.WouldBlock:
-                item = None
-            except anyio.EndOfStream:
-                item = _lost()
+            item = run.output.take_nowait()
     if status == "finished":
         run.finished = True
     run.last_used = time.monotonic()
@@ -145,19 +129,6 @@ async def next_chunk(run: Run, wait: float = math.inf) -> dict[str, Any]:
         "options": options if options is not None else {},
         "files": [],
     }
-
-
-async def _receive(run: Run) -> wire.RunOutput:
-    try:
-        return await run.outputs.receive()
-    except (anyio.EndOfStream, anyio.ClosedResourceError):
-        return _lost()
-
-
-def _lost() -> wire.RunOutput:
-    return wire.RunOutput(
-        run_id="", kind="finished", exit_code=130, data="the node connection was lost"
-    )
 
 
 def _append(console: list[list[str]], kind: str, data: str) -> None:

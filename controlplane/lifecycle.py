@@ -1,37 +1,33 @@
-"""What happens to sessions: creation, waiting for start, destruction, batch runs, and keeping
-the records true to what the nodes report (registration, kernel exits, lost nodes)."""
+"""What happens to sessions the users ask for: creation, starting their kernels once the
+scheduler placed them, waiting for the start, destruction and batch runs.
+
+What nodes report (registration, kernel exits, lost nodes) is `controlplane.reconcile`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from sqlalchemy import select
 
 import wire
 from controlplane import images as images_db
-from controlplane import keypairs
+from controlplane import keypairs, nodecalls
 from controlplane import sessions as sessions_db
-from controlplane.db.models import (
-    ACTIVE_STATUSES,
-    Kernel,
-    Keypair,
-    Node,
-    Session,
-    StatusChange,
+from controlplane.core import Core
+from controlplane.db.models import Kernel, Keypair, Session, StatusChange
+from controlplane.errors import (
+    InsufficientPrivilege,
+    InvalidAPIParams,
+    NodeUnavailable,
+    SessionAlreadyExists,
 )
-from controlplane.db.types import utcnow
-from controlplane.errors import NodeUnavailable, SessionAlreadyExists
 from controlplane.events import SessionEvent
 from controlplane.execution import execute_collect
 
-if TYPE_CHECKING:
-    from controlplane.core import Core
-
-DESTROY_TIMEOUT = 60.0
 MAX_KEPT_LOGS = 256 * 1024
 STARTED = ("RUNNING", "ERROR", "TERMINATING", "TERMINATED", "CANCELLED")
 
@@ -43,8 +39,6 @@ async def create_session(
     async with core.db() as db:
         owner = requester
         if params.owner_access_key and params.owner_access_key != requester.access_key:
-            from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
-
             if not requester.is_admin:
                 raise InsufficientPrivilege("only admins may create sessions for another keypair")
             other = await keypairs.get_active(db, params.owner_access_key)
@@ -100,25 +94,78 @@ async def wait_started(core: Core, session_id: uuid.UUID, max_wait: float) -> st
         return "TIMEOUT"
 
 
-async def destroy_kernel(core: Core, node_id: str, kernel_id: uuid.UUID) -> int | None:
-    conn = core.hub.get(node_id)
-    reply = await conn.request(
-        lambda req_id: wire.DestroyKernel(req_id=req_id, kernel_id=str(kernel_id)),
-        wait=DESTROY_TIMEOUT,
-    )
-    if not reply.ok:
-        raise NodeUnavailable(f"node {node_id} could not remove the container: {reply.error}")
-    code = reply.result.get("exit_code")
-    return code if isinstance(code, int) else None
+def start_placed(core: Core, session_id: uuid.UUID) -> None:
+    """The scheduler placed the session on a node: start its kernel in the background."""
+    core.spawn(start_kernel, core, session_id, session_id=session_id)
 
 
-async def _last_logs(core: Core, node_id: str, kernel_id: uuid.UUID) -> str | None:
-    """The container's output, kept so `session logs` works after it is gone."""
-    reply = await core.hub.get(node_id).request(
-        lambda req_id: wire.GetLogs(req_id=req_id, kernel_id=str(kernel_id)), wait=10
-    )
-    logs = reply.result.get("logs") if reply.ok else None
-    return logs[-MAX_KEPT_LOGS:] if isinstance(logs, str) else None
+async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
+    """SCHEDULED -> PREPARING -> RUNNING (or ERROR with the node's reason)."""
+    async with core.db() as db:
+        session = await db.get(Session, session_id)
+        if session is None or session.node_id is None:
+            return
+        node_id = session.node_id
+        event = await sessions_db.transition(
+            db,
+            session,
+            "PREPARING",
+            f"creating the container on node {node_id}",
+            expect=("SCHEDULED",),
+        )
+        if event is None:
+            return
+        kernel = Kernel(session_id=session.id, node_id=node_id, status="PREPARING")
+        db.add(kernel)
+        await core.publish(db, event)
+        request = wire.CreateKernel(
+            req_id="",
+            kernel_id=str(kernel.id),
+            session_id=str(session.id),
+            owner_access_key=session.access_key,
+            image=session.image,
+            slots=session.requested_slots,
+            environ=session.environ,
+        )
+    try:
+        container_id: str | None = await nodecalls.create_kernel(core.hub, node_id, request)
+        failure = ""
+    except NodeUnavailable as exc:
+        container_id, failure = None, exc.msg
+    async with core.db() as db:
+        session = await db.get(Session, session_id)
+        kernel_row = await db.get(Kernel, kernel.id)
+        assert session is not None and kernel_row is not None
+        if container_id is None:
+            event = await sessions_db.transition(
+                db,
+                session,
+                "ERROR",
+                f"could not start: {failure}",
+                expect=("PREPARING", "TERMINATING"),
+            )
+            if event is not None:  # else adopted meanwhile, when the node registered again
+                kernel_row.status = "ERROR"
+            await core.publish(db, event)
+            return
+        kernel_row.container_id = container_id
+        event = await sessions_db.transition(
+            db,
+            session,
+            "RUNNING",
+            f"container {container_id[:12]} on {node_id}",
+            expect=("PREPARING",),
+        )
+        if event is not None:
+            kernel_row.status = "RUNNING"
+        await core.publish(db, event)
+        batch = session.type == "BATCH"
+    if event is None:
+        # destroyed while it was starting: the container must not outlive the session
+        await nodecalls.destroy_kernel(core.hub, node_id, str(kernel.id))
+        return
+    if batch:
+        await run_batch(core, session_id)
 
 
 async def destroy_session(core: Core, session: Session, *, forced: bool = False) -> dict[str, Any]:
@@ -139,38 +186,55 @@ async def destroy_session(core: Core, session: Session, *, forced: bool = False)
             expect=("PREPARING", "RUNNING", "ERROR"),
         )
         await core.publish(db, event)
-        kernels = list(await db.scalars(select(Kernel).where(Kernel.session_id == session.id)))
     # shielded: once asked, the container goes even if the client hangs up
     with anyio.CancelScope(shield=True):
-        reason = "terminated by the user"
-        logs: dict[uuid.UUID, str | None] = {}
-        for kernel in kernels:
-            if kernel.node_id is None:  # an exited container is still removed
-                continue
-            try:
-                logs[kernel.id] = await _last_logs(core, kernel.node_id, kernel.id)
-                await destroy_kernel(core, kernel.node_id, kernel.id)
-            except NodeUnavailable as exc:
-                if not forced:
-                    raise
-                reason = f"terminated by the user (forced; {exc}; removed when the node returns)"
-        async with core.db() as db:
-            for kernel in kernels:
-                row = await db.get(Kernel, kernel.id)
-                if row is not None:
-                    row.status = "TERMINATED"
-                    row.logs = logs.get(kernel.id) or row.logs
-            current = await db.get(Session, session.id)
-            assert current is not None
-            event = await sessions_db.transition(
-                db,
-                current,
-                "TERMINATED",
-                reason,
-                expect=("TERMINATING", "ERROR", "PREPARING", "RUNNING"),
-            )
-            await core.publish(db, event)
+        await finish_termination(core, session.id, "terminated by the user", forced=forced)
     return {"status": "terminated"}
+
+
+async def finish_termination(
+    core: Core, session_id: uuid.UUID, reason: str, *, forced: bool = False
+) -> None:
+    """Remove the session's containers (keeping their last logs), then TERMINATED.
+
+    NodeUnavailable if a node cannot be reached, unless `forced`: then the session ends
+    anyway and the container is removed when its node registers again.
+    """
+    async with core.db() as db:
+        kernels = list(await db.scalars(select(Kernel).where(Kernel.session_id == session_id)))
+    ended: dict[uuid.UUID, wire.KernelDestroyed] = {}
+    for kernel in kernels:
+        if kernel.node_id is None:
+            continue
+        try:  # an exited container (a TERMINATED kernel) is removed too
+            ended[kernel.id] = await nodecalls.destroy_kernel(
+                core.hub, kernel.node_id, str(kernel.id)
+            )
+        except NodeUnavailable as exc:
+            if kernel.status == "TERMINATED":
+                continue  # removed already, or when its node registers again
+            if not forced:
+                raise
+            reason = f"{reason} (forced; {exc.msg}; removed when the node returns)"
+    async with core.db() as db:
+        for kernel in kernels:
+            row = await db.get(Kernel, kernel.id)
+            if row is not None:
+                # one the node could not remove yet is removed when the node registers again:
+                # a reported container of an ended session always is
+                row.status = "TERMINATED"
+                logs = ended[kernel.id].logs if kernel.id in ended else None
+                row.logs = logs[-MAX_KEPT_LOGS:] if logs is not None else row.logs
+        current = await db.get(Session, session_id)
+        assert current is not None
+        event = await sessions_db.transition(
+            db,
+            current,
+            "TERMINATED",
+            reason,
+            expect=("TERMINATING", "ERROR", "PREPARING", "RUNNING"),
+        )
+        await core.publish(db, event)
 
 
 async def run_batch(core: Core, session_id: uuid.UUID) -> None:
@@ -182,7 +246,7 @@ async def run_batch(core: Core, session_id: uuid.UUID) -> None:
     try:
         _, exit_code = await execute_collect(core, session, "batch", options={"exec": command})
     except NodeUnavailable as exc:
-        exit_code, why = None, str(exc)
+        exit_code, why = None, exc.msg
     else:
         why = f"startup command exited with code {exit_code}"
     async with core.db() as db:
@@ -192,151 +256,3 @@ async def run_batch(core: Core, session_id: uuid.UUID) -> None:
         current.status_data = {**current.status_data, "exit_code": exit_code, "reason": why}
         await db.commit()
     await destroy_session(core, current, forced=True)
-
-
-# --- what nodes tell us ------------------------------------------------------------------------
-
-
-async def on_register(core: Core, message: wire.Register) -> None:
-    """Record the node and reconcile our session records with the kernels it really has."""
-    now = utcnow()
-    to_destroy: list[str] = []
-    events = []
-    async with core.db() as db:
-        node = await db.get(Node, message.node_id)
-        if node is None:
-            node = Node(id=message.node_id, first_contact=now)
-            db.add(node)
-        node.status = "ALIVE"
-        node.architecture = message.architecture
-        node.network_mode = message.network_mode
-        node.version = message.version
-        node.available_slots = message.slots
-        node.accelerators = {"devices": message.accelerators}
-        node.last_contact = now
-        await db.flush()
-        await images_db.sync_node_images(db, message.node_id, message.images)
-
-        reported = {k.kernel_id: k for k in message.kernels}
-        kernels = list(await db.scalars(select(Kernel).where(Kernel.node_id == message.node_id)))
-        known = {str(k.id) for k in kernels}
-        for kernel in kernels:
-            session = await db.get(Session, kernel.session_id)
-            assert session is not None
-            info = reported.get(str(kernel.id))
-            active = session.status in ACTIVE_STATUSES
-            if info is None:
-                if active and session.status != "PENDING":
-                    kernel.status = "TERMINATED"
-                    events.append(
-                        await sessions_db.transition(
-                            db,
-                            session,
-                            "ERROR",
-                            "the container vanished while the node was away",
-                            expect=ACTIVE_STATUSES,
-                        )
-                    )
-                continue
-            if not active:
-                to_destroy.append(info.kernel_id)  # a leftover of a session that ended
-            elif not info.running:
-                kernel.status = "TERMINATED"
-                kernel.exit_code = info.exit_code
-                why = _exit_reason(info.exit_code, info.oom_killed, session)
-                events.append(
-                    await sessions_db.transition(
-                        db,
-                        session,
-                        "ERROR",
-                        why,
-                        expect=ACTIVE_STATUSES,
-                        exit_code=info.exit_code,
-                        status_data={"exit_code": info.exit_code, "oom_killed": info.oom_killed},
-                    )
-                )
-            elif session.status in ("PENDING", "SCHEDULED", "PREPARING"):
-                # created before a control plane restart: adopt it
-                kernel.status = "RUNNING"
-                kernel.container_id = info.container_id
-                events.append(
-                    await sessions_db.transition(
-                        db,
-                        session,
-                        "RUNNING",
-                        f"adopted container on {message.node_id}",
-                        expect=("PENDING", "SCHEDULED", "PREPARING"),
-                        node_id=message.node_id,
-                    )
-                )
-        for kernel_id in reported:
-            if kernel_id not in known:
-                to_destroy.append(kernel_id)  # not ours any more (or never recorded)
-        await core.publish(db, *events)
-    core.scheduler.wake()
-    for kernel_id in to_destroy:
-        core.spawn(_destroy_quietly, core, message.node_id, kernel_id)
-
-
-async def _destroy_quietly(core: Core, node_id: str, kernel_id: str) -> None:
-    # on failure it is tried again when the node registers next time
-    with contextlib.suppress(NodeUnavailable, ValueError):
-        await destroy_kernel(core, node_id, uuid.UUID(kernel_id))
-
-
-def _exit_reason(exit_code: int | None, oom_killed: bool, session: Session) -> str:
-    if oom_killed:
-        mem = wire.Slots.from_wire(session.requested_slots)["mem"]
-        return f"killed: out of memory (memory limit {wire.format_bytes(mem)})"
-    return f"the container exited with code {exit_code}"
-
-
-async def on_kernel_exited(core: Core, node_id: str, message: wire.KernelExited) -> None:
-    async with core.db() as db:
-        try:
-            kernel = await db.get(Kernel, uuid.UUID(message.kernel_id))
-        except ValueError:
-            return
-        if kernel is None:
-            return
-        kernel.status = "TERMINATED"
-        kernel.exit_code = message.exit_code
-        session = await db.get(Session, kernel.session_id)
-        assert session is not None
-        reason = _exit_reason(message.exit_code, message.oom_killed, session)
-        event = await sessions_db.transition(
-            db,
-            session,
-            "ERROR",
-            reason,
-            expect=("PREPARING", "RUNNING"),
-            exit_code=message.exit_code,
-            status_data={"exit_code": message.exit_code, "oom_killed": message.oom_killed},
-        )
-        await core.publish(db, event)
-
-
-async def on_heartbeat(core: Core, node_id: str, message: wire.Heartbeat) -> None:
-    async with core.db() as db:
-        node = await db.get(Node, node_id)
-        if node is not None:
-            node.cpu_cur_pct = message.cpu_pct
-            node.mem_cur_bytes = message.mem_used_bytes
-            node.last_contact = utcnow()
-            await db.commit()
-
-
-async def on_images_changed(core: Core, node_id: str, message: wire.ImagesChanged) -> None:
-    async with core.db() as db:
-        await images_db.sync_node_images(db, node_id, message.images)
-        await db.commit()
-    core.scheduler.wake()
-
-
-async def on_node_lost(core: Core, node_id: str) -> None:
-    async with core.db() as db:
-        node = await db.get(Node, node_id)
-        if node is not None:
-            node.status = "LOST"
-            node.last_contact = utcnow()
-            await db.commit()

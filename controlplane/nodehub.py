@@ -2,19 +2,20 @@
 
 A node connection is owned by its WebSocket handler; the hub only keeps a reference while it is
 open. Requests wait for their Reply under a timeout; a dropped connection fails them at once.
+Only `controlplane.nodecalls` sends requests; everything else asks it.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 import wire
 from controlplane.errors import NodeUnavailable
+from controlplane.runs import RunBuffer
 
 SendText = Callable[[str], Awaitable[None]]
 
@@ -26,8 +27,9 @@ class _Pending:
 
 
 class NodeConnection:
-    def __init__(self, node_id: str, send_text: SendText) -> None:
+    def __init__(self, node_id: str, send_text: SendText, protocol: str = wire.PROTOCOL) -> None:
         self.node_id = node_id
+        self.protocol = tuple(int(p) for p in protocol.split(".")[:2])  # what the node speaks
         self._send_text = send_text
         self._lock = anyio.Lock()
         self._pending: dict[str, _Pending] = {}
@@ -44,12 +46,12 @@ class NodeConnection:
             except Exception as exc:  # the socket went away under us
                 raise NodeUnavailable(f"node {self.node_id} is not connected") from exc
 
-    async def request(self, make: Callable[[str], wire.Message], wait: float) -> wire.Reply:
-        """Send the message built by `make(req_id)` and wait for its Reply."""
+    async def request(self, message: wire.Request, wait: float) -> wire.Reply:
+        """Send `message` under a fresh req_id and wait for its Reply."""
         req_id = uuid.uuid4().hex
         pending = self._pending[req_id] = _Pending()
         try:
-            await self.send(make(req_id))
+            await self.send(replace(message, req_id=req_id))
             with anyio.fail_after(wait):
                 await pending.done.wait()
         except TimeoutError as exc:
@@ -77,7 +79,7 @@ class NodeConnection:
 class NodeHub:
     def __init__(self) -> None:
         self._nodes: dict[str, NodeConnection] = {}
-        self._runs: dict[str, MemoryObjectSendStream[wire.RunOutput]] = {}
+        self._runs: dict[str, RunBuffer] = {}
 
     def attach(self, conn: NodeConnection) -> NodeConnection | None:
         """Register a connection; returns the one it replaces (to be closed), if any."""
@@ -91,6 +93,9 @@ class NodeHub:
         live = self._nodes.get(conn.node_id) is conn
         if live:
             del self._nodes[conn.node_id]
+            for buffer in list(self._runs.values()):
+                if buffer.node_id == conn.node_id:
+                    buffer.lose("the node connection was lost")
         conn.close()
         return live
 
@@ -105,19 +110,20 @@ class NodeHub:
 
     # --- run output routing ---
 
-    def open_run(self, run_id: str, send: MemoryObjectSendStream[wire.RunOutput]) -> None:
-        self._runs[run_id] = send
+    def open_run(self, buffer: RunBuffer) -> None:
+        self._runs[buffer.run_id] = buffer
 
     def close_run(self, run_id: str) -> None:
-        send = self._runs.pop(run_id, None)
-        if send is not None:
-            send.close()
+        buffer = self._runs.pop(run_id, None)
+        if buffer is not None:
+            buffer.close()
+
+    def run_buffers(self) -> list[RunBuffer]:
+        """The runs whose output is routed now (what the control plane holds in memory)."""
+        return list(self._runs.values())
 
     def deliver_output(self, output: wire.RunOutput) -> None:
-        send = self._runs.get(output.run_id)
-        if send is None:
-            return  # nobody listens any more (client went away)
-        try:
-            send.send_nowait(output)
-        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self.close_run(output.run_id)
+        """Never blocks: the node's receive loop calls this for every output of every run."""
+        buffer = self._runs.get(output.run_id)
+        if buffer is not None:  # else nobody listens any more (the run was closed)
+            buffer.put(output)

@@ -1,4 +1,7 @@
-"""Event-driven placement of pending sessions onto connected nodes, and starting their kernels.
+"""Event-driven placement of pending sessions onto connected nodes.
+
+Placing is all it does: a session it placed (now SCHEDULED, with its node) is handed to the
+`on_placed` callback the server wires in (the session lifecycle starts the kernel).
 
 Anything that frees or adds capacity (a create, a termination, a node registering) calls
 `wake()`; a slow periodic sweep is only a safety net. Placement is first-come first-served, but a
@@ -7,27 +10,26 @@ session that does not fit does not block smaller ones behind it.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import anyio
 from sqlalchemy import select
 
 import wire
 from controlplane import sessions as sessions_db
-from controlplane.db.models import OCCUPYING_STATUSES, Image, Kernel, Node, Session
-from controlplane.errors import NodeUnavailable
+from controlplane.core import Core
+from controlplane.db.models import OCCUPYING_STATUSES, Image, Node, Session
 
-if TYPE_CHECKING:
-    from controlplane.core import Core
-
+log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 10.0
-CREATE_TIMEOUT = 180.0
 
 
 class Scheduler:
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, on_placed: Callable[[uuid.UUID], None]) -> None:
         self._core = core
+        self._on_placed = on_placed
         self._wakeup = anyio.Event()
 
     def wake(self) -> None:
@@ -38,7 +40,10 @@ class Scheduler:
             with anyio.move_on_after(SWEEP_INTERVAL):
                 await self._wakeup.wait()
             self._wakeup = anyio.Event()
-            await self.schedule_once()
+            try:
+                await self.schedule_once()
+            except Exception:  # the database went away for a moment: the next pass retries
+                log.exception("a scheduling pass failed")
 
     async def schedule_once(self) -> None:
         core = self._core
@@ -103,86 +108,7 @@ class Scheduler:
             if event is not None:
                 core.events.publish(event)
         for session_id in placed:
-            core.spawn(self.start_kernel, session_id)
-
-    async def start_kernel(self, session_id: uuid.UUID) -> None:
-        """SCHEDULED -> PREPARING -> RUNNING (or ERROR with the node's reason)."""
-        core = self._core
-        async with core.db() as db:
-            session = await db.get(Session, session_id)
-            if session is None or session.node_id is None:
-                return
-            node_id = session.node_id
-            event = await sessions_db.transition(
-                db,
-                session,
-                "PREPARING",
-                f"creating the container on node {node_id}",
-                expect=("SCHEDULED",),
-            )
-            if event is None:
-                return
-            kernel = Kernel(session_id=session.id, node_id=node_id, status="PREPARING")
-            db.add(kernel)
-            await core.publish(db, event)
-            request = wire.CreateKernel(
-                req_id="",
-                kernel_id=str(kernel.id),
-                session_id=str(session.id),
-                owner_access_key=session.access_key,
-                image=session.image,
-                slots=session.requested_slots,
-                environ=session.environ,
-            )
-        try:
-            conn = core.hub.get(node_id)
-            reply = await conn.request(
-                lambda req_id: _with_req_id(request, req_id), wait=CREATE_TIMEOUT
-            )
-        except NodeUnavailable as exc:
-            reply = wire.Reply(req_id="", ok=False, error=str(exc))
-        async with core.db() as db:
-            session = await db.get(Session, session_id)
-            kernel_row = await db.get(Kernel, kernel.id)
-            assert session is not None and kernel_row is not None
-            if not reply.ok:
-                kernel_row.status = "ERROR"
-                event = await sessions_db.transition(
-                    db,
-                    session,
-                    "ERROR",
-                    f"could not start: {reply.error}",
-                    expect=("PREPARING", "TERMINATING"),
-                )
-                await core.publish(db, event)
-                return
-            kernel_row.container_id = str(reply.result.get("container_id", ""))
-            kernel_row.status = "RUNNING"
-            event = await sessions_db.transition(
-                db,
-                session,
-                "RUNNING",
-                f"container {kernel_row.container_id[:12]} on {node_id}",
-                expect=("PREPARING",),
-            )
-            await core.publish(db, event)
-            if event is None:
-                # destroyed while it was starting: the container must not outlive the session
-                from controlplane.lifecycle import destroy_kernel
-
-                await destroy_kernel(core, node_id, kernel.id)
-                return
-            batch = session.type == "BATCH"
-        if batch:
-            from controlplane.lifecycle import run_batch
-
-            await run_batch(core, session_id)
-
-
-def _with_req_id(message: wire.CreateKernel, req_id: str) -> wire.CreateKernel:
-    from dataclasses import replace
-
-    return replace(message, req_id=req_id)
+            self._on_placed(session_id)
 
 
 def _why_pending(

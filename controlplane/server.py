@@ -6,16 +6,22 @@ import json
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from controlplane import lifecycle, reconcile
 from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
 from controlplane.db.engine import create_engine
 from controlplane.db.models import Keypair
+from controlplane.scheduler import Scheduler
 from hostlib import sdnotify
 
 log = logging.getLogger(__name__)
@@ -36,16 +42,29 @@ def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair, secret_ke
     log.info("bootstrapped the admin keypair %s (credentials in %s)", keypair.access_key, path)
 
 
+@asynccontextmanager
+async def running_core(
+    config: ControlPlaneConfig, engine: AsyncEngine
+) -> AsyncIterator[tuple[Core, tuple[Keypair, str] | None]]:
+    """A prepared Core with its jobs running, wired to the scheduler and the session lifecycle;
+    also the admin keypair and its secret key when they were just bootstrapped."""
+    core = Core(config, engine)
+    admin = await core.prepare()
+    await reconcile.recover_after_restart(core)
+    scheduler = Scheduler(core, on_placed=partial(lifecycle.start_placed, core))
+    core.on_change(scheduler.wake)
+    async with anyio.create_task_group() as tg:
+        await tg.start(core.run)
+        tg.start_soon(scheduler.run)
+        yield core, admin
+        tg.cancel_scope.cancel()
+
+
 async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> None:
     """Serve until `stop` is set (or SIGTERM/SIGINT arrives when no event is given)."""
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = create_engine(config.effective_database_url)
     try:
-        core = Core(config, engine)
-        admin = await core.prepare()
-        if admin is not None:
-            _write_admin_keypair(config, *admin)
-        app = create_app(core)
         hconfig = HypercornConfig()
         hconfig.bind = [f"{config.host}:{config.port}"]
         if config.tls_certfile:  # off localhost, signatures and secrets need TLS
@@ -53,10 +72,12 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
         hconfig.accesslog = None
         hconfig.graceful_timeout = 5.0
         stop = stop or anyio.Event()
-        async with anyio.create_task_group() as tg:
+        async with running_core(config, engine) as (core, admin), anyio.create_task_group() as tg:
+            if admin is not None:
+                _write_admin_keypair(config, *admin)
+            app = create_app(core)
             if not stop.is_set():
                 tg.start_soon(_stop_on_signal, stop)
-            await tg.start(core.run)
             tg.start_soon(_notify_when_listening, config.host, config.port)
             tg.start_soon(sdnotify.watchdog)
             log.info(

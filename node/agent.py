@@ -16,9 +16,9 @@ Kernels are never touched on shutdown or disconnect: sessions outlive the node p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
-from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -27,7 +27,7 @@ from hostlib import __version__, sdnotify
 from node import hostfs
 from node.accelerators import Accelerators
 from node.config import NodeConfig
-from node.errors import ControlPlaneUnreachable, NodeError
+from node.errors import ControlPlaneUnreachable, KernelNotFound, NodeError
 from node.kernels import (
     LABEL_KERNEL,
     LABEL_NODE,
@@ -41,21 +41,31 @@ from node.resources import HostLoad, capacity
 from node.runs import Runs
 from node.runtime import ContainerRuntime, DockerRuntime, RuntimeEvent
 from wire import (
+    PROTOCOL,
     CreateKernel,
     DestroyKernel,
     Execute,
+    FilesWritten,
+    FrameError,
+    FrameRejected,
     GetLogs,
     Heartbeat,
     ImageInfo,
     ImagesChanged,
     Input,
+    KernelCreated,
+    KernelDestroyed,
     KernelExited,
+    KernelLogs,
     Message,
     Register,
     Reply,
+    Request,
+    Result,
     Upload,
     decode,
     encode,
+    result_dict,
 )
 
 log = logging.getLogger("shipyard.node")
@@ -193,6 +203,7 @@ class Agent:
             slots=capacity(self._config),
             images=images,
             kernels=kernels,
+            protocol=PROTOCOL,
         )
 
     async def _heartbeats(self) -> None:
@@ -206,8 +217,13 @@ class Agent:
     async def _dispatch(self, nursery: trio.Nursery, text: str | bytes) -> None:
         try:
             message = decode(text)
-        except ValueError as exc:
-            log.warning("ignored a frame from the control plane: %s", exc)
+        except FrameError as exc:
+            # a newer control plane may send what we do not know: say so, and stay connected
+            log.warning("could not read a frame from the control plane: %s", exc)
+            if exc.req_id:
+                await self.send(Reply(exc.req_id, ok=False, error=f"node cannot read: {exc}"))
+            else:
+                await self.send(FrameRejected(exc.frame_type, str(exc)))
             return
         if isinstance(message, Execute):
             nursery.start_soon(self._runs.execute, message, self.send)
@@ -215,10 +231,16 @@ class Agent:
             await self._runs.input(message)  # in order, and quick: one line to a local socket
         elif isinstance(message, CreateKernel | DestroyKernel | GetLogs | Upload):
             nursery.start_soon(self._answer, message)
+        elif isinstance(message, FrameRejected):
+            log.warning(
+                "the control plane could not read our %s frame: %s",
+                message.frame_type,
+                message.error,
+            )
         else:
             log.warning("ignored a %s frame: not a request", message.type)
 
-    async def _answer(self, request: CreateKernel | DestroyKernel | GetLogs | Upload) -> None:
+    async def _answer(self, request: Request) -> None:
         try:
             result = await self._handle(request)
         except NodeError as exc:
@@ -227,19 +249,21 @@ class Agent:
             log.exception("%s %s failed", request.type, request.req_id)
             reply = Reply(request.req_id, ok=False, error=f"node {self._config.node_id}: {exc!r}")
         else:
-            reply = Reply(request.req_id, ok=True, result=result)
+            reply = Reply(request.req_id, ok=True, result=result_dict(result))
         await self.send(reply)
 
-    async def _handle(
-        self, request: CreateKernel | DestroyKernel | GetLogs | Upload
-    ) -> dict[str, Any]:
+    async def _handle(self, request: Request) -> Result:
         if isinstance(request, CreateKernel):
-            return {"container_id": await self._kernels.create(request)}
+            return KernelCreated(await self._kernels.create(request))
         if isinstance(request, DestroyKernel):
-            return {"exit_code": await self._kernels.destroy(request.kernel_id)}
+            # the last logs travel with the answer: ending a session is one round trip
+            logs = None
+            with contextlib.suppress(KernelNotFound):
+                logs = await self._kernels.logs(request.kernel_id)
+            return KernelDestroyed(await self._kernels.destroy(request.kernel_id), logs)
         if isinstance(request, GetLogs):
-            return {"logs": await self._kernels.logs(request.kernel_id)}
-        return {"written": await self._kernels.upload(request.kernel_id, request.files)}
+            return KernelLogs(await self._kernels.logs(request.kernel_id))
+        return FilesWritten(await self._kernels.upload(request.kernel_id, request.files))
 
     # --- engine events ----------------------------------------------------------------------
 

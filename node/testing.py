@@ -132,9 +132,13 @@ class FakeControlPlane:
     # --- talking to the node -----------------------------------------------------------------
 
     async def send(self, message: Message) -> None:
+        await self.send_text(encode(message))
+
+    async def send_text(self, text: str) -> None:
+        """Send one frame as it is (also one the node cannot read)."""
         if self._ws is None:
             raise ConnectionError("no node is connected")
-        await self._ws.send_message(encode(message))
+        await self._ws.send_message(text)
 
     async def drop(self) -> None:
         """Close the node's connection, as a restarting control plane would."""

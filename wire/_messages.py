@@ -5,25 +5,46 @@ The node dials `GET /node/connect` with `Authorization: Bearer <node token>`, th
 
   node -> control plane: Register, Heartbeat, ImagesChanged, KernelExited, Reply, RunOutput
   control plane -> node: CreateKernel, DestroyKernel, Execute, Input, GetLogs, Upload
+  either way:            FrameRejected (the other side sent something it could not read)
 
-Requests that expect an answer carry `req_id`; the node answers each with exactly one `Reply`
-(ok with a `result`, or not ok with an `error` message for a person). `Execute` has no `Reply`:
-its answer is a stream of `RunOutput` frames for its `run_id` that always ends with one whose
-kind is "finished".
+Every frame is a JSON object whose `type` names its class; together they are one tagged union,
+validated by pydantic. Requests carry `req_id`; the node answers each with exactly one `Reply`
+(ok with a `result`, or not ok with an `error` for a person). Each request kind has its own result
+type (CreateKernel: KernelCreated, DestroyKernel: KernelDestroyed, GetLogs: KernelLogs, Upload:
+FilesWritten), which the requester validates with `read_result`. `Execute` has no `Reply`: its
+answer is a stream of `RunOutput` frames for its `run_id` that always ends with one whose kind
+is "finished".
+
+Versions: `Register.protocol` is "MAJOR.MINOR". Peers with the same major understand each other:
+a newer peer's unknown fields are ignored and an older peer's missing optional fields take their
+defaults. 1.0 had no `protocol` field (so a missing one means 1.0) and its `DestroyKernel` result
+had no `logs`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from dataclasses import field
+from typing import Annotated, Any, Literal, TypeVar
 
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+PROTOCOL = "1.1"
 RunKind = Literal[
     "stdout", "stderr", "waiting-input", "clean-finished", "build-finished", "finished"
 ]
+# strict: "false" is not a bool, "1" not an int; unknown fields (from a newer peer) are ignored
+_CONFIG = ConfigDict(extra="ignore", strict=True)
 
 
-@dataclass(frozen=True)
+def _tag(name: str) -> Any:
+    """The `type` field: keyword-only, so the payload fields keep their positional order."""
+    return field(default=name, kw_only=True)
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class ImageInfo:
     name: str  # repo:tag as the engine knows it, e.g. "shipyard/python:3.11"
     digest: str  # the engine's image id, "sha256:..."
@@ -33,7 +54,7 @@ class ImageInfo:
     labels: dict[str, str] = field(default_factory=dict)  # all the image's labels
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class KernelInfo:
     kernel_id: str
     session_id: str
@@ -43,23 +64,45 @@ class KernelInfo:
     oom_killed: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class UploadFile:
     path: str  # relative to the kernel's work directory; never absolute, never "..".
     data_b64: str
 
 
-@dataclass(frozen=True)
-class Message:
-    type: ClassVar[str]
+# --- results of requests (the `result` of an ok Reply) -----------------------------------------
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class KernelCreated:
+    container_id: str
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class KernelDestroyed:
+    exit_code: int | None = None  # None: it was still running (killed by the destroy) or gone
+    logs: str | None = None  # the container's last output (since 1.1; None from 1.0 nodes)
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class KernelLogs:
+    logs: str
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class FilesWritten:
+    written: list[str]
+
+
+Result = KernelCreated | KernelDestroyed | KernelLogs | FilesWritten
+R = TypeVar("R", KernelCreated, KernelDestroyed, KernelLogs, FilesWritten)
 
 
 # --- node -> control plane -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Register(Message):
-    type: ClassVar[str] = "register"
+@dataclass(frozen=True, config=_CONFIG)
+class Register:
     node_id: str
     version: str
     architecture: str
@@ -68,59 +111,60 @@ class Register(Message):
     images: list[ImageInfo]
     kernels: list[KernelInfo]  # every labelled container the node found, running or not
     accelerators: list[dict[str, Any]] = field(default_factory=list)
+    protocol: str = "1.0"  # 1.0 nodes did not send it
+    type: Literal["register"] = _tag("register")
 
 
-@dataclass(frozen=True)
-class Heartbeat(Message):
-    type: ClassVar[str] = "heartbeat"
+@dataclass(frozen=True, config=_CONFIG)
+class Heartbeat:
     cpu_pct: float
     mem_used_bytes: int
+    type: Literal["heartbeat"] = _tag("heartbeat")
 
 
-@dataclass(frozen=True)
-class ImagesChanged(Message):
-    type: ClassVar[str] = "images_changed"
+@dataclass(frozen=True, config=_CONFIG)
+class ImagesChanged:
     images: list[ImageInfo]
+    type: Literal["images_changed"] = _tag("images_changed")
 
 
-@dataclass(frozen=True)
-class KernelExited(Message):
+@dataclass(frozen=True, config=_CONFIG)
+class KernelExited:
     """A kernel's container stopped without the control plane asking (crash, OOM, exit)."""
 
-    type: ClassVar[str] = "kernel_exited"
     kernel_id: str
     exit_code: int | None
     oom_killed: bool
     reason: str  # for a person: "killed: out of memory (limit 128 MiB)"
+    type: Literal["kernel_exited"] = _tag("kernel_exited")
 
 
-@dataclass(frozen=True)
-class Reply(Message):
-    type: ClassVar[str] = "reply"
+@dataclass(frozen=True, config=_CONFIG)
+class Reply:
     req_id: str
     ok: bool
-    result: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)  # read it with `read_result`
     error: str = ""
+    type: Literal["reply"] = _tag("reply")
 
 
-@dataclass(frozen=True)
-class RunOutput(Message):
-    type: ClassVar[str] = "run_output"
+@dataclass(frozen=True, config=_CONFIG)
+class RunOutput:
     run_id: str
     kind: RunKind
     data: str = ""  # text for stdout/stderr; the prompt for waiting-input
     exit_code: int | None = None  # for *-finished
     password: bool = False  # for waiting-input
+    type: Literal["run_output"] = _tag("run_output")
 
 
 # --- control plane -> node -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CreateKernel(Message):
-    """Reply result: {"container_id": str}."""
+@dataclass(frozen=True, config=_CONFIG)
+class CreateKernel:
+    """Result: KernelCreated."""
 
-    type: ClassVar[str] = "create_kernel"
     req_id: str
     kernel_id: str
     session_id: str
@@ -128,96 +172,144 @@ class CreateKernel(Message):
     image: str  # the canonical name, already resolved by the control plane
     slots: dict[str, str]
     environ: dict[str, str] = field(default_factory=dict)
+    type: Literal["create_kernel"] = _tag("create_kernel")
 
 
-@dataclass(frozen=True)
-class DestroyKernel(Message):
-    """Reply result: {"exit_code": int | None}. Destroying a kernel that is gone is not an error."""
+@dataclass(frozen=True, config=_CONFIG)
+class DestroyKernel:
+    """Result: KernelDestroyed. Destroying a kernel that is gone is not an error (its exit code
+    and logs are None)."""
 
-    type: ClassVar[str] = "destroy_kernel"
     req_id: str
     kernel_id: str
+    type: Literal["destroy_kernel"] = _tag("destroy_kernel")
 
 
-@dataclass(frozen=True)
-class Execute(Message):
-    type: ClassVar[str] = "execute"
+@dataclass(frozen=True, config=_CONFIG)
+class Execute:
     kernel_id: str
     run_id: str
     mode: Literal["query", "batch"]
     code: str = ""
     # batch: {"clean": str|None, "build": str|None, "exec": str|None}; "*" or None means nothing
     options: dict[str, Any] = field(default_factory=dict)
+    type: Literal["execute"] = _tag("execute")
 
 
-@dataclass(frozen=True)
-class Input(Message):
+@dataclass(frozen=True, config=_CONFIG)
+class Input:
     """The answer to a waiting-input of run `run_id`."""
 
-    type: ClassVar[str] = "input"
     kernel_id: str
     run_id: str
     text: str
+    type: Literal["input"] = _tag("input")
 
 
-@dataclass(frozen=True)
-class GetLogs(Message):
-    """Reply result: {"logs": str} — the container's own stdout/stderr."""
+@dataclass(frozen=True, config=_CONFIG)
+class GetLogs:
+    """Result: KernelLogs, the container's own stdout/stderr."""
 
-    type: ClassVar[str] = "get_logs"
     req_id: str
     kernel_id: str
+    type: Literal["get_logs"] = _tag("get_logs")
 
 
-@dataclass(frozen=True)
-class Upload(Message):
-    """Reply result: {"written": [paths]}."""
+@dataclass(frozen=True, config=_CONFIG)
+class Upload:
+    """Result: FilesWritten."""
 
-    type: ClassVar[str] = "upload"
     req_id: str
     kernel_id: str
     files: list[UploadFile]
+    type: Literal["upload"] = _tag("upload")
 
 
-_TYPES: dict[str, type[Message]] = {
-    cls.type: cls
-    for cls in (
-        Register,
-        Heartbeat,
-        ImagesChanged,
-        KernelExited,
-        Reply,
-        RunOutput,
-        CreateKernel,
-        DestroyKernel,
-        Execute,
-        Input,
-        GetLogs,
-        Upload,
-    )
-}
-_NESTED: dict[tuple[type[Message], str], type] = {
-    (Register, "images"): ImageInfo,
-    (Register, "kernels"): KernelInfo,
-    (ImagesChanged, "images"): ImageInfo,
-    (Upload, "files"): UploadFile,
-}
+@dataclass(frozen=True, config=_CONFIG)
+class FrameRejected:
+    """Sent back for a frame the receiver could not read; the connection stays up."""
+
+    frame_type: str  # the `type` the bad frame claimed ("" when it had none)
+    error: str
+    type: Literal["frame_rejected"] = _tag("frame_rejected")
+
+
+Message = (
+    Register
+    | Heartbeat
+    | ImagesChanged
+    | KernelExited
+    | Reply
+    | RunOutput
+    | CreateKernel
+    | DestroyKernel
+    | Execute
+    | Input
+    | GetLogs
+    | Upload
+    | FrameRejected
+)
+Request = CreateKernel | DestroyKernel | GetLogs | Upload
+_FRAME: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discriminator="type")])
+_TYPES = {cls.__dataclass_fields__["type"].default for cls in Message.__args__}
+
+
+class FrameError(ValueError):
+    """A frame that is not a known, well-formed message. Says which frame and what is wrong."""
+
+    def __init__(self, frame_type: str, problem: str, req_id: str | None = None) -> None:
+        super().__init__(f"{frame_type or 'untyped'} frame: {problem}")
+        self.frame_type = frame_type
+        self.req_id = req_id  # set when the bad frame was a request: it can still be answered
 
 
 def encode(message: Message) -> str:
-    return json.dumps({"type": message.type, **asdict(message)}, separators=(",", ":"))
+    return _FRAME.dump_json(message).decode()
 
 
 def decode(text: str | bytes) -> Message:
-    """Parse one frame; ValueError for anything that is not a known, well-formed message."""
+    """Parse one frame; FrameError for anything that is not a known, well-formed message."""
     try:
+        return _FRAME.validate_json(text)
+    except ValidationError as exc:
+        failure = exc
+    try:  # only to say what was wrong: which frame, and which request could still be answered
         raw = json.loads(text)
-        cls = _TYPES[raw.pop("type")]
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in raw.items() if k in names}
-        for (owner, name), item_cls in _NESTED.items():
-            if owner is cls and name in kwargs:
-                kwargs[name] = [item_cls(**item) for item in kwargs[name]]
-        return cls(**kwargs)
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"malformed frame: {exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameError("", f"not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise FrameError("", f"a frame must be a JSON object, not {type(raw).__name__}")
+    frame_type = raw.get("type")
+    req_id = raw.get("req_id")
+    req_id = req_id if isinstance(req_id, str) else None
+    if not isinstance(frame_type, str) or frame_type not in _TYPES:
+        raise FrameError(str(frame_type or ""), "unknown frame type", req_id)
+    raise FrameError(frame_type, _describe(failure), req_id) from failure
+
+
+def read_result(reply: Reply, result_type: type[R]) -> R:
+    """The typed result of an ok reply; FrameError if the node sent something else."""
+    try:
+        return result_type(**reply.result)
+    except (ValidationError, TypeError) as exc:
+        problem = _describe(exc, skip=0) if isinstance(exc, ValidationError) else str(exc)
+        raise FrameError("reply", problem, reply.req_id) from exc
+
+
+def result_dict(result: Result) -> dict[str, Any]:
+    """What an ok Reply carries for `result`."""
+    return dataclasses.asdict(result)
+
+
+def protocol_compatible(theirs: str) -> bool:
+    """A "MAJOR.MINOR" with our major (minor versions add optional fields only)."""
+    major, dot, minor = theirs.partition(".")
+    return bool(dot) and major.isdigit() and minor.isdigit() and major == PROTOCOL.split(".")[0]
+
+
+def _describe(exc: ValidationError, skip: int = 1) -> str:
+    """Each wrong field and why; `skip` drops the union's tag from the location."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc'][skip:]) or 'frame'}: {error['msg']}"
+        for error in exc.errors()[:5]
+    )

@@ -1,22 +1,31 @@
-"""The WebSocket nodes dial in on. The handler owns the connection for its whole life."""
+"""The WebSocket nodes dial in on. The handler owns the connection for its whole life.
+
+Its receive loop serves replies and run output for every kernel of the node, so it never waits
+on the database: what a frame changes in the records is queued on Core's writer.
+"""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
+from typing import Any
 
 import anyio
 from quart import Blueprint, websocket
 
 import wire
-from controlplane import jointokens, lifecycle
+from controlplane import jointokens, reconcile
 from controlplane.api._context import core, public
-from controlplane.errors import AuthFailed, InvalidAPIParams
+from controlplane.core import Core
+from controlplane.errors import AuthFailed
 from controlplane.nodehub import NodeConnection
 
 bp = Blueprint("node", __name__)
 log = logging.getLogger(__name__)
 REGISTER_TIMEOUT = 30.0
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_POLICY = 1008
 
 
 @bp.websocket("/node/connect")
@@ -33,10 +42,9 @@ async def connect() -> None:
             await jointokens.admit(db, token)
     await websocket.accept()
     ws = websocket._get_current_object()  # type: ignore[attr-defined]  # usable from other tasks
-    with anyio.fail_after(REGISTER_TIMEOUT):
-        first = wire.decode(await ws.receive())
-    if not isinstance(first, wire.Register):
-        raise InvalidAPIParams("a node must send register first")
+    first = await _first_frame(ws)
+    if first is None:
+        return
     try:  # before the hub knows it: a refused node never gets a frame nor replaces the real one
         async with the_core.db() as db:
             row = await jointokens.admit(db, token) if joined else None
@@ -51,41 +59,84 @@ async def connect() -> None:
             websocket.remote_addr,
             exc,
         )
-        await ws.close(1008, str(exc)[:120])
+        await ws.close(CLOSE_POLICY, str(exc)[:120])
         return
-    conn = NodeConnection(first.node_id, ws.send)
+    conn = NodeConnection(first.node_id, ws.send, first.protocol)
     replaced = the_core.hub.attach(conn)
     if replaced is not None:  # the same node reconnecting with its own credential
         replaced.close()
-    log.info("node %s connected", conn.node_id)
+    log.info("node %s connected (protocol %s)", conn.node_id, first.protocol)
     try:
         with conn.scope:
-            await lifecycle.on_register(the_core, first)
+            await reconcile.on_register(the_core, first)
             while True:
-                message = wire.decode(await ws.receive())
-                await _dispatch(conn, message)
+                text = await ws.receive()
+                try:
+                    message = wire.decode(text)
+                except wire.FrameError as exc:
+                    await _reject(conn, exc)
+                    continue
+                _dispatch(the_core, conn, message)
     finally:
         # only the live connection's end loses the node, never that of one it replaced
         if the_core.hub.detach(conn):
             with anyio.CancelScope(shield=True):
-                await lifecycle.on_node_lost(the_core, conn.node_id)
+                await reconcile.on_node_lost(the_core, conn.node_id)
         log.info("node %s disconnected", conn.node_id)
 
 
-async def _dispatch(conn: NodeConnection, message: wire.Message) -> None:
-    the_core = core()
+async def _first_frame(ws: Any) -> wire.Register | None:
+    """The node's Register, or None after closing the connection saying what was wrong."""
+    with anyio.fail_after(REGISTER_TIMEOUT):
+        text = await ws.receive()
+    try:
+        first = wire.decode(text)
+    except wire.FrameError as exc:
+        problem = str(exc)
+    else:
+        if not isinstance(first, wire.Register):
+            problem = f"a node must send register first, not {first.type}"
+        elif not wire.protocol_compatible(first.protocol):
+            problem = f"node protocol {first.protocol} is not compatible with {wire.PROTOCOL}"
+        else:
+            return first
+    log.warning("refused a node connection: %s", problem)
+    await ws.close(CLOSE_PROTOCOL_ERROR, problem[:120])
+    return None
+
+
+async def _reject(conn: NodeConnection, exc: wire.FrameError) -> None:
+    """Say what was wrong with a frame and keep the connection: the node may be newer."""
+    log.warning("node %s sent a frame we cannot read: %s", conn.node_id, exc)
+    if exc.frame_type == "reply" and exc.req_id:
+        # fail the request now rather than at its timeout
+        conn.deliver_reply(wire.Reply(exc.req_id, ok=False, error=f"unreadable reply: {exc}"))
+    await conn.send(wire.FrameRejected(exc.frame_type, str(exc)))
+
+
+def _dispatch(the_core: Core, conn: NodeConnection, message: wire.Message) -> None:
+    """Route one frame without waiting for anything but memory."""
+    node_id = conn.node_id
     match message:
         case wire.Reply():
             conn.deliver_reply(message)
         case wire.RunOutput():
             the_core.hub.deliver_output(message)
         case wire.Heartbeat():
-            await lifecycle.on_heartbeat(the_core, conn.node_id, message)
+            job = functools.partial(reconcile.on_heartbeat, the_core, node_id, message)
+            the_core.writer.submit(job, key=("heartbeat", node_id))
         case wire.KernelExited():
-            await lifecycle.on_kernel_exited(the_core, conn.node_id, message)
+            the_core.writer.submit(
+                functools.partial(reconcile.on_kernel_exited, the_core, node_id, message)
+            )
         case wire.ImagesChanged():
-            await lifecycle.on_images_changed(the_core, conn.node_id, message)
-        case wire.Register() if message.node_id == conn.node_id:
-            await lifecycle.on_register(the_core, message)
+            job = functools.partial(reconcile.on_images_changed, the_core, node_id, message)
+            the_core.writer.submit(job, key=("images", node_id))
+        case wire.Register() if message.node_id == node_id:
+            job = functools.partial(reconcile.on_register, the_core, message)
+            the_core.writer.submit(job)
+        case wire.FrameRejected():
+            what, why = message.frame_type, message.error
+            log.warning("node %s could not read our %s frame: %s", node_id, what, why)
         case _:
-            log.warning("node %s sent an unexpected %s", conn.node_id, message.type)
+            log.warning("node %s sent an unexpected %s frame", node_id, message.type)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import urllib.parse
-from typing import Any
 
 import anyio
 from quart import Blueprint, Response, request, websocket
 from sqlalchemy import select
 
 import wire
-from controlplane import lifecycle
+from controlplane import lifecycle, nodecalls
 from controlplane import sessions as sessions_db
 from controlplane.api._context import core, requester
 from controlplane.api._session_models import (
@@ -45,7 +43,8 @@ from controlplane.api._typed import (
 )
 from controlplane.db.models import Kernel, Session
 from controlplane.errors import InvalidAPIParams, SessionNotRunning
-from controlplane.execution import Run, next_chunk, open_run, send_input
+from controlplane.execution import next_chunk, open_run, send_input, start_run
+from controlplane.nodecalls import NodeRefused
 
 bp = Blueprint("session", __name__)
 MAX_UPLOAD_FILES = 20
@@ -128,14 +127,11 @@ async def logs(ref: str, args: OwnerQuery) -> Logs:
         if kernel is not None and kernel.logs is not None:
             return Logs(result=LogsResult(logs=kernel.logs))
         raise SessionNotRunning(f"Session {session.name} has no container to read logs from")
-    reply = (
-        await core()
-        .hub.get(kernel.node_id)
-        .request(lambda req_id: wire.GetLogs(req_id=req_id, kernel_id=str(kernel.id)), wait=30)
-    )
-    if not reply.ok:
-        raise SessionNotRunning(f"cannot read the logs: {reply.error}")
-    return Logs(result=LogsResult(logs=str(reply.result.get("logs", ""))))
+    try:
+        text = await nodecalls.get_logs(core().hub, kernel.node_id, str(kernel.id))
+    except NodeRefused as exc:
+        raise SessionNotRunning(f"cannot read the logs: {exc.msg}") from exc
+    return Logs(result=LogsResult(logs=text))
 
 
 @bp.post("/session/<ref>/upload")
@@ -165,22 +161,14 @@ async def upload(ref: str, args: OwnerQuery) -> Response:
         )
     if session.status != "RUNNING" or kernel is None or kernel.node_id is None:
         raise SessionNotRunning(f"Session {session.name} is {session.status}")
-    reply = (
-        await core()
-        .hub.get(kernel.node_id)
-        .request(
-            lambda req_id: wire.Upload(req_id=req_id, kernel_id=str(kernel.id), files=payload),
-            wait=60,
-        )
-    )
-    if not reply.ok:
-        raise InvalidAPIParams(reply.error)
+    try:
+        await nodecalls.upload(core().hub, kernel.node_id, str(kernel.id), payload)
+    except NodeRefused as exc:
+        raise InvalidAPIParams(exc.msg) from exc
     return Response(status=204)
 
 
 # --- execution ---------------------------------------------------------------------------------
-
-_http_runs: dict[str, tuple[Run, Any]] = {}  # run id -> (run, its open context) for HTTP execute
 
 
 @bp.post("/session/<ref>")
@@ -189,33 +177,19 @@ _http_runs: dict[str, tuple[Run, Any]] = {}  # run id -> (run, its open context)
 @body(ExecuteRequest)
 async def execute(ref: str, args: OwnerQuery, data: ExecuteRequest) -> Executed:
     """The HTTP (polling) execute API: each call returns the next chunk of the run."""
-    mode, run_id = data.mode, data.run_id
     session = await _find(ref, args.owner_access_key)
-    _expire_http_runs()
-    if mode in ("query", "batch"):
-        context = open_run(core(), session, mode, data.code, data.options)
-        run = await context.__aenter__()
-        _http_runs[run.run_id] = (run, context)
-    elif mode in ("continue", "input"):
-        if run_id not in _http_runs:
-            raise InvalidAPIParams(f"no run {run_id!r} in progress")
-        run, context = _http_runs[run_id]
-        if mode == "input":
+    runs = core().http_runs
+    if data.mode in ("query", "batch"):
+        run = await start_run(core(), session, data.mode, data.code, data.options)
+        runs.add(run)
+    else:  # continue or input
+        run = runs.get(data.run_id, session.id, session.access_key)
+        if data.mode == "input":
             await send_input(core(), run, data.code)
     chunk = await next_chunk(run, HTTP_CHUNK_WAIT)
     if run.finished:
-        del _http_runs[run.run_id]
-        await context.__aexit__(None, None, None)
+        runs.end(run.run_id)
     return Executed(result=ExecuteResult.model_validate({**chunk, "runId": run.run_id}))
-
-
-def _expire_http_runs() -> None:
-    """Forget HTTP runs nobody polled for ten minutes."""
-    cutoff = time.monotonic() - 600
-    for run_id, (run, _context) in list(_http_runs.items()):
-        if run.last_used < cutoff:
-            del _http_runs[run_id]
-            core().hub.close_run(run_id)
 
 
 @bp.websocket("/stream/session/<ref>/execute")

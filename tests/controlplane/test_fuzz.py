@@ -29,8 +29,8 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 import wire
 from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
-from controlplane.core import Core
 from controlplane.db.engine import create_engine
+from controlplane.server import running_core
 from tests.controlplane.conftest import FakeNode
 
 EXAMPLES_PER_OPERATION = 12
@@ -78,15 +78,12 @@ def live(tmp_path: Path) -> Iterator[tuple[str, Signed]]:
             state_dir=tmp_path, node_token="t", database_url=f"sqlite+aiosqlite:///{tmp_path}/f.db"
         )
         engine = create_engine(config.effective_database_url)
-        core = Core(config, engine)
-        prepared = await core.prepare()
-        assert prepared is not None
-        admin, secret = prepared
         hconfig = HypercornConfig()
         hconfig.bind = [f"fd://{os.dup(listener.fileno())}"]  # hypercorn closes what it serves
         hconfig.accesslog = None
-        async with anyio.create_task_group() as tg:
-            await tg.start(core.run)
+        async with running_core(config, engine) as (core, prepared):
+            assert prepared is not None
+            admin, secret = prepared
             await FakeNode(core, "i-fuzz", {"cpu": "1000000", "mem": str(2**60)}).connect()
             ready.append(Signed(admin.access_key, secret))
             started.set()
@@ -95,7 +92,6 @@ def live(tmp_path: Path) -> Iterator[tuple[str, Signed]]:
                 hconfig,
                 shutdown_trigger=lambda: anyio.to_thread.run_sync(stop.wait),
             )  # type: ignore[arg-type]
-            tg.cancel_scope.cancel()
         await engine.dispose()
 
     thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)

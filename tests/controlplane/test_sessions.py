@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 import wire
+from controlplane import reconcile
 from controlplane.db.models import Session
 from tests.controlplane.conftest import API, TEST_IMAGE, FakeNode
 
@@ -207,9 +208,7 @@ async def test_reconcile_marks_oom_and_vanished_kernels(api: API, node: FakeNode
             )
         ]
     )
-    from controlplane import lifecycle
-
-    await lifecycle.on_register(api.core, report)
+    await reconcile.on_register(api.core, report)
     oom = await api.call("GET", "/session/oom-1")
     assert oom.body["status"] == "ERROR"
     assert oom.body["statusInfo"] == "killed: out of memory (memory limit 128 MiB)"
@@ -221,9 +220,7 @@ async def test_reconcile_marks_oom_and_vanished_kernels(api: API, node: FakeNode
 async def test_kernel_exit_while_running(api: API, node: FakeNode) -> None:
     created = await api.call("POST", "/session", _body(config={"resources": {"mem": "128m"}}))
     (kernel_id,) = node.kernels
-    from controlplane import lifecycle
-
-    await lifecycle.on_kernel_exited(
+    await reconcile.on_kernel_exited(
         api.core, "i-fake", wire.KernelExited(kernel_id, 137, True, "killed: out of memory")
     )
     info = await api.call("GET", f"/session/{created.body['sessionId']}")

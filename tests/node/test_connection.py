@@ -18,7 +18,16 @@ import trio
 from node import NodeConfig
 from node.testing import FakeControlPlane, NodeProcess, text_of
 from tests.node.conftest import TOKEN, NewKernel
-from wire import Heartbeat, ImagesChanged, KernelInfo, Slots
+from wire import (
+    PROTOCOL,
+    FrameRejected,
+    GetLogs,
+    Heartbeat,
+    ImagesChanged,
+    KernelInfo,
+    Reply,
+    Slots,
+)
 
 pytestmark = [pytest.mark.trio, pytest.mark.docker]
 
@@ -45,6 +54,7 @@ async def test_register_carries_slots_images_and_no_kernels(
     assert image.size_bytes > 0
     assert image.architecture == os.uname().machine
     assert register.kernels == []
+    assert register.protocol == PROTOCOL
     assert control_plane.frames[0] == register  # the first frame on the connection
 
     heartbeat = await control_plane.wait_for(Heartbeat)
@@ -105,6 +115,23 @@ async def test_reconnect_after_the_control_plane_drops_the_connection(
     assert (info.kernel_id, info.running) == (kernel_id, True)
     outputs = await control_plane.execute(kernel_id, "print(kept)")
     assert text_of(outputs) == "still here\n"
+
+
+async def test_frames_the_node_cannot_read_are_answered_and_the_link_stays(
+    node: NodeProcess, control_plane: FakeControlPlane
+) -> None:
+    # a frame of some newer control plane: said so, and nothing else happens
+    await control_plane.send_text('{"type": "open_tunnel", "port": 22}')
+    rejected = await control_plane.wait_for(FrameRejected)
+    assert rejected.frame_type == "open_tunnel"
+    # a request it cannot read still gets its one Reply, so nobody waits for it
+    await control_plane.send_text('{"type": "resize_kernel", "req_id": "r-1", "cpu": 4}')
+    reply = await control_plane.wait_for(Reply, lambda r: r.req_id == "r-1")
+    assert not reply.ok and "resize_kernel" in reply.error
+    # still the same connection, still answering
+    answer = await control_plane.request(lambda req_id: GetLogs(req_id, "no-such-kernel"))
+    assert not answer.ok and "no such kernel" in answer.error
+    assert control_plane.connections == 1
 
 
 async def test_restarted_node_adopts_its_kernels(

@@ -16,9 +16,11 @@ from wire import (
     CreateKernel,
     DestroyKernel,
     GetLogs,
+    KernelDestroyed,
     KernelExited,
     Upload,
     UploadFile,
+    read_result,
 )
 
 pytestmark = [pytest.mark.trio, pytest.mark.docker]
@@ -240,13 +242,15 @@ async def test_destroy_removes_container_and_folder(
     kernel_id = await new_kernel()
     reply = await control_plane.request(lambda req_id: DestroyKernel(req_id, kernel_id))
     assert reply.ok, reply.error
-    assert reply.result == {"exit_code": None}  # it was running: killed by the destroy
+    destroyed = read_result(reply, KernelDestroyed)
+    assert destroyed.exit_code is None  # it was running: killed by the destroy
+    assert destroyed.logs is not None and "runner: " in destroyed.logs  # in the same trip
     label = f"ai.shipyard.kernel-id={kernel_id}"
     assert docker_client.containers.list(all=True, filters={"label": label}) == []
     assert not _kernel_dir(node, kernel_id).exists()
     # gone is fine, and destroying it did not count as dying on its own
     again = await control_plane.request(lambda req_id: DestroyKernel(req_id, kernel_id))
-    assert again.ok and again.result == {"exit_code": None}
+    assert again.ok and read_result(again, KernelDestroyed) == KernelDestroyed(None, None)
     assert control_plane.of_type(KernelExited) == []
 
 
