@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from shipyard.testing import Appliance, running_appliance, wait_for
+from shipyard.testing import Appliance, port_free, running_appliance, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -156,7 +156,7 @@ def test_sessions_survive_kill_9_of_up(test_image: str) -> None:
         appliance.process.wait(timeout=10)
         appliance.process = None
         # the children notice their parent died and stop; the port comes free again
-        wait_for(functools.partial(_port_free, appliance.port), "the old control plane to stop")
+        wait_for(functools.partial(port_free, appliance.port), "the old control plane to stop")
         appliance.start()
         listing = appliance.cli("session", "ls")
         assert "survivor" in listing.stdout and "RUNNING" in listing.stdout, listing.stdout
@@ -164,17 +164,6 @@ def test_sessions_survive_kill_9_of_up(test_image: str) -> None:
         assert (result.returncode, result.stdout) == (0, "42\n"), result.stderr
         assert appliance.cli("session", "rm", "survivor").returncode == 0
         assert appliance.containers(session_id=session_id) == []
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _session_id(appliance: Appliance, name: str) -> str:

@@ -8,7 +8,6 @@ import contextlib
 import functools
 import os
 import signal
-import socket
 import sqlite3
 import time
 
@@ -19,7 +18,7 @@ import trio
 from client.config import ClientConfig
 from client.errors import ClientError
 from client.sdk import Client
-from shipyard.testing import Appliance, running_appliance, wait_for
+from shipyard.testing import Appliance, port_free, running_appliance, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -55,20 +54,9 @@ def _kill_9(appliance: Appliance) -> None:
 
 def _left_behind(appliance: Appliance) -> dict[str, str]:
     """Once the children are gone too: the statuses they left in the database, by name."""
-    wait_for(functools.partial(_port_free, appliance.port), "the old control plane to stop")
+    wait_for(functools.partial(port_free, appliance.port), "the old control plane to stop")
     with contextlib.closing(sqlite3.connect(appliance.state_dir / "controlplane.db")) as db:
         return dict(db.execute("SELECT name, status FROM sessions").fetchall())
-
-
-def _port_free(port: int) -> bool:
-    """Nobody listens on it (connections the kill cut off may linger, as for the server)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _containers(appliance: Appliance) -> dict[str, str]:
