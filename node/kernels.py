@@ -18,6 +18,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import trio
@@ -217,6 +218,7 @@ class Kernels:
             slots = Slots.from_wire(req.slots)
         except SlotsError as exc:
             raise NodeError(f"cannot create kernel {req.kernel_id}: {exc}") from exc
+        _check_limits(req.kernel_id, slots)
         kdir = self._dir(req.kernel_id)
         try:
             await self._make_dir(kdir)
@@ -325,8 +327,8 @@ class Kernels:
             ],
             scratch={"/tmp": config.tmp_size_bytes},
             network_mode=config.network_mode,
-            nano_cpus=int(cpu * 1_000_000_000) if cpu > 0 else None,
-            mem_limit=int(mem) if mem > 0 else None,
+            nano_cpus=int(cpu * 1_000_000_000),
+            mem_limit=int(mem),
             pids_limit=config.pids_limit,
             device_requests=list(devices.device_requests),
             devices=list(devices.devices),
@@ -431,3 +433,17 @@ class Kernels:
 
         await trio.to_thread.run_sync(write_all)
         return [f.path for f in files]
+
+
+# The smallest limits the engine enforces: below 0.01 CPU docker's NanoCpus give no quota at
+# all, and no container starts in less memory. The control plane refuses such requests; the
+# node does not trust that it did.
+MIN_CPU = Decimal("0.01")
+MIN_MEM = 6 * 2**20
+
+
+def _check_limits(kernel_id: str, slots: Slots) -> None:
+    if not slots["cpu"] >= MIN_CPU:
+        raise NodeError(f"cannot create kernel {kernel_id}: cpu {slots['cpu']} is below {MIN_CPU}")
+    if not slots["mem"] >= MIN_MEM:
+        raise NodeError(f"cannot create kernel {kernel_id}: mem {slots['mem']} is below 6 MiB")

@@ -270,3 +270,25 @@ async def test_unknown_kernel_and_missing_image(
     assert not reply.ok
     assert reply.error == f"image shipyard/nope:1 not found on node {node.config.node_id}"
     assert not (node.config.state_dir / "k" / kernel_id.replace("-", "")[:12]).exists()
+
+
+async def test_limits_below_what_the_engine_enforces_are_refused(
+    node: NodeProcess, control_plane: FakeControlPlane, kernel_image: str
+) -> None:
+    """Issue 8 item 3: cpu 1e-9 used to become NanoCpus=1, i.e. no CPU limit at all. The node
+    refuses it (and a zero or missing limit) itself, whatever the control plane sent."""
+    for slots in ({"cpu": "1e-9", "mem": "128m"}, {"cpu": "0", "mem": "128m"}, {"mem": "128m"}):
+        kernel_id = str(uuid.uuid4())
+        reply = await control_plane.request(
+            lambda req_id, k=kernel_id, s=slots: CreateKernel(
+                req_id, k, "s", OWNER, kernel_image, s
+            )
+        )
+        assert not reply.ok and "is below 0.01" in (reply.error or ""), (slots, reply.error)
+        assert not (node.config.state_dir / "k" / kernel_id.replace("-", "")[:12]).exists()
+    reply = await control_plane.request(
+        lambda req_id: CreateKernel(
+            req_id, str(uuid.uuid4()), "s", OWNER, kernel_image, {"cpu": "1", "mem": "1m"}
+        )
+    )
+    assert not reply.ok and "below 6 MiB" in (reply.error or "")
