@@ -17,7 +17,8 @@ import pytest
 from quart.testing import WebsocketResponseError
 
 import wire
-from tests.controlplane.conftest import API, HOST, TEST_IMAGE, FakeNode, Keypair
+from controlplane.testing import TEST_IMAGE, FakeNode
+from tests.controlplane.conftest import API, HOST, Keypair
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from controlplane.api._context import public
 from controlplane.db.models import JoinToken, Keypair, Session
-from tests.controlplane.conftest import API, FakeNode
+from controlplane.testing import FakeNode
+from tests.controlplane.conftest import API
 
 pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"

@@ -11,7 +11,8 @@ import anyio
 import pytest
 
 import wire
-from tests.controlplane.conftest import API, HOST, FakeNode
+from controlplane.testing import FakeNode
+from tests.controlplane.conftest import API, HOST
 
 pytestmark = pytest.mark.anyio
 

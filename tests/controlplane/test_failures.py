@@ -15,7 +15,8 @@ from controlplane import lifecycle
 from controlplane.db.models import Session
 from controlplane.errors import NodeUnavailable, SessionNotRunning
 from controlplane.execution import execute_collect
-from tests.controlplane.conftest import API, FakeNode
+from controlplane.testing import FakeNode
+from tests.controlplane.conftest import API
 
 pytestmark = pytest.mark.anyio
 

@@ -31,7 +31,7 @@ from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import create_engine
 from controlplane.server import running_core
-from tests.controlplane.conftest import FakeNode
+from controlplane.testing import FakeNode
 
 EXAMPLES_PER_OPERATION = 12
 # a stream that lasts as long as the client listens: nothing to fuzz with a request/response tool

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.controlplane.conftest import API, TEST_IMAGE, FakeNode, Keypair
+from controlplane.testing import TEST_IMAGE, FakeNode
+from tests.controlplane.conftest import API, Keypair
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,8 @@ import anyio
 import pytest
 
 from controlplane.graphql import _limits
-from tests.controlplane.conftest import API, FakeNode
+from controlplane.testing import FakeNode
+from tests.controlplane.conftest import API
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,8 @@ import pytest
 from graphql import GraphQLObjectType, GraphQLScalarType, get_named_type
 
 from controlplane import graphql
-from tests.controlplane.conftest import API, FakeNode
+from controlplane.testing import FakeNode
+from tests.controlplane.conftest import API
 from tests.controlplane.test_graphql import create, errors, gql, user_keypair
 
 FIXTURE = Path(__file__).with_name("backendai_23_09_schema.txt")

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.controlplane.conftest import API, TEST_IMAGE, FakeNode
+from controlplane.testing import TEST_IMAGE, FakeNode
+from tests.controlplane.conftest import API
 from tests.controlplane.test_graphql import create, errors, gql, user_keypair
 
 pytestmark = pytest.mark.anyio

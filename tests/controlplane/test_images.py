@@ -11,7 +11,8 @@ import pytest
 
 import wire
 from controlplane import lifecycle
-from tests.controlplane.conftest import API, TEST_IMAGE, FakeNode
+from controlplane.testing import TEST_IMAGE, FakeNode
+from tests.controlplane.conftest import API
 from tests.controlplane.test_graphql import gql, user_keypair
 
 pytestmark = pytest.mark.anyio

@@ -15,7 +15,8 @@ import wire
 from controlplane import jointokens
 from controlplane.db.models import JoinToken
 from controlplane.errors import AuthFailed
-from tests.controlplane.conftest import API, TEST_IMAGE
+from controlplane.testing import TEST_IMAGE
+from tests.controlplane.conftest import API
 
 pytestmark = pytest.mark.anyio
 

@@ -19,7 +19,8 @@ from quart.testing.connections import WebsocketDisconnectError, WebsocketRespons
 import wire
 from controlplane.db.models import Node
 from controlplane.errors import NodeUnavailable
-from tests.controlplane.conftest import API, TEST_IMAGE
+from controlplane.testing import TEST_IMAGE
+from tests.controlplane.conftest import API
 
 pytestmark = pytest.mark.anyio
 

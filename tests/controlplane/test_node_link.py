@@ -23,7 +23,8 @@ from controlplane import nodecalls, reconcile
 from controlplane.db.models import Kernel, Node
 from controlplane.errors import NodeUnavailable
 from controlplane.runs import RunBuffer
-from tests.controlplane.conftest import API, TEST_IMAGE
+from controlplane.testing import TEST_IMAGE
+from tests.controlplane.conftest import API
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 import wire
 from controlplane import reconcile
 from controlplane.db.models import Kernel, Session
-from tests.controlplane.conftest import API, FakeNode
+from controlplane.testing import FakeNode
+from tests.controlplane.conftest import API
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,8 @@ import pytest
 import wire
 from controlplane.api import session as session_api
 from controlplane.runs import MAX_BUFFERED, RunBuffer, dropped_marker
-from tests.controlplane.conftest import API, FakeNode
+from controlplane.testing import FakeNode
+from tests.controlplane.conftest import API
 
 pytestmark = pytest.mark.anyio
 

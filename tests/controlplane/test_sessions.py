@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 import wire
 from controlplane import reconcile
 from controlplane.db.models import Session
-from tests.controlplane.conftest import API, TEST_IMAGE, FakeNode
+from controlplane.testing import TEST_IMAGE, FakeNode
+from tests.controlplane.conftest import API
 
 pytestmark = pytest.mark.anyio
 
