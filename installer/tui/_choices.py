@@ -38,6 +38,11 @@ NETWORK_HINTS = {
     "bridge": "Sessions get Docker's bridge network: outbound access through NAT.",
     "host": "Sessions share this machine's network: fastest, least isolated.",
 }
+TLS_HINTS = {
+    "none": "Plain HTTP: for localhost only, never across a network.",
+    "self-signed": "A certificate made here; clients elsewhere trust its file.",
+    "provided": "Your CA's certificate and its key, as PEM files.",
+}
 DSN_PLACEHOLDER = "postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB"
 
 
@@ -154,6 +159,32 @@ class ChoicesScreen(Screen[None]):
                         str(existing.get("port") or self._answers.port), type="integer", id="port"
                     ),
                 )
+                with Horizontal(classes="field"):
+                    yield Label("TLS", classes="field-label")
+                    with ChoiceSet(id="tls"):
+                        for mode in TLS_HINTS:
+                            yield RadioButton(
+                                mode, value=mode == self._answers.tls, name=mode, id=f"tls-{mode}"
+                            )
+                yield Static(TLS_HINTS[self._answers.tls], id="tls-hint", classes="hint")
+                with Vertical(id="tls-files"):
+                    provided = self._answers.tls == "provided"
+                    yield self._field(
+                        "  Certificate",
+                        Input(
+                            self._answers.tls_certfile if provided else "",
+                            placeholder="/etc/ssl/certs/shipyard.pem",
+                            id="tls-certfile",
+                        ),
+                    )
+                    yield self._field(
+                        "  Key",
+                        Input(
+                            self._answers.tls_keyfile if provided else "",
+                            placeholder="/etc/ssl/private/shipyard.key",
+                            id="tls-keyfile",
+                        ),
+                    )
             yield self._field(
                 "Vfolder root",
                 Input(
@@ -221,6 +252,11 @@ class ChoicesScreen(Screen[None]):
         button = self.query_one("#network", RadioSet).pressed_button
         return button.name if button is not None and button.name else "none"
 
+    @property
+    def tls(self) -> str:
+        button = self.query_one("#tls", RadioSet).pressed_button
+        return button.name if button is not None and button.name else "none"
+
     def build_plan(self) -> Plan:
         """The plan the form describes; PlanError naming what is wrong."""
         fields: dict[str, Any] = {
@@ -235,12 +271,23 @@ class ChoicesScreen(Screen[None]):
                 "controlplane_url": self._value("#controlplane-url"),
                 "join_token": self._value("#join-token"),
                 "node_id": self._value("#node-id"),
+                # a node serves no TLS; it may trust the control plane's certificate (answers)
+                "tls": "none",
+                "tls_certfile": self._answers.tls_certfile if self._answers.role == "node" else "",
+                "tls_keyfile": "",
             }
         else:
             port = self._value("#port")
             if not port.isdigit():
                 raise PlanError("port must be a whole number between 1 and 65535")
-            fields |= {"bind_host": self._value("#bind-host"), "port": int(port)}
+            provided = self.tls == "provided"
+            fields |= {
+                "bind_host": self._value("#bind-host"),
+                "port": int(port),
+                "tls": self.tls,  # the plan checks the files' paths and says what is missing
+                "tls_certfile": self._value("#tls-certfile") if provided else "",
+                "tls_keyfile": self._value("#tls-keyfile") if provided else "",
+            }
             if self.uses_postgres:
                 dsn = normalize_dsn(self._value("#dsn"))
                 if not dsn:
@@ -254,7 +301,8 @@ class ChoicesScreen(Screen[None]):
 
     @on(RadioSet.Changed, "#role")
     @on(RadioSet.Changed, "#database")
-    def _role_or_database_changed(self) -> None:
+    @on(RadioSet.Changed, "#tls")
+    def _form_changed(self) -> None:
         self._show_role_fields()
 
     @on(RadioSet.Changed, "#network")
@@ -267,6 +315,8 @@ class ChoicesScreen(Screen[None]):
         self.query_one("#aio-fields").display = not node
         self.query_one("#dsn-row").display = self.uses_postgres
         self.query_one("#dsn-status").display = self.uses_postgres
+        self.query_one("#tls-hint", Static).update(TLS_HINTS[self.tls])
+        self.query_one("#tls-files").display = self.tls == "provided"
         self.query_one("#form-error", Static).update("")
         self.refresh_bindings()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, RadioButton, RadioSet, Static
 
@@ -46,14 +47,20 @@ class ProblemRow(Horizontal):
 
 class ChoiceSet(RadioSet):
     """A RadioSet whose arrow keys also choose, as radio groups do elsewhere (Textual's only
-    move a highlight and wait for Space or Enter, which is easy to miss)."""
+    move a highlight and wait for Space or Enter, which is easy to miss). Only the keys choose:
+    RadioSet moves the highlight on mount too, which must not undo the button set on."""
 
-    def action_next_button(self) -> None:
-        super().action_next_button()
+    BINDINGS = [
+        Binding("down,right", "choose_next", "Next option", show=False),
+        Binding("up,left", "choose_previous", "Previous option", show=False),
+    ]
+
+    def action_choose_next(self) -> None:
+        self.action_next_button()
         self._press_highlighted()
 
-    def action_previous_button(self) -> None:
-        super().action_previous_button()
+    def action_choose_previous(self) -> None:
+        self.action_previous_button()
         self._press_highlighted()
 
     def _press_highlighted(self) -> None:

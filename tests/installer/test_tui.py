@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import trio
+from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 
 from installer.detect import Finding
@@ -325,6 +327,87 @@ async def test_node_role_needs_the_control_plane_and_a_token() -> None:
         assert review.plan.role == "node"
         assert review.plan.join_token == "jt-123"
         assert "jt-123" not in shown_toml(review.plan)
+
+
+async def _choose(pilot: Pilot[int], selector: str) -> None:
+    """Click what `selector` matches, as a user would after scrolling the form to it."""
+    widget = pilot.app.screen.query_one(selector)
+    widget.scroll_visible(animate=False)
+    await pilot.pause()
+    await pilot.click(selector)
+
+
+async def test_choosing_self_signed_tls_reaches_the_engine() -> None:
+    got: list[Plan] = []
+
+    async def recording(plan: Plan, on_event: OnEvent) -> Outcome:
+        got.append(plan)
+        return Outcome(False, {}, error="recorded, not installed")
+
+    app = InstallerApp(detect=FakeDetect(demo_report()), install=recording, describe=lambda p: [])
+    async with app.run_test(size=SIZE) as pilot:
+        await to_choices(pilot)
+        assert "for localhost only" in text_of(app, "#tls-hint")  # none: the default
+        await _choose(pilot, "#tls-self-signed")
+        assert "A certificate made here" in text_of(app, "#tls-hint")
+        assert not app.screen.query_one("#tls-files").display  # no paths to give
+        await pilot.press("ctrl+n")
+        await wait_for_screen(pilot, ReviewScreen)
+        review = app.screen
+        assert isinstance(review, ReviewScreen)
+        assert 'tls = "self-signed"' in shown_toml(review.plan)  # what the review shows
+        await pilot.press("ctrl+n")
+        await wait_for_screen(pilot, ResultScreen)
+    assert [plan.tls for plan in got] == ["self-signed"]
+    assert got[0].endpoint.startswith("https://")
+
+
+async def test_provided_tls_needs_both_files_as_the_plan_says() -> None:
+    app = fake_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await to_choices(pilot)
+        choices = app.screen
+        await _choose(pilot, "#tls-provided")
+        assert choices.query_one("#tls-files").display
+        await pilot.press("ctrl+n")  # no files given
+        error = str(choices.query_one("#form-error").render())
+        assert "tls = 'provided' needs tls_certfile and tls_keyfile" in error
+        assert app.screen is choices
+        choices.query_one("#tls-certfile", Input).value = "cert.pem"
+        choices.query_one("#tls-keyfile", Input).value = "/etc/ssl/private/shipyard.key"
+        await pilot.press("ctrl+n")
+        error = str(choices.query_one("#form-error").render())
+        assert "tls_certfile must be an absolute path, not 'cert.pem'" in error
+        assert app.screen is choices
+        choices.query_one("#tls-certfile", Input).value = "/etc/ssl/certs/shipyard.pem"
+        await pilot.press("ctrl+n")
+        await wait_for_screen(pilot, ReviewScreen)
+        review = app.screen
+        assert isinstance(review, ReviewScreen)
+        assert review.plan.tls_files == (
+            Path("/etc/ssl/certs/shipyard.pem"),
+            Path("/etc/ssl/private/shipyard.key"),
+        )
+        assert 'tls_certfile = "/etc/ssl/certs/shipyard.pem"' in shown_toml(review.plan)
+
+
+@pytest.mark.parametrize("tls", ["self-signed", "provided"])
+async def test_the_answers_tls_is_selected(tls: str) -> None:
+    files = {"tls_certfile": "/c.pem", "tls_keyfile": "/k.pem"} if tls == "provided" else {}
+    answers = Plan(role="all-in-one", tls=tls, **files)  # type: ignore[arg-type]
+    app = InstallerApp(detect=FakeDetect(demo_report()), answers=answers)
+    async with app.run_test(size=SIZE) as pilot:
+        await to_choices(pilot)
+        choices = app.screen
+        assert isinstance(choices, ChoicesScreen)
+        assert choices.tls == tls
+        assert choices.query_one("#tls-files").display == (tls == "provided")
+        await pilot.press("ctrl+n")
+        await wait_for_screen(pilot, ReviewScreen)
+        review = app.screen
+        assert isinstance(review, ReviewScreen)
+        assert review.plan.tls == tls
+        assert review.plan.tls_certfile == files.get("tls_certfile", "")
 
 
 def test_form_helpers() -> None:
