@@ -19,7 +19,7 @@ from controlplane import lifecycle, reconcile
 from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
-from controlplane.db.engine import create_engine
+from controlplane.db.engine import create_engine, dispose
 from controlplane.db.models import Keypair
 from controlplane.scheduler import Scheduler
 from hostlib import sdnotify
@@ -87,7 +87,7 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            await engine.dispose()
+            await dispose(engine)
 
 
 async def _stop_on_signal(stop: anyio.Event) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,22 @@ def _private_sqlite_files(url: str) -> None:
     for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if name.exists():
             name.chmod(0o600)
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    """Close the engine's connections. A connection that a cancelled task left checked out is
+    closed by SQLAlchemy in a task of its own once the garbage collector finds it; collect now
+    and let those closes finish first: after dispose, aiosqlite's close of such a connection
+    waits forever on its stopped thread (a hang at shutdown)."""
+    gc.collect()
+    closing = [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").endswith("_terminate_graceful_close")
+    ]
+    if closing:
+        await asyncio.wait(closing, timeout=5)
+    await engine.dispose()
 
 
 def create_engine(url: str) -> AsyncEngine:

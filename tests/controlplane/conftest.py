@@ -20,7 +20,7 @@ import wire
 from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
-from controlplane.db.engine import create_engine
+from controlplane.db.engine import create_engine, dispose
 from controlplane.server import running_core
 from controlplane.testing import FakeNode
 
@@ -147,7 +147,7 @@ async def api(database_url: str, tmp_path: Path) -> AsyncIterator[API]:
         assert prepared is not None
         admin = Keypair(prepared[0].access_key, prepared[1])
         yield API(create_app(core), core, admin)
-    await engine.dispose()
+    await dispose(engine)
 
 
 @pytest.fixture

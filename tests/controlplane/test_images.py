@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import wire
-from controlplane import lifecycle
+from controlplane import reconcile
 from controlplane.testing import TEST_IMAGE, FakeNode
 from tests.controlplane.conftest import API
 from tests.controlplane.test_graphql import gql, user_keypair
@@ -29,7 +29,7 @@ HAND_MADE_INFO = wire.ImageInfo(
 
 async def _report(api: API, node: FakeNode, *extra: wire.ImageInfo) -> None:
     images = [*node.register_message().images, *extra]
-    await lifecycle.on_images_changed(api.core, node.node_id, wire.ImagesChanged(images))
+    await reconcile.on_images_changed(api.core, node.node_id, wire.ImagesChanged(images))
 
 
 async def _listed(api: API) -> dict[str, dict[str, Any]]:

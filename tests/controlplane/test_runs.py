@@ -79,11 +79,16 @@ async def test_another_users_run_is_not_found(api: API, node: FakeNode) -> None:
     assert mine.body["result"]["console"] == [["stdout", "alice's secret\n"]]
 
 
-@pytest.mark.parametrize("run_id", [None, 7, ["x"], {"a": 1}, "nope"])
-async def test_unknown_run_ids_are_404(api: API, node: FakeNode, run_id: object) -> None:
+@pytest.mark.parametrize(
+    ("run_id", "status"), [(None, 404), ("nope", 404), (7, 400), (["x"], 400), ({"a": 1}, 400)]
+)
+async def test_unknown_run_ids_are_404(
+    api: API, node: FakeNode, run_id: object, status: int
+) -> None:
+    """No such run is 404; a run id that is no string is a bad request (400)."""
     await _create(api, "sess-1")
     response = await api.call("POST", "/session/sess-1", {"mode": "continue", "runId": run_id})
-    assert response.status == 404
+    assert response.status == status
     assert response.content_type == "application/problem+json"
 
 
