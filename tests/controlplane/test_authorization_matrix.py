@@ -92,13 +92,14 @@ class World:
     owner: Keypair
     other: Keypair
     victim: str  # a keypair the admin may delete
+    token_id: str  # a join token the admin may revoke
 
     def path(self, rule: str) -> str:
         values = {
             "ref": "mine",
             "access_key": self.victim,
             "alias": "matrix-alias",
-            "token_id": "no-such-token",
+            "token_id": self.token_id,
             "name": TEST_IMAGE if rule.startswith("/images/") else "redoc.standalone.js",
         }
         path = re.sub(r"<(?:[^:>]*:)?([^>]+)>", lambda m: values[m.group(1)], rule)
@@ -149,7 +150,9 @@ async def world(api: API, node: FakeNode) -> World:
     assert (await api.call("DELETE", "/session/gone", keypair=owner)).status == 200
     alias = await api.call("POST", "/images/aliases", {"alias": "matrix-alias", "target": "python"})
     assert alias.status == 201
-    return World(api, owner, other, victim.access_key)
+    assert (await api.call("POST", "/admin/node-tokens", {})).status == 201
+    [token] = (await api.call("GET", "/admin/node-tokens")).body["items"]
+    return World(api, owner, other, victim.access_key, token["id"])
 
 
 def _classify(status: int, body: Any) -> str:
