@@ -48,6 +48,7 @@ class Core:
         self.writer = DBWriter()
         self._wakers: list[Callable[[], None]] = []
         self._tg: TaskGroup | None = None
+        self._stopping = False
 
     def on_change(self, waker: Callable[[], None]) -> None:
         """Call `waker` whenever sessions or node capacity changed (the scheduler's wake)."""
@@ -68,8 +69,19 @@ class Core:
         If it fails, the error is logged (with the session it worked for) and that session
         goes to ERROR saying why; nothing escapes into the task group.
         """
+        if self._stopping:  # what it would have done is left to recover_after_restart
+            log.info("not starting %s: the control plane is stopping", fn.__qualname__)
+            return
         assert self._tg is not None, "Core.run() is not running"
         self._tg.start_soon(self._guarded, fn, args, session_id)
+
+    def stop_jobs(self) -> None:
+        """Cancel the background jobs, first thing when the server stops: else closing the node
+        connections would fail the starts under way and turn their sessions to ERROR. Cancelled,
+        they stay between states, and `reconcile.recover_after_restart` settles them."""
+        self._stopping = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
 
     async def _guarded(
         self,

@@ -86,5 +86,9 @@ class NodeUnavailable(ControlPlaneError):
     status, slug, title = 503, "instance-not-available", "No such instance or unavailable."
 
 
+class NodeDisconnected(NodeUnavailable):
+    """The link went down with the request sent: the node may have done it anyway."""
+
+
 class ServiceBusy(ControlPlaneError):
     status, slug, title = 503, "service-unavailable", "Service unavailable."

@@ -22,6 +22,7 @@ from controlplane.db.models import Kernel, Keypair, Session, StatusChange
 from controlplane.errors import (
     InsufficientPrivilege,
     InvalidAPIParams,
+    NodeDisconnected,
     NodeUnavailable,
     SessionAlreadyExists,
 )
@@ -127,15 +128,30 @@ async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
             slots=session.requested_slots,
             environ=session.environ,
         )
+    container_id: str | None = None
+    disconnected = False
     try:
-        container_id: str | None = await nodecalls.create_kernel(core.hub, node_id, request)
-        failure = ""
+        container_id, failure = await nodecalls.create_kernel(core.hub, node_id, request), ""
     except NodeUnavailable as exc:
-        container_id, failure = None, exc.msg
+        disconnected, failure = isinstance(exc, NodeDisconnected), exc.msg
     async with core.db() as db:
         session = await db.get(Session, session_id)
         kernel_row = await db.get(Kernel, kernel.id)
         assert session is not None and kernel_row is not None
+        if disconnected:
+            # the container may exist: when the node registers again it is adopted (or removed
+            # and the start retried), as after a restart of the control plane (reconcile.py)
+            event = await sessions_db.transition(
+                db,
+                session,
+                "PENDING",
+                f"{failure} while starting; retried or adopted",
+                expect=("PREPARING",),
+                node_id=None,
+            )
+            if event is not None:
+                await core.publish(db, event)
+                return
         if container_id is None:
             event = await sessions_db.transition(
                 db,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import anyio
 
 import wire
-from controlplane.errors import NodeUnavailable
+from controlplane.errors import NodeDisconnected, NodeUnavailable
 from controlplane.runs import RunBuffer
 
 SendText = Callable[[str], Awaitable[None]]
@@ -59,7 +59,7 @@ class NodeConnection:
         finally:
             self._pending.pop(req_id, None)
         if pending.reply is None:
-            raise NodeUnavailable(f"node {self.node_id} disconnected")
+            raise NodeDisconnected(f"node {self.node_id} disconnected")
         return pending.reply
 
     def deliver_reply(self, reply: wire.Reply) -> None:

@@ -83,7 +83,12 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
             log.info(
                 "control plane listening on %s://%s:%d", config.scheme, config.host, config.port
             )
-            await hypercorn_serve(app, hconfig, shutdown_trigger=stop.wait)
+
+            async def stopping() -> None:
+                await stop.wait()
+                core.stop_jobs()
+
+            await hypercorn_serve(app, hconfig, shutdown_trigger=stopping)
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):

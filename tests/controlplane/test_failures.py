@@ -99,18 +99,33 @@ async def test_node_killed_in_the_middle_of_a_start(
 
 
 async def test_node_killed_before_it_answers_the_create(api: API, node: FakeNode) -> None:
+    """The link drops with the create sent: the container may exist, so the session waits for
+    the node to come back (adopted, or started again) instead of failing."""
+
     async def node_dies() -> None:
         node.die()
 
     node.on_create = node_dies
-    created = await api.call("POST", "/session", {"image": "python", "name": "doomed-2"})
-    assert created.body["status"] == "ERROR"
+    body = {"image": "python", "name": "doomed-2", "enqueueOnly": True}
+    async with api.core.events.subscribe() as events:
+        assert (await api.call("POST", "/session", body)).status == 201
+        with anyio.fail_after(10):
+            async for event in events:
+                if event.session_name == "doomed-2" and event.status not in (
+                    "PENDING",
+                    "SCHEDULED",
+                    "PREPARING",
+                ):
+                    raise AssertionError(f"it went {event.status}: {event.reason}")
+                if event.session_name == "doomed-2" and "disconnected" in event.reason:
+                    break
     assert await _status(api, "doomed-2") == (
-        "ERROR",
-        "could not start: node i-fake disconnected",
+        "PENDING",
+        "node i-fake disconnected while starting; retried or adopted",
     )
     node.on_create = None
     await node.connect()
+    await _wait_status(api, "doomed-2", "RUNNING")
     await _still_serves(api, node, "after-2")
 
 

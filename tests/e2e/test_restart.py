@@ -163,7 +163,10 @@ def test_kill_9_during_creates(test_image: str) -> None:
         appliance.start()
         after = _settle(appliance)
         # each interrupted start was adopted (its container was running) or made again
-        assert {n: after[n]["status"] for n in left} == dict.fromkeys(left, "RUNNING")
+        statuses = {n: (after[n]["status"], after[n]["statusInfo"]) for n in left}
+        assert {n: status for n, (status, _) in statuses.items()} == dict.fromkeys(
+            left, "RUNNING"
+        ), statuses
         running = {after[n]["sessionId"] for n in left}
         assert sorted(_containers(appliance).values()) == sorted(running)  # one each
 
