@@ -75,13 +75,15 @@ class Core:
         assert self._tg is not None, "Core.run() is not running"
         self._tg.start_soon(self._guarded, fn, args, session_id)
 
-    def stop_jobs(self) -> None:
-        """Cancel the background jobs, first thing when the server stops: else closing the node
-        connections would fail the starts under way and turn their sessions to ERROR. Cancelled,
-        they stay between states, and `reconcile.recover_after_restart` settles them."""
+    def mark_stopping(self) -> None:
+        """The server is stopping: from now on jobs start no more, and a job that fails no longer
+        fails its session, since closing the node connections makes the starts under way fail.
+        Such sessions stay between states for `reconcile.recover_after_restart` to settle."""
         self._stopping = True
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+
+    @property
+    def is_stopping(self) -> bool:
+        return self._stopping
 
     async def _guarded(
         self,
@@ -93,7 +95,7 @@ class Core:
             await fn(*args)
         except Exception as exc:
             log.exception("background job %s failed (session %s)", fn.__qualname__, session_id)
-            if session_id is not None:
+            if session_id is not None and not self._stopping:
                 with anyio.CancelScope(shield=True):
                     await self._fail_session(session_id, f"{fn.__name__} failed: {exc}")
 

@@ -133,6 +133,8 @@ async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
     try:
         container_id, failure = await nodecalls.create_kernel(core.hub, node_id, request), ""
     except NodeUnavailable as exc:
+        if core.is_stopping:  # our own links are closing: it is settled after the restart
+            return
         disconnected, failure = isinstance(exc, NodeDisconnected), exc.msg
     async with core.db() as db:
         session = await db.get(Session, session_id)

@@ -86,7 +86,7 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
 
             async def stopping() -> None:
                 await stop.wait()
-                core.stop_jobs()
+                core.mark_stopping()
 
             await hypercorn_serve(app, hconfig, shutdown_trigger=stopping)
             tg.cancel_scope.cancel()
