@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
-from controlplane import keypairs
+from controlplane import keypairs, passwords
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import migrate, sessionmaker
 from controlplane.db.models import ACTIVE_STATUSES, Keypair, Session
@@ -43,6 +43,7 @@ class Core:
         self.hub = NodeHub()
         self.secrets = SecretBox.load_or_create(config.secrets_key_path)
         self.replays = ReplayGuard()
+        self.sign_ins = passwords.SignInGuard()
         self.events = SessionEvents()
         self.http_runs = HttpRuns(self.hub)
         self.writer = DBWriter()
@@ -118,9 +119,10 @@ class Core:
         if any(e is not None for e in events):
             self.changed()
 
-    async def prepare(self) -> tuple[Keypair, str] | None:
-        """Migrate and bootstrap the admin; returns the admin keypair and its secret key when
-        it was just made (recovery after a restart is reconcile.recover_after_restart's)."""
+    async def prepare(self) -> tuple[Keypair, str, str] | None:
+        """Migrate and bootstrap the admin; returns the admin keypair, its secret key and the
+        admin's password when it was just made (recovery after a restart is
+        reconcile.recover_after_restart's)."""
         await migrate(self.engine, self.secrets)
         async with self.db() as db:
             await keypairs.check_secrets_key(db, self.secrets)

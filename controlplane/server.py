@@ -27,7 +27,9 @@ from hostlib import sdnotify
 log = logging.getLogger(__name__)
 
 
-def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair, secret_key: str) -> None:
+def _write_admin_keypair(
+    config: ControlPlaneConfig, keypair: Keypair, secret_key: str, password: str
+) -> None:
     path = config.admin_keypair_file
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -36,6 +38,7 @@ def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair, secret_ke
                 "access_key": keypair.access_key,
                 "secret_key": secret_key,
                 "email": keypair.user.email,
+                "password": password,  # for signing in (POST /auth/authorize)
             },
             f,
         )
@@ -45,9 +48,9 @@ def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair, secret_ke
 @asynccontextmanager
 async def running_core(
     config: ControlPlaneConfig, engine: AsyncEngine
-) -> AsyncIterator[tuple[Core, tuple[Keypair, str] | None]]:
+) -> AsyncIterator[tuple[Core, tuple[Keypair, str, str] | None]]:
     """A prepared Core with its jobs running, wired to the scheduler and the session lifecycle;
-    also the admin keypair and its secret key when they were just bootstrapped."""
+    also the admin keypair, its secret key and password when they were just bootstrapped."""
     core = Core(config, engine)
     admin = await core.prepare()
     await reconcile.recover_after_restart(core)
