@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 from controlplane import keypairs, passwords
+from controlplane.activity import Clock, SessionActivity
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import migrate, sessionmaker
 from controlplane.db.models import ACTIVE_STATUSES, Keypair, Session
@@ -36,7 +37,9 @@ log = logging.getLogger(__name__)
 
 
 class Core:
-    def __init__(self, config: ControlPlaneConfig, engine: AsyncEngine) -> None:
+    def __init__(
+        self, config: ControlPlaneConfig, engine: AsyncEngine, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.engine = engine
         self.db = sessionmaker(engine)
@@ -44,6 +47,7 @@ class Core:
         self.secrets = SecretBox.load_or_create(config.secrets_key_path)
         self.replays = ReplayGuard()
         self.sign_ins = passwords.SignInGuard()
+        self.activity = SessionActivity(clock or Clock())  # what the idle checks read
         self.events = SessionEvents()
         self.http_runs = HttpRuns(self.hub)
         self.writer = DBWriter()

@@ -15,7 +15,8 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controlplane import lifecycle, reconcile
+from controlplane import idle, lifecycle, reconcile
+from controlplane.activity import Clock
 from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
@@ -47,11 +48,16 @@ def _write_admin_keypair(
 
 @asynccontextmanager
 async def running_core(
-    config: ControlPlaneConfig, engine: AsyncEngine
+    config: ControlPlaneConfig,
+    engine: AsyncEngine,
+    *,
+    clock: Clock | None = None,
+    idle_policy: idle.PolicyFor = idle.no_checks,
 ) -> AsyncIterator[tuple[Core, tuple[Keypair, str, str] | None]]:
-    """A prepared Core with its jobs running, wired to the scheduler and the session lifecycle;
-    also the admin keypair, its secret key and password when they were just bootstrapped."""
-    core = Core(config, engine)
+    """A prepared Core with its jobs running, wired to the scheduler, the session lifecycle and
+    the idle checks; also the admin keypair, its secret key and password when they were just
+    bootstrapped."""
+    core = Core(config, engine, clock)
     admin = await core.prepare()
     await reconcile.recover_after_restart(core)
     scheduler = Scheduler(core, on_placed=partial(lifecycle.start_placed, core))
@@ -59,6 +65,7 @@ async def running_core(
     async with anyio.create_task_group() as tg:
         await tg.start(core.run)
         tg.start_soon(scheduler.run)
+        tg.start_soon(idle.IdleChecker(core, idle_policy).run)
         yield core, admin
         tg.cancel_scope.cancel()
 
