@@ -1,0 +1,90 @@
+"""Roles, projects, sign-in and resource presets through the official client (issue 11 items 1,
+3, 8; docs/backendai-api.md §13.1, §13.2, §13.4). Runs after test_tenancy.py, which expects the
+appliance to have only the `default` project."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.compat.conftest import BackendAI
+
+pytestmark = pytest.mark.docker
+
+SDK_PRESETS = """
+import json
+from ai.backend.client.session import Session
+
+with Session() as api:
+    print(json.dumps({"list": api.Resource.list(), "check": api.Resource.check_presets()}))
+"""
+
+
+def _keys(made: httpx.Response) -> dict[str, str]:
+    assert made.status_code == 201, made.text
+    return {
+        "BACKEND_ACCESS_KEY": made.json()["accessKey"],
+        "BACKEND_SECRET_KEY": made.json()["secretKey"],
+    }
+
+
+def test_users_projects_and_sign_in_through_the_official_client(bai: BackendAI) -> None:
+    made = bai.api("POST", "/admin/users", {"email": "lab@example.com", "password": "lab password"})
+    assert made.status_code == 201, made.text
+    assert bai.api("POST", "/admin/projects", {"domain": "default", "name": "lab"}).is_success
+    assert bai.api("PUT", "/admin/projects/default/lab/members/lab@example.com").is_success
+    member = _keys(bai.api("POST", "/admin/keypairs", {"user": "lab@example.com"}))
+    outsider = _keys(bai.api("POST", "/admin/keypairs", {"user": "outsider@example.com"}))
+    try:
+        users = {u["email"]: u for u in bai.json("admin", "user", "list")["items"]}
+        assert users["lab@example.com"]["status"] == "active"
+        assert sorted(g["name"] for g in users["lab@example.com"]["groups"]) == ["default", "lab"]
+        mine = bai.json("admin", "group", "list", **member)
+        assert sorted(g["name"] for g in mine["items"]) == ["default", "lab"]
+        theirs = bai.json("admin", "group", "list", **outsider)
+        assert [g["name"] for g in theirs["items"]] == ["default"]
+
+        # -g puts the session in the project; a non-member is refused
+        args = ("session", "create", "-r", "cpu=0.25", "-r", "mem=128m", "-g", "lab")
+        created = bai(*args, "-t", "lab-job", "python", **member)
+        assert created.returncode == 0, created.stdout + created.stderr
+        info = bai.api("GET", "/session/lab-job", **member).json()
+        assert info["groupId"] == next(g["id"] for g in mine["items"] if g["name"] == "lab")
+        refused = bai(*args, "-t", "outsider-job", "python", **outsider)
+        assert refused.returncode != 0
+        assert "Invalid group" in refused.stdout + refused.stderr
+
+        # sign-in answers the keypair the client then signs with
+        signed = httpx.post(
+            bai.env()["BACKEND_ENDPOINT"] + "/auth/authorize",
+            json={"type": "keypair", "username": "lab@example.com", "password": "lab password"},
+            timeout=30,
+        )
+        assert signed.status_code == 200, signed.text
+        assert signed.json()["data"]["access_key"] == member["BACKEND_ACCESS_KEY"]
+    finally:
+        for keys in (member, outsider):
+            bai.api("DELETE", f"/admin/keypairs/{keys['BACKEND_ACCESS_KEY']}")
+
+
+def test_sdk_lists_resource_presets_and_which_fit(bai: BackendAI) -> None:
+    for name, slots in (
+        ("compat-small", {"cpu": "0.25", "mem": "64m"}),
+        ("compat-huge", {"cpu": "512"}),
+    ):
+        made = bai.api("POST", "/admin/presets", {"name": name, "resourceSlots": slots})
+        assert made.status_code == 201, made.text
+    try:
+        result = bai.python(SDK_PRESETS)
+        assert result.returncode == 0, result.stdout + result.stderr
+        listed = json.loads(result.stdout.splitlines()[-1])
+        names = [p["name"] for p in listed["list"]["presets"]]
+        assert names == ["compat-huge", "compat-small"]
+        fits = {p["name"]: p["allocatable"] for p in listed["check"]["presets"]}
+        assert fits == {"compat-huge": False, "compat-small": True}
+        assert listed["check"]["keypair_limits"]["cpu"] == "Infinity"
+    finally:
+        for name in ("compat-small", "compat-huge"):
+            bai.api("DELETE", f"/admin/presets/{name}")
