@@ -5,6 +5,8 @@ appliance to have only the `default` project."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -20,6 +22,17 @@ from ai.backend.client.session import Session
 with Session() as api:
     print(json.dumps({"list": api.Resource.list(), "check": api.Resource.check_presets()}))
 """
+
+
+def shipyard(bai: BackendAI, *args: str, **keys: str) -> subprocess.CompletedProcess[str]:
+    """Shipyard's own CLI against the same appliance, as the user with these keys."""
+    return subprocess.run(
+        [sys.executable, "-m", "shipyard", *args],
+        env={**bai.appliance.env(), **keys},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _keys(made: httpx.Response) -> dict[str, str]:
@@ -55,6 +68,23 @@ def test_users_projects_and_sign_in_through_the_official_client(bai: BackendAI) 
         refused = bai(*args, "-t", "outsider-job", "python", **outsider)
         assert refused.returncode != 0
         assert "Invalid group" in refused.stdout + refused.stderr
+
+        # Shipyard's CLI: the outsider cannot see or name the lab's session either
+        info = shipyard(bai, "session", "info", "lab-job", **outsider)
+        assert info.returncode == 1 and "does not exist" in info.stderr, info.stdout
+        listed = shipyard(bai, "session", "ls", **outsider)
+        assert listed.returncode == 0 and "lab-job" not in listed.stdout
+        assert "lab-job" in shipyard(bai, "session", "ls", **member).stdout
+        projects = shipyard(bai, "admin", "project", "ls")
+        assert projects.returncode == 0, projects.stderr
+        [lab] = [line for line in projects.stdout.splitlines() if " lab " in line]
+        assert "lab@example.com" in lab
+        audit = shipyard(bai, "admin", "audit", "--action", "/admin/projects", "--json-lines")
+        entries = [json.loads(line) for line in audit.stdout.splitlines()]
+        assert {(e["action"], e["outcome"]) for e in entries} >= {
+            ("POST /admin/projects", "success"),
+            ("PUT /admin/projects/default/lab/members/lab@example.com", "success"),
+        }, entries
 
         # sign-in answers the keypair the client then signs with
         signed = httpx.post(
