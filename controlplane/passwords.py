@@ -19,6 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 MAX_FAILURES = 5
 WINDOW = timedelta(minutes=5)
 MIN_LENGTH = 8
+MAX_TRACKED = 10_000  # keys counted at once; beyond, those with no recent failure are dropped
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
 
 
@@ -49,10 +50,13 @@ class SignInGuard:
     def retry_after(self, email: str, addr: str, now: datetime) -> float | None:
         """Seconds until an attempt is allowed again; None: allowed now."""
         waits = [self._wait(f"user:{email.lower()}", now), self._wait(f"addr:{addr}", now)]
-        longest = max(w for w in waits)
+        longest = max(waits)
         return longest if longest > 0 else None
 
     def failed(self, email: str, addr: str, now: datetime) -> None:
+        if len(self._failures) >= MAX_TRACKED:
+            for key in list(self._failures):
+                self._wait(key, now)  # drops the keys whose failures all left the window
         for key in (f"user:{email.lower()}", f"addr:{addr}"):
             self._failures.setdefault(key, deque()).append(now)
 

@@ -28,7 +28,7 @@ from hostlib import sdnotify
 log = logging.getLogger(__name__)
 
 
-def _write_admin_keypair(
+def write_admin_keypair(
     config: ControlPlaneConfig, keypair: Keypair, secret_key: str, password: str
 ) -> None:
     path = config.admin_keypair_file
@@ -84,7 +84,7 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
         stop = stop or anyio.Event()
         async with running_core(config, engine) as (core, admin), anyio.create_task_group() as tg:
             if admin is not None:
-                _write_admin_keypair(config, *admin)
+                write_admin_keypair(config, *admin)
             app = create_app(core)
             if not stop.is_set():
                 tg.start_soon(_stop_on_signal, stop)

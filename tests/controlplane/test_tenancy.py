@@ -4,7 +4,9 @@ sign-in with e-mail and password, resource presets, and the audit log."""
 from __future__ import annotations
 
 import json
+import stat
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,11 @@ from alembic.config import Config
 from sqlalchemy import text
 
 from controlplane import passwords
+from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
-from controlplane.db.engine import MIGRATIONS, create_engine
+from controlplane.db.engine import MIGRATIONS, create_engine, dispose
+from controlplane.server import running_core, write_admin_keypair
 from controlplane.testing import FakeNode
 from tests.controlplane.conftest import API, Keypair
 from tests.controlplane.test_graphql import errors, gql
@@ -99,14 +103,39 @@ async def test_sign_in_answers_the_users_keypair_and_limits_failed_attempts(api:
     assert all(e["remoteAddr"] for e in entries)
 
 
-async def test_the_bootstrap_admin_signs_in_with_its_generated_password(api: API) -> None:
-    async with api.core.db() as db:
-        (hashed,) = (
-            await db.execute(text("SELECT password_hash FROM users WHERE role = 'superadmin'"))
-        ).one()
-    assert hashed.startswith("$argon2id$")
-    status, _ = await sign_in(api, "admin@shipyard.local", "not the password")
-    assert status == 401
+def test_failed_sign_ins_are_forgotten_once_out_of_the_window() -> None:
+    guard = passwords.SignInGuard()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(passwords.MAX_FAILURES):
+        assert guard.retry_after("a@example.com", "10.0.0.1", start) is None
+        guard.failed("a@example.com", "10.0.0.1", start + timedelta(seconds=n))
+    wait = guard.retry_after("a@example.com", "10.0.0.9", start + timedelta(seconds=10))
+    assert wait == passwords.WINDOW.total_seconds() - 10  # the e-mail is locked everywhere
+    assert guard.retry_after("b@example.com", "10.0.0.1", start) is not None  # so is the address
+    later = start + passwords.WINDOW + timedelta(seconds=1)
+    assert guard.retry_after("a@example.com", "10.0.0.1", later) is None
+
+
+async def test_the_bootstrap_admin_signs_in_with_its_generated_password(
+    database_url: str, tmp_path: Path
+) -> None:
+    config = ControlPlaneConfig(state_dir=tmp_path, node_token="t", database_url=database_url)
+    engine = create_engine(config.effective_database_url)
+    try:
+        async with running_core(config, engine) as (core, made):
+            assert made is not None
+            write_admin_keypair(config, *made)
+            api = API(create_app(core), core, Keypair(made[0].access_key, made[1]))
+            written = json.loads(config.admin_keypair_file.read_text())
+            assert stat.S_IMODE(config.admin_keypair_file.stat().st_mode) == 0o600
+            status, body = await sign_in(api, written["email"], written["password"])
+            assert (status, body["data"]["access_key"]) == (200, written["access_key"])
+            assert body["data"]["role"] == "superadmin"
+            async with core.db() as db:
+                hashed = await db.scalar(text("SELECT password_hash FROM users"))
+            assert hashed.startswith("$argon2id$") and written["password"] not in hashed
+    finally:
+        await dispose(engine)
 
 
 async def test_an_inactive_user_neither_signs_requests_nor_signs_in(api: API) -> None:
@@ -219,6 +248,10 @@ async def test_a_domain_admin_manages_only_its_domain(api: API, node: FakeNode) 
         "GET", f"/session/acme-job?owner_access_key={worker.access_key}", keypair=boss
     )
     assert seen.status == 200
+    watch = await api.call(
+        "GET", f"/events/session?ownerAccessKey={outsider.access_key}", keypair=boss
+    )
+    assert watch.status == 403
     listed = await gql(
         api,
         "{ compute_session_list(limit: 50, offset: 0) { items { name } } user_list(limit: 50,"
