@@ -25,10 +25,12 @@ with Session() as api:
 
 
 def shipyard(bai: BackendAI, *args: str, **keys: str) -> subprocess.CompletedProcess[str]:
-    """Shipyard's own CLI against the same appliance, as the user with these keys."""
+    """Shipyard's own CLI against the same appliance, as the user with these keys (its
+    SHIPYARD_* variables win over BACKEND_* ones)."""
+    mine = {k.replace("BACKEND_", "SHIPYARD_"): v for k, v in keys.items()}
     return subprocess.run(
         [sys.executable, "-m", "shipyard", *args],
-        env={**bai.appliance.env(), **keys},
+        env={**bai.appliance.env(), **mine},
         capture_output=True,
         text=True,
         timeout=120,
