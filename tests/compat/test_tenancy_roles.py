@@ -77,6 +77,10 @@ def test_users_projects_and_sign_in_through_the_official_client(bai: BackendAI) 
         listed = shipyard(bai, "session", "ls", **outsider)
         assert listed.returncode == 0 and "lab-job" not in listed.stdout
         assert "lab-job" in shipyard(bai, "session", "ls", **member).stdout
+        users_out = shipyard(bai, "admin", "user", "ls", "--status", "active").stdout
+        [lab_user] = [line for line in users_out.splitlines() if "lab@example.com" in line]
+        assert lab_user.split()[1:4] == ["user", "active", "default"]
+        assert "default" in shipyard(bai, "admin", "domain", "ls").stdout.split()
         projects = shipyard(bai, "admin", "project", "ls")
         assert projects.returncode == 0, projects.stderr
         [lab] = [line for line in projects.stdout.splitlines() if " lab " in line]
@@ -117,6 +121,10 @@ def test_sdk_lists_resource_presets_and_which_fit(bai: BackendAI) -> None:
         fits = {p["name"]: p["allocatable"] for p in listed["check"]["presets"]}
         assert fits == {"compat-huge": False, "compat-small": True}
         assert listed["check"]["keypair_limits"]["cpu"] == "Infinity"
+        table = shipyard(bai, "admin", "preset", "ls", "--check")
+        assert table.returncode == 0, table.stderr
+        rows = {line.split()[0]: line.split()[-1] for line in table.stdout.splitlines()[1:]}
+        assert (rows["compat-small"], rows["compat-huge"]) == ("True", "False")
     finally:
         for name in ("compat-small", "compat-huge"):
             bai.api("DELETE", f"/admin/presets/{name}")
