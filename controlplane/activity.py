@@ -39,6 +39,7 @@ class SessionActivity:
         self.clock = clock
         self._last: dict[uuid.UUID, datetime] = {}
         self._samples: dict[uuid.UUID, deque[Sample]] = {}
+        self._checks: dict[uuid.UUID, tuple[datetime, dict[str, float]]] = {}
 
     def touch(self, session_id: uuid.UUID) -> None:
         """The session did something a user would call use (code started or finished)."""
@@ -65,6 +66,24 @@ class SessionActivity:
             since = s.at
         return since
 
+    def report(self, session_id: uuid.UUID, left: dict[str, float]) -> None:
+        """What the idle checks found in their last round: seconds left under each check."""
+        self._checks[session_id] = (self.clock.now(), left)
+
+    def idle_checks(self, session_id: uuid.UUID) -> dict[str, object]:
+        """Backend.AI's `idle_checks` of a session (docs/backendai-api.md §13.6), as of now."""
+        at, left = self._checks.get(session_id, (self.clock.now(), {}))
+        elapsed = (self.clock.now() - at).total_seconds()
+        return {
+            check: {
+                "remaining": max(0.0, seconds - elapsed),
+                "remaining_time_type": "expire_after",
+                "extra": None,
+            }
+            for check, seconds in left.items()
+        }
+
     def forget(self, session_id: uuid.UUID) -> None:
         self._last.pop(session_id, None)
         self._samples.pop(session_id, None)
+        self._checks.pop(session_id, None)

@@ -105,6 +105,7 @@ class IdleChecker:
     async def _check(self, session: Session, now: datetime) -> None:
         policy = await self.policy_for(session)
         left = remaining(self.core, session, policy, now)
+        self.core.activity.report(session.id, left)
         warned = self._warned.setdefault(session.id, set())
         warned &= {check for check, seconds in left.items() if seconds <= policy.warn_before}
         if not left:

@@ -1,12 +1,13 @@
 """resource_presets and resource_preset; create_user and create_group (docs/backendai-api.md
-§13.1, §13.4). Mutations answer `ok: false` with the reason for a bad request, as Backend.AI's."""
+§13.1, §13.4), and a session's idle_checks (§13.6). Mutations answer `ok: false` with the
+reason for a bad request, as Backend.AI's."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from ariadne import MutationType, QueryType
+from ariadne import MutationType, ObjectType, QueryType
 
 from controlplane import presets, tenancy, users
 from controlplane.db.models import ResourcePreset
@@ -17,6 +18,13 @@ from controlplane.graphql._users import user_views
 
 query = QueryType()
 mutation = MutationType()
+session_type = ObjectType("ComputeSession")
+
+
+@session_type.field("idle_checks")
+def resolve_idle_checks(session: dict[str, Any], info: Info) -> dict[str, object]:
+    """Seconds left under each idle check, from the checker's last round (idle.py)."""
+    return context(info).core.activity.idle_checks(session["session_id"])
 
 
 def _preset_view(preset: ResourcePreset) -> dict[str, Any]:

@@ -47,6 +47,7 @@ def schema() -> GraphQLSchema:
         _policies.query,
         _presets.query,
         _presets.mutation,
+        _presets.session_type,
     )
 
 

@@ -4,6 +4,7 @@ Time is Core's clock, a ManualClock the tests advance: no sleeps."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from controlplane.idle import IdleChecker, IdlePolicy, no_checks
 from controlplane.server import running_core
 from controlplane.testing import FakeNode, ManualClock
 from tests.controlplane.conftest import API, Keypair
+from tests.controlplane.test_graphql import gql
 
 pytestmark = pytest.mark.anyio
 
@@ -90,6 +92,16 @@ async def test_an_unused_session_is_warned_then_ended_and_a_busy_one_stays(idle:
         await checker.check_once()
         status, info = await idle.info("unused")
         assert status == "RUNNING" and info.startswith("idle warning: ends in"), info
+        session_id = (await idle.api.call("GET", "/session/unused")).body["sessionId"]
+        shown = await gql(
+            idle.api,
+            "query($id: UUID!) { compute_session(id: $id) { idle_checks } }",
+            {"id": session_id},
+        )
+        checks = json.loads(shown["data"]["compute_session"]["idle_checks"])
+        assert set(checks) == {"network_timeout"}
+        assert 0 < checks["network_timeout"]["remaining"] <= 60
+        assert checks["network_timeout"]["remaining_time_type"] == "expire_after"
         warning = events.receive_nowait()
         assert (warning.session_name, warning.status) == ("unused", "RUNNING")
         assert "idle-timeout" in warning.reason
