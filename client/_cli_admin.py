@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from client._cli_tenancy import audit, domain, preset, project, user
 from client._clibase import Group, call
 from client._console import print_fields, print_table
 
@@ -12,6 +13,10 @@ from client._console import print_fields, print_table
 @click.group(cls=Group)
 def admin() -> None:
     """Administration (needs an admin keypair)."""
+
+
+for _command in (domain, project, user, preset, audit):
+    admin.add_command(_command)
 
 
 @admin.group("keypair")

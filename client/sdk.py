@@ -383,6 +383,63 @@ class Client:
     async def delete_keypair(self, access_key: str) -> None:
         await self.request("DELETE", f"/admin/keypairs/{_segment(access_key)}")
 
+    # --- admin: domains, projects, users, presets, audit ------------------------------------
+
+    async def list_domains(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/admin/domains"))["items"])
+
+    async def create_domain(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/admin/domains", body={"name": name})
+        return result
+
+    async def list_projects(self, domain: str | None = None) -> list[dict[str, Any]]:
+        query = {"domain": domain} if domain else None
+        return list((await self.request("GET", "/admin/projects", query=query))["items"])
+
+    async def create_project(self, domain: str, name: str) -> dict[str, Any]:
+        body = {"domain": domain, "name": name}
+        result: dict[str, Any] = await self.request("POST", "/admin/projects", body=body)
+        return result
+
+    async def set_member(self, domain: str, project: str, email: str, member: bool) -> None:
+        path = f"/admin/projects/{_segment(domain)}/{_segment(project)}/members/{_segment(email)}"
+        await self.request("PUT" if member else "DELETE", path)
+
+    async def list_users(
+        self, domain: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = {k: v for k, v in {"domain": domain, "status": status}.items() if v}
+        return list((await self.request("GET", "/admin/users", query=query or None))["items"])
+
+    async def create_user(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/admin/users", body=dict(body))
+        return result
+
+    async def update_user(self, email: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        path = f"/admin/users/{_segment(email)}"
+        result: dict[str, Any] = await self.request("PATCH", path, body=dict(changes))
+        return result
+
+    async def list_presets(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/resource/presets"))["presets"])
+
+    async def check_presets(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/resource/check-presets")
+        return result
+
+    async def create_preset(
+        self, name: str, slots: Mapping[str, str], shared_memory: str | None
+    ) -> dict[str, Any]:
+        body = {"name": name, "resourceSlots": dict(slots), "sharedMemory": shared_memory}
+        result: dict[str, Any] = await self.request("POST", "/admin/presets", body=body)
+        return result
+
+    async def delete_preset(self, name: str) -> None:
+        await self.request("DELETE", f"/admin/presets/{_segment(name)}")
+
+    async def audit(self, filters: Mapping[str, str]) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/admin/audit", query=filters or None))["items"])
+
     # --- images ----------------------------------------------------------------------------
 
     async def list_images(self) -> list[dict[str, Any]]:

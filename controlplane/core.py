@@ -20,7 +20,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
-from controlplane import keypairs
+from controlplane import keypairs, passwords
+from controlplane.activity import Clock, SessionActivity
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import migrate, sessionmaker
 from controlplane.db.models import ACTIVE_STATUSES, Keypair, Session
@@ -36,13 +37,17 @@ log = logging.getLogger(__name__)
 
 
 class Core:
-    def __init__(self, config: ControlPlaneConfig, engine: AsyncEngine) -> None:
+    def __init__(
+        self, config: ControlPlaneConfig, engine: AsyncEngine, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.engine = engine
         self.db = sessionmaker(engine)
         self.hub = NodeHub()
         self.secrets = SecretBox.load_or_create(config.secrets_key_path)
         self.replays = ReplayGuard()
+        self.sign_ins = passwords.SignInGuard()
+        self.activity = SessionActivity(clock or Clock())  # what the idle checks read
         self.events = SessionEvents()
         self.http_runs = HttpRuns(self.hub)
         self.writer = DBWriter()
@@ -120,9 +125,10 @@ class Core:
         if any(e is not None for e in events):
             self.changed()
 
-    async def prepare(self) -> tuple[Keypair, str] | None:
-        """Migrate and bootstrap the admin; returns the admin keypair and its secret key when
-        it was just made (recovery after a restart is reconcile.recover_after_restart's)."""
+    async def prepare(self) -> tuple[Keypair, str, str] | None:
+        """Migrate and bootstrap the admin; returns the admin keypair, its secret key and the
+        admin's password when it was just made (recovery after a restart is
+        reconcile.recover_after_restart's)."""
         await migrate(self.engine, self.secrets)
         async with self.db() as db:
             await keypairs.check_secrets_key(db, self.secrets)

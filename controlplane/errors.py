@@ -92,3 +92,7 @@ class NodeDisconnected(NodeUnavailable):
 
 class ServiceBusy(ControlPlaneError):
     status, slug, title = 503, "service-unavailable", "Service unavailable."
+
+
+class TooManyRequests(ControlPlaneError):
+    status, slug, title = 429, "too-many-requests", "Too many requests."

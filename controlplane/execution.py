@@ -80,6 +80,7 @@ async def start_run(
         options=commands,
     )
     output = await nodecalls.execute(core.hub, kernel.node_id, request)
+    core.activity.touch(session.id)  # running code is use: the idle checks (idle.py) read it
     return Run(
         request.run_id, session.id, session.access_key, kernel.node_id, str(kernel.id), output
     )
@@ -94,6 +95,7 @@ async def open_run(
         yield run
     finally:
         core.hub.close_run(run.run_id)
+        core.activity.touch(session.id)
 
 
 async def send_input(core: Core, run: Run, text: str) -> None:

@@ -12,13 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 from sqlalchemy.orm import QueryableAttribute
 
-from controlplane import listing
-from controlplane.db.models import Domain, Keypair, Project, User
+from controlplane import listing, passwords, tenancy, users
+from controlplane.db.models import Domain, Keypair, Project, ProjectMember, User
 from controlplane.errors import InvalidAPIParams, KeypairNotFound
 from controlplane.secretbox import SecretBox, SecretBoxError
 
-DEFAULT_DOMAIN = "default"
-DEFAULT_PROJECT = "default"
 ADMIN_EMAIL = "admin@shipyard.local"
 _UPPER_DIGITS = string.ascii_uppercase + string.digits
 
@@ -58,67 +56,72 @@ async def check_secrets_key(db: DBSession, box: SecretBox) -> None:
             ) from exc
 
 
-async def bootstrap(db: DBSession, box: SecretBox) -> tuple[Keypair, str] | None:
-    """Create the default domain, project and the admin with a keypair, once.
+async def bootstrap(db: DBSession, box: SecretBox) -> tuple[Keypair, str, str] | None:
+    """Create the default domain, project and the admin with a keypair and a password, once.
 
-    Returns the admin keypair and its secret key when it was created now, None when it already
-    existed.
+    Returns the admin keypair, its secret key and the admin's password when it was created
+    now, None when it already existed.
     """
-    if await db.get(Domain, DEFAULT_DOMAIN) is None:
-        db.add(Domain(name=DEFAULT_DOMAIN))
-        db.add(Project(name=DEFAULT_PROJECT, domain_name=DEFAULT_DOMAIN))
-        await db.flush()
+    if await db.get(Domain, tenancy.DEFAULT_DOMAIN) is None:
+        await tenancy.create_domain(db, tenancy.DEFAULT_DOMAIN)
     admins = await db.scalar(
         select(func.count()).select_from(User).where(User.role == "superadmin")
     )
     if admins:
         return None
-    admin = User(email=ADMIN_EMAIL, role="superadmin", domain_name=DEFAULT_DOMAIN)
-    db.add(admin)
-    await db.flush()
+    password = passwords.generate()
+    admin = await users.create_user(
+        db, ADMIN_EMAIL, role="superadmin", domain_name=tenancy.DEFAULT_DOMAIN, password=password
+    )
     keypair, secret = _new_keypair(box, admin, is_admin=True)
     db.add(keypair)
     await db.flush()
-    return keypair, secret
-
-
-async def default_project_id(db: DBSession) -> Project:
-    project = await db.scalar(
-        select(Project).where(
-            Project.domain_name == DEFAULT_DOMAIN, Project.name == DEFAULT_PROJECT
-        )
-    )
-    assert project is not None, "bootstrap() creates the default project"
-    return project
+    return keypair, secret, password
 
 
 async def get_active(db: DBSession, access_key: str) -> Keypair | None:
+    """The keypair if it and its user are active."""
     return await db.scalar(
-        select(Keypair).where(Keypair.access_key == access_key, Keypair.is_active.is_(True))
+        select(Keypair)
+        .join(User, User.id == Keypair.user_id)
+        .where(
+            Keypair.access_key == access_key,
+            Keypair.is_active.is_(True),
+            User.status == "active",
+        )
     )
 
 
 async def create(
-    db: DBSession, box: SecretBox, email: str, *, is_admin: bool = False
+    db: DBSession,
+    box: SecretBox,
+    email: str,
+    *,
+    is_admin: bool = False,
+    domain_name: str = tenancy.DEFAULT_DOMAIN,
 ) -> tuple[Keypair, str]:
-    """A new keypair for the user with this e-mail (the user is created when new), and its
-    secret key: the database keeps it sealed."""
-    email = email.strip()
-    if "@" not in email or len(email) > 256 or any(c.isspace() for c in email):
-        raise InvalidAPIParams(f"{email!r} is not an e-mail address")
-    user = await db.scalar(select(User).where(User.email == email))
+    """A new keypair for the user with this e-mail (the user is created when new, in
+    `domain_name`), and its secret key: the database keeps it sealed."""
+    user = await users.get_by_email(db, email)
     if user is None:
-        user = User(email=email, role="admin" if is_admin else "user", domain_name=DEFAULT_DOMAIN)
-        db.add(user)
-        await db.flush()
+        role = "admin" if is_admin else "user"
+        user = await users.create_user(db, email, role=role, domain_name=domain_name)
+    elif user.status == "deleted":
+        raise InvalidAPIParams(f"the user {user.email} is deleted")
     keypair, secret = _new_keypair(box, user, is_admin=is_admin)
     db.add(keypair)
     await db.flush()
     return keypair, secret
 
 
-async def list_all(db: DBSession) -> list[Keypair]:
-    return list(await db.scalars(select(Keypair).order_by(Keypair.created_at)))
+async def list_all(db: DBSession, *, domain_name: str | None = None) -> list[Keypair]:
+    """Every keypair (of one domain's users)."""
+    query = select(Keypair).order_by(Keypair.created_at)
+    if domain_name is not None:
+        query = query.where(
+            Keypair.user_id.in_(select(User.id).where(User.domain_name == domain_name))
+        )
+    return list(await db.scalars(query))
 
 
 async def delete(db: DBSession, access_key: str, *, requester: Keypair) -> None:
@@ -126,7 +129,9 @@ async def delete(db: DBSession, access_key: str, *, requester: Keypair) -> None:
     if access_key == requester.access_key:
         raise InvalidAPIParams("you cannot remove the keypair this request is signed with")
     keypair = await get_active(db, access_key)
-    if keypair is None:
+    if keypair is None or not tenancy.can_see_owner(
+        requester, keypair.user.domain_name, keypair.access_key
+    ):
         raise KeypairNotFound(f"Keypair {access_key} does not exist.")
     keypair.is_active = False
     await db.flush()
@@ -147,6 +152,7 @@ USER_FILTER_COLUMNS: dict[str, QueryableAttribute[Any]] = {
     "email": User.email,
     "role": User.role,
     "domain_name": User.domain_name,
+    "status": User.status,
 }
 USER_ORDER_COLUMNS: dict[str, QueryableAttribute[Any]] = {
     "created_at": User.created_at,
@@ -195,6 +201,8 @@ async def list_users_page(
     db: DBSession,
     *,
     domain_name: str | None = None,
+    project_id: uuid.UUID | None = None,
+    statuses: Sequence[str] | None = None,
     conditions: Sequence[listing.Condition] = (),
     orderings: Sequence[listing.Ordering] = (),
     limit: int,
@@ -204,6 +212,12 @@ async def list_users_page(
     clauses = listing.where(conditions, USER_FILTER_COLUMNS)
     if domain_name is not None:
         clauses.append(User.domain_name == domain_name)
+    if project_id is not None:
+        clauses.append(
+            User.id.in_(select(ProjectMember.user_id).where(ProjectMember.project_id == project_id))
+        )
+    if statuses is not None:
+        clauses.append(User.status.in_(statuses))
     total = await db.scalar(select(func.count()).select_from(User).where(*clauses))
     order = listing.order_by(orderings, USER_ORDER_COLUMNS) or [User.created_at.asc()]
     page = await db.scalars(

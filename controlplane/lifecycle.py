@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 import wire
 from controlplane import images as images_db
-from controlplane import keypairs, nodecalls
+from controlplane import keypairs, nodecalls, tenancy
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
 from controlplane.db.models import Kernel, Keypair, Session, StatusChange
@@ -56,7 +56,7 @@ async def create_session(
                 data={"existingSessionId": str(existing.id)},
             )
         await sessions_db.check_satisfiable(db, params.resources)
-        project = await keypairs.default_project_id(db)
+        project = await tenancy.resolve_project(db, owner.user, params.domain, params.group)
         session = Session(
             name=params.name,
             access_key=owner.access_key,

@@ -15,7 +15,8 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controlplane import lifecycle, reconcile
+from controlplane import idle, lifecycle, reconcile
+from controlplane.activity import Clock
 from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
@@ -27,7 +28,9 @@ from hostlib import sdnotify
 log = logging.getLogger(__name__)
 
 
-def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair, secret_key: str) -> None:
+def write_admin_keypair(
+    config: ControlPlaneConfig, keypair: Keypair, secret_key: str, password: str
+) -> None:
     path = config.admin_keypair_file
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -36,6 +39,7 @@ def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair, secret_ke
                 "access_key": keypair.access_key,
                 "secret_key": secret_key,
                 "email": keypair.user.email,
+                "password": password,  # for signing in (POST /auth/authorize)
             },
             f,
         )
@@ -44,11 +48,16 @@ def _write_admin_keypair(config: ControlPlaneConfig, keypair: Keypair, secret_ke
 
 @asynccontextmanager
 async def running_core(
-    config: ControlPlaneConfig, engine: AsyncEngine
-) -> AsyncIterator[tuple[Core, tuple[Keypair, str] | None]]:
-    """A prepared Core with its jobs running, wired to the scheduler and the session lifecycle;
-    also the admin keypair and its secret key when they were just bootstrapped."""
-    core = Core(config, engine)
+    config: ControlPlaneConfig,
+    engine: AsyncEngine,
+    *,
+    clock: Clock | None = None,
+    idle_policy: idle.PolicyFor = idle.no_checks,
+) -> AsyncIterator[tuple[Core, tuple[Keypair, str, str] | None]]:
+    """A prepared Core with its jobs running, wired to the scheduler, the session lifecycle and
+    the idle checks; also the admin keypair, its secret key and password when they were just
+    bootstrapped."""
+    core = Core(config, engine, clock)
     admin = await core.prepare()
     await reconcile.recover_after_restart(core)
     scheduler = Scheduler(core, on_placed=partial(lifecycle.start_placed, core))
@@ -56,6 +65,7 @@ async def running_core(
     async with anyio.create_task_group() as tg:
         await tg.start(core.run)
         tg.start_soon(scheduler.run)
+        tg.start_soon(idle.IdleChecker(core, idle_policy).run)
         yield core, admin
         tg.cancel_scope.cancel()
 
@@ -74,7 +84,7 @@ async def serve(config: ControlPlaneConfig, stop: anyio.Event | None = None) -> 
         stop = stop or anyio.Event()
         async with running_core(config, engine) as (core, admin), anyio.create_task_group() as tg:
             if admin is not None:
-                _write_admin_keypair(config, *admin)
+                write_admin_keypair(config, *admin)
             app = create_app(core)
             if not stop.is_set():
                 tg.start_soon(_stop_on_signal, stop)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 from sqlalchemy.orm import QueryableAttribute
 
 import wire
-from controlplane import listing
+from controlplane import listing, tenancy
 from controlplane.db.models import (
     ACTIVE_STATUSES,
     DEAD_STATUSES,
@@ -60,6 +60,9 @@ class CreateParams:
     reuse: bool
     tag: str | None
     owner_access_key: str | None
+    # the project (Backend.AI's group) by name and its domain; None: the owner's default ones
+    group: str | None = None
+    domain: str | None = None
 
 
 def requested_slots(raw: Mapping[str, str | int | float]) -> wire.Slots:
@@ -113,6 +116,8 @@ async def find(
             raise SessionNotFound(f"Session (id={ref}) does not exist.")
         access_key = owner_access_key
     query = select(Session).where(Session.access_key == access_key)
+    if access_key != owner.access_key and (domain := tenancy.managed_domain(owner)) is not None:
+        query = query.where(Session.domain_name == domain)  # a domain admin's reach
     try:
         session_id = uuid.UUID(ref)
     except ValueError:
@@ -264,7 +269,9 @@ async def list_page(
 async def get_visible(db: DBSession, requester: Keypair, session_id: uuid.UUID) -> Session | None:
     """The session with this id if the requester owns it or is an admin."""
     session = await db.get(Session, session_id)
-    if session is None or not (requester.is_admin or session.access_key == requester.access_key):
+    if session is None or not tenancy.can_see_owner(
+        requester, session.domain_name, session.access_key
+    ):
         return None
     return session
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import anyio
 
 import wire
 from controlplane import reconcile
+from controlplane.activity import Clock
 from controlplane.core import Core
 from controlplane.nodehub import NodeConnection
 
@@ -131,3 +133,24 @@ class FakeNode:
             self._reply(message.req_id, wire.KernelCreated(uuid.uuid4().hex))
             if self.die_after_create:
                 self.die()
+
+
+class ManualClock(Clock):
+    """A clock that moves only when a test advances it; whoever sleeps on it wakes then."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime.now(UTC)  # where the database's timestamps are
+        self._moved = anyio.Event()
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        until = self._now + timedelta(seconds=seconds)
+        while self._now < until:
+            await self._moved.wait()
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        self._moved.set()
+        self._moved = anyio.Event()

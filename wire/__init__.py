@@ -47,7 +47,7 @@ from wire._signing import (
     parse_date,
     sign,
 )
-from wire._slots import Slots, SlotsError, format_bytes
+from wire._slots import Slots, SlotsError, format_bytes, parse_size
 
 __all__ = [
     "API_VERSION",
@@ -88,6 +88,7 @@ __all__ = [
     "format_bytes",
     "parse_authorization",
     "parse_date",
+    "parse_size",
     "protocol_compatible",
     "read_result",
     "result_dict",

@@ -95,6 +95,8 @@ class CreateSession(CompatRequest):
     tag: str | None = Field(default=None, max_length=64)
     owner_access_key: str | None = _alias("owner_access_key", "ownerAccessKey")
     config: SessionConfig | None = None
+    group: str | None = Field(default=None, max_length=64, description="the project, by name")
+    domain: str | None = Field(default=None, max_length=64)
 
     @field_validator("image")
     @classmethod
@@ -129,6 +131,8 @@ class CreateSession(CompatRequest):
             reuse=self.reuse_if_exists is not False,
             tag=self.tag,
             owner_access_key=self.owner_access_key or None,
+            group=self.group or None,
+            domain=self.domain or None,
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint
 
 from controlplane import images as images_db
-from controlplane import keypairs, nodes
+from controlplane import keypairs, nodes, tenancy, users
 from controlplane.api._context import core, requester, require_admin
 from controlplane.api._models import (
     AliasDeleted,
@@ -31,21 +31,26 @@ bp = Blueprint("admin", __name__)
 @bp.get("/admin/keypairs")
 @returns(KeypairList)
 async def list_keypairs() -> KeypairList:
-    """Every keypair (admin)."""
-    require_admin()
+    """Every keypair of the domains the admin manages."""
+    domain = tenancy.managed_domain(require_admin())
     async with core().db() as db:
-        return KeypairList(items=[KeypairView.of(kp) for kp in await keypairs.list_all(db)])
+        found = await keypairs.list_all(db, domain_name=domain)
+    return KeypairList(items=[KeypairView.of(kp) for kp in found])
 
 
 @bp.post("/admin/keypairs")
 @returns(KeypairCreated, 201)
 @body(CreateKeypair)
 async def create_keypair(data: CreateKeypair) -> KeypairCreated:
-    """A new keypair for a user, created with it when new (admin)."""
-    require_admin()
+    """A new keypair for a user of a domain the admin manages; a new user is created with it
+    in the admin's domain."""
+    admin = require_admin()
     async with core().db() as db:
+        user = await users.get_by_email(db, data.user)
+        domain = user.domain_name if user is not None else admin.user.domain_name
+        tenancy.require_manager(admin, domain)
         keypair, secret = await keypairs.create(
-            db, core().secrets, data.user, is_admin=data.is_admin
+            db, core().secrets, data.user, is_admin=data.is_admin, domain_name=domain
         )
         await db.commit()
         return KeypairCreated(**KeypairView.of(keypair).model_dump(), secret_key=secret)

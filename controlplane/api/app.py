@@ -3,10 +3,12 @@ and authenticates every route but the public ones."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
-from quart import Quart, current_app, g, request, websocket
+from quart import Quart, Response, current_app, g, request, websocket
 
+from controlplane import audit
 from controlplane.api import (
     admin,
     apidocs,
@@ -17,10 +19,16 @@ from controlplane.api import (
     node_tokens,
     problems,
     session,
+    tenancy,
 )
 from controlplane.api._context import CORE_KEY, is_public
+from controlplane.api._typed import parse_json
 from controlplane.api.auth import authenticate
 from controlplane.core import Core
+from controlplane.errors import InvalidAPIParams
+
+log = logging.getLogger(__name__)
+READS = ("GET", "HEAD", "OPTIONS")
 
 
 def _raw_target(scope: dict[str, Any]) -> str:
@@ -65,12 +73,47 @@ def create_app(the_core: Core) -> Quart:
         scope = cast(dict[str, Any], websocket.scope)
         await _check(websocket.endpoint, "WS", scope, websocket.headers, scheme)
 
+    @app.after_request
+    async def _audit(response: Response) -> Response:
+        """Record a state-changing call or a sign-in (controlplane/audit.py)."""
+        if request.method in READS or request.url_rule is None:
+            return response
+        action = f"{request.method} {request.path}"
+        if request.endpoint == tenancy.SIGN_IN_ENDPOINT:
+            action = audit.SIGN_IN
+        elif request.endpoint == gql.ENDPOINT:
+            try:
+                document = parse_json(await request.get_data()).get("query")
+            except (InvalidAPIParams, AttributeError):
+                document = None
+            mutations = audit.graphql_mutations(document)
+            if mutations is None:
+                return response  # a query reads
+            action = "graphql " + ",".join(mutations)
+        keypair = g.get("keypair")
+        actor = keypair.access_key if keypair is not None else g.get("sign_in_email")
+        domain = keypair.user.domain_name if keypair is not None else g.get("sign_in_domain")
+        try:
+            async with the_core.db() as db:
+                await audit.record(
+                    db,
+                    actor=actor,
+                    domain_name=domain,
+                    action=action,
+                    remote_addr=request.remote_addr or "",
+                    status_code=response.status_code,
+                )
+        except Exception:  # the call happened: losing its record must not turn it into a 500
+            log.exception("could not record %s in the audit log", action)
+        return response
+
     for blueprint in (
         misc.bp,
         session.bp,
         admin.bp,
         node.bp,
         node_tokens.bp,
+        tenancy.bp,
         gql.bp,
         events.bp,
         apidocs.bp,

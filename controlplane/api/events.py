@@ -28,7 +28,7 @@ import anyio
 from quart import Blueprint, Response
 from sqlalchemy import select
 
-from controlplane import keypairs
+from controlplane import keypairs, tenancy
 from controlplane import sessions as sessions_db
 from controlplane.api._context import core, requester
 from controlplane.api._models import EventsQuery
@@ -63,8 +63,11 @@ async def session_events(args: EventsQuery) -> Response:
     scope, owner, group = args.scope, args.owner_access_key, args.group
     name = args.session_name
     me = requester()
-    if owner and owner != me.access_key and not me.is_admin:
-        raise InsufficientPrivilege("only admins may watch the sessions of another keypair")
+    if owner and owner != me.access_key:
+        async with core().db() as db:
+            other = await keypairs.get_keypair(db, owner)
+        if other is None or not tenancy.can_see_owner(me, other.user.domain_name, owner):
+            raise InsufficientPrivilege("only admins may watch the sessions of another keypair")
     target: Session | None = None
     ref = args.session_id or (name if name != "*" else None)
     if ref is not None:

@@ -11,6 +11,7 @@ from controlplane.api._models import GraphQLRequest, GraphQLResponse
 from controlplane.api._typed import body, returns
 
 bp = Blueprint("gql", __name__)
+ENDPOINT = "gql.gql"  # the audit hook (api/app.py) records the mutations sent here
 
 
 @bp.post("/admin/gql")

@@ -46,9 +46,46 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(256), unique=True)
     role: Mapped[str] = mapped_column(String(16))  # superadmin | admin | user
     domain_name: Mapped[str] = mapped_column(ForeignKey("domains.name"))
+    # argon2id (controlplane/passwords.py); None: the user cannot sign in with a password
     password_hash: Mapped[str | None] = mapped_column(String(256), default=None)
+    # active | inactive | deleted: only an active user's keypairs sign requests or sign in
+    status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     keypairs: Mapped[list[Keypair]] = relationship(back_populates="user")
+
+
+class ProjectMember(Base):
+    """Who is in which project; a user only sees the projects it is a member of."""
+
+    __tablename__ = "project_members"
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ResourcePreset(Base):
+    """A named bundle of slots (`small`, `gpu-1`) users pick from (controlplane/presets.py)."""
+
+    __tablename__ = "resource_presets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_slots: Mapped[dict[str, Any]] = mapped_column(default=dict)  # wire slots
+    shared_memory: Mapped[int | None] = mapped_column(default=None)  # bytes
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """One state-changing API call or sign-in (controlplane/audit.py); never updated."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # who: the signing access key (or, for a sign-in, the e-mail tried) and its user's domain
+    actor: Mapped[str | None] = mapped_column(String(256), default=None)
+    domain_name: Mapped[str | None] = mapped_column(String(64), default=None)
+    action: Mapped[str] = mapped_column(String(300))  # "POST /admin/keypairs", "sign-in"
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    status_code: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))  # success | failure
 
 
 class Keypair(Base):

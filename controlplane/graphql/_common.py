@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 from ariadne import ScalarType
 from graphql import GraphQLResolveInfo, StringValueNode, ValueNode
 
-from controlplane import listing
+from controlplane import listing, tenancy
 from controlplane.core import Core
 from controlplane.db.models import Keypair
 from controlplane.errors import InsufficientPrivilege
@@ -45,6 +45,17 @@ def admin_only(info: Info) -> Context:
     if not ctx.requester.is_admin:
         raise InsufficientPrivilege(f"{info.field_name} needs an admin keypair")
     return ctx
+
+
+def admin_domain(ctx: Context, domain_name: str | None) -> str | None:
+    """The domain an admin's listing covers: the one asked for, which a domain admin must
+    manage, or its own; a superadmin's None covers every domain."""
+    managed = tenancy.managed_domain(ctx.requester)
+    if managed is None:
+        return domain_name
+    if domain_name not in (None, managed):
+        raise InsufficientPrivilege(f"you manage the domain {managed!r} only")
+    return managed
 
 
 @dataclass(frozen=True)

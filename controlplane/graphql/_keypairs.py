@@ -12,7 +12,14 @@ from controlplane import keypairs, tenancy
 from controlplane import sessions as sessions_db
 from controlplane.db.models import Keypair
 from controlplane.errors import InsufficientPrivilege
-from controlplane.graphql._common import Context, Info, context, list_args, split_csv
+from controlplane.graphql._common import (
+    Context,
+    Info,
+    admin_domain,
+    context,
+    list_args,
+    split_csv,
+)
 from controlplane.graphql._sessions import session_views, sessions_of
 
 query = QueryType()
@@ -34,7 +41,9 @@ async def resolve_keypair(
         raise InsufficientPrivilege("only admins may look at another keypair")
     async with ctx.core.db() as db:
         keypair = await keypairs.get_keypair(db, access_key)
-        if keypair is None:
+        if keypair is None or not tenancy.can_see_owner(
+            ctx.requester, keypair.user.domain_name, keypair.access_key
+        ):
             return None
         return (await keypair_views(db, [keypair]))[0]
 
@@ -53,7 +62,7 @@ async def resolve_keypairs(
         if none_match:
             return []
         found = await tenancy.list_keypairs(
-            db, user_id=owner, domain_name=domain_name, is_active=is_active
+            db, user_id=owner, domain_name=_domain(ctx, domain_name), is_active=is_active
         )
         return await keypair_views(db, found)
 
@@ -87,13 +96,17 @@ async def resolve_keypair_list(
             db,
             user_id=owner,
             is_active=is_active,
-            domain_name=domain_name,
+            domain_name=_domain(ctx, domain_name),
             conditions=args.conditions,
             orderings=args.orderings,
             limit=args.limit,
             offset=args.offset,
         )
         return {"items": await keypair_views(db, page), "total_count": total}
+
+
+def _domain(ctx: Context, domain_name: str | None) -> str | None:
+    return admin_domain(ctx, domain_name) if ctx.requester.is_admin else domain_name
 
 
 async def _owner(ctx: Context, db: DBSession, email: str | None) -> tuple[uuid.UUID | None, bool]:
@@ -127,7 +140,7 @@ def resolve_secret_key(keypair: dict[str, Any], info: Info) -> str:
 
 
 async def keypair_views(db: DBSession, found: list[Keypair]) -> list[dict[str, Any]]:
-    projects = await tenancy.list_projects(db)
+    projects = await tenancy.memberships(db, {kp.user_id for kp in found})
     active = await sessions_db.count_active(db, [kp.access_key for kp in found])
     return [
         {
@@ -136,7 +149,7 @@ async def keypair_views(db: DBSession, found: list[Keypair]) -> list[dict[str, A
             "full_name": None,
             "user": kp.user_id,
             "user_info": {"email": kp.user.email, "full_name": None},
-            "projects": [p.name for p in projects if tenancy.is_member(kp.user, p)],
+            "projects": [p.name for p in projects[kp.user_id]],
             "access_key": kp.access_key,
             "sealed_secret_key": kp.sealed_secret_key,  # unsealed only when asked (below)
             "is_active": kp.is_active,

@@ -19,6 +19,7 @@ from controlplane.graphql import (
     _keypairs,
     _limits,
     _policies,
+    _presets,
     _sessions,
     _tenancy,
     _users,
@@ -44,6 +45,9 @@ def schema() -> GraphQLSchema:
         _users.query,
         _tenancy.query,
         _policies.query,
+        _presets.query,
+        _presets.mutation,
+        _presets.session_type,
     )
 
 

@@ -15,7 +15,7 @@ from controlplane import keypairs, tenancy
 from controlplane import sessions as sessions_db
 from controlplane.db.models import DEAD_STATUSES, Kernel, Project, Session, User
 from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
-from controlplane.graphql._common import Info, context, iso, list_args, split_csv
+from controlplane.graphql._common import Info, admin_domain, context, iso, list_args, split_csv
 from controlplane.graphql._images import split_reference
 
 query = QueryType()
@@ -54,7 +54,8 @@ async def resolve_compute_session_list(
         order_fields=sessions_db.ORDER_COLUMNS,
     )
     if ctx.requester.is_admin:
-        owner = access_key  # None: every owner's sessions
+        owner = access_key  # None: every owner's sessions (of the domains the admin manages)
+        domain_name = admin_domain(ctx, domain_name)
     elif access_key in (None, ctx.requester.access_key):
         owner = ctx.requester.access_key
     else:

@@ -1,6 +1,7 @@
 """domain, domains, group, groups_by_name and groups: domains and projects (Backend.AI's groups).
 
-Users see their own domain and the projects they are members of; admins see all. Limits and
+Users see their own domain and the projects they are members of; admins those of the domains
+they manage (a superadmin: all). Limits and
 features Shipyard does not have are Backend.AI's empty values: `{}` slots (no limit beyond the
 nodes), no virtual-folder hosts, no docker registries, no integration id.
 """
@@ -15,7 +16,7 @@ from ariadne import QueryType
 from controlplane import tenancy
 from controlplane.db.models import Domain, Project
 from controlplane.errors import InsufficientPrivilege
-from controlplane.graphql._common import Info, admin_only, context
+from controlplane.graphql._common import Info, admin_domain, admin_only, context
 
 query = QueryType()
 
@@ -24,8 +25,10 @@ query = QueryType()
 async def resolve_domain(_: Any, info: Info, name: str | None = None) -> dict[str, Any] | None:
     ctx = context(info)
     own = ctx.requester.user.domain_name
-    if name not in (None, own) and not ctx.requester.is_admin:
-        raise InsufficientPrivilege("only admins may look at another domain")
+    if name not in (None, own):
+        if not ctx.requester.is_admin:
+            raise InsufficientPrivilege("only admins may look at another domain")
+        admin_domain(ctx, name)
     async with ctx.core.db() as db:
         domain = await tenancy.get_domain(db, name or own)
     return domain_view(domain) if domain is not None else None
@@ -39,7 +42,8 @@ async def resolve_domains(
     if is_active is False:
         return []  # domains cannot be deactivated
     async with ctx.core.db() as db:
-        return [domain_view(d) for d in await tenancy.list_domains(db)]
+        found = await tenancy.list_domains(db, name=tenancy.managed_domain(ctx.requester))
+    return [domain_view(d) for d in found]
 
 
 @query.field("group")
@@ -75,14 +79,16 @@ async def _visible_projects(
 ) -> list[dict[str, Any]]:
     ctx = context(info)
     user = ctx.requester.user
-    if domain_name not in (None, user.domain_name) and not ctx.requester.is_admin:
+    if ctx.requester.is_admin:
+        domain_name, member = admin_domain(ctx, domain_name), None
+    elif domain_name not in (None, user.domain_name):
         raise InsufficientPrivilege("only admins may look at the projects of another domain")
+    else:
+        member = user.id
     async with ctx.core.db() as db:
         found = await tenancy.list_projects(
-            db, domain_name=domain_name, name=name, project_id=project_id
+            db, domain_name=domain_name, name=name, project_id=project_id, member=member
         )
-    if not ctx.requester.is_admin:
-        found = [p for p in found if tenancy.is_member(user, p)]
     return [group_view(p) for p in found]
 
 

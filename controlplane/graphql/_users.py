@@ -1,7 +1,5 @@
-"""user, user_from_uuid, users and user_list: users see themselves, admins everyone.
-
-Every Shipyard user is active and a member of the default project (controlplane/tenancy.py).
-"""
+"""user, user_from_uuid, users and user_list: users see themselves, admins the users of the
+domains they manage (controlplane/tenancy.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +9,17 @@ from typing import Any
 from ariadne import QueryType
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
-from controlplane import keypairs, tenancy
+from controlplane import keypairs, tenancy, users
 from controlplane.db.models import User
 from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
-from controlplane.graphql._common import Info, admin_only, context, list_args
+from controlplane.graphql._common import (
+    Context,
+    Info,
+    admin_domain,
+    admin_only,
+    context,
+    list_args,
+)
 
 query = QueryType()
 
@@ -31,9 +36,9 @@ async def resolve_user(
         user = await keypairs.get_user(
             db, email=email, user_id=ctx.requester.user_id if own else None
         )
-        if user is None:
+        if user is None or not _visible(ctx, user):
             return None
-        return (await _user_views(db, [user]))[0]
+        return (await user_views(db, [user]))[0]
 
 
 @query.field("user_from_uuid")
@@ -52,9 +57,9 @@ async def resolve_user_from_uuid(
         raise InsufficientPrivilege("only admins may look at another user")
     async with ctx.core.db() as db:
         user = await keypairs.get_user(db, user_id=wanted)
-        if user is None:
+        if user is None or not _visible(ctx, user):
             return None
-        return (await _user_views(db, [user]))[0]
+        return (await user_views(db, [user]))[0]
 
 
 @query.field("users")
@@ -68,10 +73,13 @@ async def resolve_users(
 ) -> list[dict[str, Any]]:
     ctx = admin_only(info)
     async with ctx.core.db() as db:
-        any_match, domain = await _scope(db, domain_name, group_id, is_active, status)
-        if not any_match:
-            return []
-        return await _user_views(db, await tenancy.list_users(db, domain_name=domain))
+        found = await tenancy.list_users(
+            db,
+            domain_name=admin_domain(ctx, domain_name),
+            project_id=group_id,
+            statuses=_statuses(is_active, status),
+        )
+        return await user_views(db, found)
 
 
 @query.field("user_list")
@@ -97,45 +105,41 @@ async def resolve_user_list(
         order_fields=keypairs.USER_ORDER_COLUMNS,
     )
     async with ctx.core.db() as db:
-        any_match, domain = await _scope(db, domain_name, group_id, is_active, status)
-        if not any_match:
-            return {"items": [], "total_count": 0}
         page, total = await keypairs.list_users_page(
             db,
-            domain_name=domain,
+            domain_name=admin_domain(ctx, domain_name),
+            project_id=group_id,
+            statuses=_statuses(is_active, status),
             conditions=args.conditions,
             orderings=args.orderings,
             limit=args.limit,
             offset=args.offset,
         )
-        return {"items": await _user_views(db, page), "total_count": total}
+        return {"items": await user_views(db, page), "total_count": total}
 
 
-async def _scope(
-    db: DBSession,
-    domain_name: str | None,
-    group_id: uuid.UUID | None,
-    is_active: bool | None,
-    status: str | None,
-) -> tuple[bool, str | None]:
-    """Whether any user can match these filters, and the domain they are in (None: any)."""
-    if is_active is False or (status is not None and status.lower() != "active"):
-        return False, None  # every user is active
-    if group_id is None:
-        return True, domain_name
-    projects = await tenancy.list_projects(db, project_id=group_id)
-    members = tenancy.members_domain(projects[0]) if projects else None
-    if members is None or domain_name not in (None, members):
-        return False, None
-    return True, members
+def _visible(ctx: Context, user: User) -> bool:
+    if user.id == ctx.requester.user_id:
+        return True
+    return tenancy.managed_domain(ctx.requester) in (None, user.domain_name)
 
 
-async def _user_views(db: DBSession, found: list[User]) -> list[dict[str, Any]]:
+def _statuses(is_active: bool | None, status: str | None) -> list[str] | None:
+    """The user statuses these filters allow; None: any."""
+    allowed = set(users.STATUSES)
+    if is_active is not None:
+        allowed &= {"active"} if is_active else allowed - {"active"}
+    if status is not None:
+        allowed &= {status.lower()}
+    return None if allowed == set(users.STATUSES) else sorted(allowed)
+
+
+async def user_views(db: DBSession, found: list[User]) -> list[dict[str, Any]]:
     main_keys = await keypairs.main_access_keys(db, [u.id for u in found])
-    projects = await tenancy.list_projects(db)
+    projects = await tenancy.memberships(db, [u.id for u in found])
     views = []
     for u in found:
-        groups = [p for p in projects if tenancy.is_member(u, p)]
+        groups = projects[u.id]
         views.append(
             {
                 "id": str(u.id),
@@ -145,8 +149,8 @@ async def _user_views(db: DBSession, found: list[User]) -> list[dict[str, Any]]:
                 "need_password_change": False,
                 "full_name": None,
                 "description": None,
-                "is_active": True,
-                "status": "active",
+                "is_active": u.status == "active",
+                "status": u.status,
                 "status_info": None,
                 "created_at": u.created_at,
                 "modified_at": u.created_at,

@@ -74,6 +74,21 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/admin/node-tokens"): ADMIN,
     ("DELETE", "/admin/node-tokens/<token_id>"): ADMIN,
     ("WS", "/node/connect"): NODE,
+    ("POST", "/auth/authorize"): PUBLIC,
+    ("GET", "/resource/presets"): ANY_USER,
+    ("POST", "/resource/check-presets"): ANY_USER,
+    ("POST", "/admin/presets"): ADMIN,
+    ("DELETE", "/admin/presets/<name>"): ADMIN,
+    ("GET", "/admin/domains"): ADMIN,
+    ("POST", "/admin/domains"): ADMIN,
+    ("GET", "/admin/projects"): ADMIN,
+    ("POST", "/admin/projects"): ADMIN,
+    ("PUT", "/admin/projects/<domain>/<project>/members/<email>"): ADMIN,
+    ("DELETE", "/admin/projects/<domain>/<project>/members/<email>"): ADMIN,
+    ("GET", "/admin/users"): ADMIN,
+    ("POST", "/admin/users"): ADMIN,
+    ("PATCH", "/admin/users/<email>"): ADMIN,
+    ("GET", "/admin/audit"): ADMIN,
 }
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/session"): {"image": "python", "enqueueOnly": True},
@@ -83,6 +98,12 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/images/aliases"): {"alias": "matrix-alias", "target": "python"},
     ("POST", "/images"): {"name": TEST_IMAGE},
     ("POST", "/admin/node-tokens"): {},
+    ("POST", "/auth/authorize"): {"username": "signer@example.com", "password": "matrix-pass"},
+    ("POST", "/admin/presets"): {"name": "matrix-preset", "resourceSlots": {"cpu": "1"}},
+    ("POST", "/admin/domains"): {"name": "matrix-domain"},
+    ("POST", "/admin/projects"): {"domain": "default", "name": "matrix-project"},
+    ("POST", "/admin/users"): {"email": "matrix-user@example.com"},
+    ("PATCH", "/admin/users/<email>"): {"role": "user"},
 }
 
 
@@ -100,6 +121,9 @@ class World:
             "access_key": self.victim,
             "alias": "matrix-alias",
             "token_id": self.token_id,
+            "domain": "default",
+            "project": "default",
+            "email": "victim@example.com",
             "name": TEST_IMAGE if rule.startswith("/images/") else "redoc.standalone.js",
         }
         path = re.sub(r"<(?:[^:>]*:)?([^>]+)>", lambda m: values[m.group(1)], rule)
@@ -151,6 +175,9 @@ async def world(api: API, node: FakeNode) -> World:
     alias = await api.call("POST", "/images/aliases", {"alias": "matrix-alias", "target": "python"})
     assert alias.status == 201
     assert (await api.call("POST", "/admin/node-tokens", {})).status == 201
+    signer = {"email": "signer@example.com", "password": "matrix-pass"}
+    assert (await api.call("POST", "/admin/users", signer)).status == 201
+    assert (await api.call("POST", "/admin/keypairs", {"user": "signer@example.com"})).status == 201
     [token] = (await api.call("GET", "/admin/node-tokens")).body["items"]
     return World(api, owner, other, victim.access_key, token["id"])
 

@@ -83,7 +83,7 @@ def live(tmp_path: Path) -> Iterator[tuple[str, Signed]]:
         hconfig.accesslog = None
         async with running_core(config, engine) as (core, prepared):
             assert prepared is not None
-            admin, secret = prepared
+            admin, secret, _password = prepared
             await FakeNode(core, "i-fuzz", {"cpu": "1000000", "mem": str(2**60)}).connect()
             ready.append(Signed(admin.access_key, secret))
             started.set()

@@ -59,7 +59,14 @@ async def test_signing_scheme_and_public_routes(api: API) -> None:
         for operation in operations.values()
         if operation.get("security") == []
     }
-    assert public == {"/", "/health", "/openapi.json", "/docs", "/docs/assets/{name}"}
+    assert public == {
+        "/",
+        "/health",
+        "/openapi.json",
+        "/docs",
+        "/docs/assets/{name}",
+        "/auth/authorize",
+    }
     node = next(w for w in document["x-websockets"] if w["path"] == "/node/connect")
     assert node["security"] == []
 

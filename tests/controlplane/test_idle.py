@@ -1,0 +1,169 @@
+"""Idle checks that fire (issue 11 item 5): inactivity, maximum lifetime and low utilization
+end a session with the reason `session info` shows, after a warning; a session in use stays.
+Time is Core's clock, a ManualClock the tests advance: no sleeps."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import pytest
+
+from controlplane.api.app import create_app
+from controlplane.config import ControlPlaneConfig
+from controlplane.db.engine import create_engine, dispose
+from controlplane.db.models import Session
+from controlplane.events import SessionEvent
+from controlplane.idle import IdleChecker, IdlePolicy, no_checks
+from controlplane.server import running_core
+from controlplane.testing import FakeNode, ManualClock
+from tests.controlplane.conftest import API, Keypair
+from tests.controlplane.test_graphql import gql
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Idle:
+    api: API
+    clock: ManualClock
+    policies: dict[str, IdlePolicy]
+
+    async def policy_for(self, session: Session) -> IdlePolicy:
+        return self.policies.get(session.name, IdlePolicy())
+
+    async def start(self, name: str, policy: IdlePolicy) -> None:
+        self.policies[name] = policy
+        body = {"image": "python", "name": name, "config": {"resources": {"cpu": "0.1"}}}
+        created = await self.api.call("POST", "/session", body)
+        assert (created.status, created.body["status"]) == (201, "RUNNING"), created.body
+
+    async def use(self, name: str) -> None:
+        ran = await self.api.call("POST", f"/session/{name}", {"mode": "query", "code": "1"})
+        assert ran.status == 200, ran.body
+
+    async def info(self, name: str) -> tuple[str, str]:
+        got = await self.api.call("GET", f"/session/{name}")
+        assert got.status == 200, got.body
+        return got.body["status"], got.body["statusInfo"]
+
+
+async def _idle(database_url: str, tmp_path: Path, checks: bool) -> AsyncIterator[Idle]:
+    config = ControlPlaneConfig(state_dir=tmp_path, node_token="t", database_url=database_url)
+    engine = create_engine(config.effective_database_url)
+    clock = ManualClock()
+    policies: dict[str, IdlePolicy] = {}
+
+    async def policy_for(session: Session) -> IdlePolicy:
+        return policies.get(session.name, IdlePolicy())
+
+    policy = policy_for if checks else no_checks
+    async with running_core(config, engine, clock=clock, idle_policy=policy) as (core, made):
+        assert made is not None
+        api = API(create_app(core), core, Keypair(made[0].access_key, made[1]))
+        await FakeNode(core, "i-idle", {"cpu": "4", "mem": str(8 * 2**30)}).connect()
+        yield Idle(api, clock, policies)
+    await dispose(engine)
+
+
+@pytest.fixture
+async def idle(database_url: str, tmp_path: Path) -> AsyncIterator[Idle]:
+    """Core's own checker checks nothing here: the tests run rounds themselves."""
+    async for value in _idle(database_url, tmp_path, checks=False):
+        yield value
+
+
+async def test_an_unused_session_is_warned_then_ended_and_a_busy_one_stays(idle: Idle) -> None:
+    checker = IdleChecker(idle.api.core, idle.policy_for)
+    policy = IdlePolicy(idle_timeout=300, warn_before=60)
+    await idle.start("unused", policy)
+    await idle.start("busy", policy)
+    async with idle.api.core.events.subscribe() as events:
+        idle.clock.advance(200)
+        await idle.use("busy")
+        await checker.check_once()
+        assert (await idle.info("unused"))[0] == "RUNNING"
+        idle.clock.advance(60)  # 260 s unused: within a minute of the end
+        await idle.use("busy")
+        await checker.check_once()
+        status, info = await idle.info("unused")
+        assert status == "RUNNING" and info.startswith("idle warning: ends in"), info
+        session_id = (await idle.api.call("GET", "/session/unused")).body["sessionId"]
+        shown = await gql(
+            idle.api,
+            "query($id: UUID!) { compute_session(id: $id) { idle_checks } }",
+            {"id": session_id},
+        )
+        checks = json.loads(shown["data"]["compute_session"]["idle_checks"])
+        assert set(checks) == {"network_timeout"}
+        assert 0 < checks["network_timeout"]["remaining"] <= 60
+        assert checks["network_timeout"]["remaining_time_type"] == "expire_after"
+        warning = events.receive_nowait()
+        assert (warning.session_name, warning.status) == ("unused", "RUNNING")
+        assert "idle-timeout" in warning.reason
+        idle.clock.advance(60)
+        await idle.use("busy")
+        await checker.check_once()
+    assert await idle.info("unused") == ("TERMINATED", "idle-timeout")
+    assert (await idle.info("busy"))[0] == "RUNNING"
+    history = (await idle.api.call("GET", "/session/unused")).body["statusHistory"]
+    assert [(h["status"], h["reason"]) for h in history][-2:] == [
+        ("TERMINATING", "idle-timeout"),
+        ("TERMINATED", "idle-timeout"),
+    ]
+
+
+async def test_a_session_past_its_lifetime_ends_even_in_use(idle: Idle) -> None:
+    checker = IdleChecker(idle.api.core, idle.policy_for)
+    await idle.start("long-job", IdlePolicy(max_session_lifetime=600, warn_before=120))
+    for _ in range(5):
+        idle.clock.advance(100)
+        await idle.use("long-job")
+        await checker.check_once()
+    status, info = await idle.info("long-job")
+    assert status == "RUNNING" and "max-lifetime-exceeded" in info  # warned at 500 s
+    idle.clock.advance(110)
+    await checker.check_once()
+    assert await idle.info("long-job") == ("TERMINATED", "max-lifetime-exceeded")
+
+
+async def test_utilization_below_the_thresholds_for_a_whole_window_ends_a_session(
+    idle: Idle,
+) -> None:
+    checker = IdleChecker(idle.api.core, idle.policy_for)
+    policy = IdlePolicy(utilization_window=300, min_cpu_pct=10, min_gpu_pct=10, warn_before=0)
+    await idle.start("lazy", policy)
+    await idle.start("crunching", policy)
+    activity = idle.api.core.activity
+    ids = {
+        name: (await idle.api.call("GET", f"/session/{name}")).body["sessionId"]
+        for name in ("lazy", "crunching")
+    }
+    lazy, crunching = (uuid.UUID(ids[n]) for n in ("lazy", "crunching"))
+    for minute in range(6):
+        activity.sample(lazy, cpu_pct=2.0, gpu_pct=1.0)
+        # busy on the GPU while the CPU idles: that is use
+        activity.sample(crunching, cpu_pct=1.0, gpu_pct=95.0 if minute == 3 else 3.0)
+        await checker.check_once()
+        idle.clock.advance(60)
+    activity.sample(lazy, cpu_pct=2.0, gpu_pct=1.0)
+    activity.sample(crunching, cpu_pct=1.0, gpu_pct=3.0)
+    await checker.check_once()
+    assert await idle.info("lazy") == ("TERMINATED", "idle-utilization")
+    assert (await idle.info("crunching"))[0] == "RUNNING"
+
+
+async def test_cores_checker_runs_on_cores_clock(database_url: str, tmp_path: Path) -> None:
+    async for idle in _idle(database_url, tmp_path, checks=True):
+        await idle.start("forgotten", IdlePolicy(idle_timeout=30, warn_before=0))
+        async with idle.api.core.events.subscribe() as events:
+            idle.clock.advance(40)
+            with anyio.fail_after(30):
+                ended: SessionEvent = await events.receive()
+                while ended.status != "TERMINATED":
+                    ended = await events.receive()
+        assert (ended.session_name, ended.reason) == ("forgotten", "idle-timeout")
