@@ -17,6 +17,7 @@ Kernels are never touched on shutdown or disconnect: sessions outlive the node p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import platform
 
@@ -62,6 +63,7 @@ from wire import (
     Reply,
     Request,
     Result,
+    Slots,
     Upload,
     decode,
     encode,
@@ -130,7 +132,8 @@ class Agent:
         self._config = config
         self._endpoint = endpoint
         self._runtime = runtime
-        self._kernels = Kernels(config, runtime, accelerators)
+        self._accelerators = accelerators or Accelerators([])
+        self._kernels = Kernels(config, runtime, self._accelerators)
         self._runs = Runs(self._kernels, runtime)
         self._load = HostLoad()
         self._ws: WebSocketConnection | None = None  # set once Register went out on it
@@ -200,9 +203,11 @@ class Agent:
             version=__version__,
             architecture=platform.machine(),
             network_mode=self._config.network_mode,
-            slots=capacity(self._config),
+            # what the kernels may ask for: cpu and mem, and every accelerator plugin's slot
+            slots={**capacity(self._config), **Slots(self._accelerators.capacity()).to_wire()},
             images=images,
             kernels=kernels,
+            accelerators=[dataclasses.asdict(d) for d in self._accelerators.devices()],
             protocol=PROTOCOL,
         )
 
