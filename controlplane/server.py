@@ -15,7 +15,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controlplane import lifecycle, reconcile
+from controlplane import lifecycle, nodewatch, reconcile
 from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
@@ -56,6 +56,7 @@ async def running_core(
     async with anyio.create_task_group() as tg:
         await tg.start(core.run)
         tg.start_soon(scheduler.run)
+        tg.start_soon(nodewatch.watch, core)
         yield core, admin
         tg.cancel_scope.cancel()
 
