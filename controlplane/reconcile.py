@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 
 import wire
 from controlplane import images as images_db
-from controlplane import lifecycle, nodecalls
+from controlplane import lifecycle, nodecalls, stats
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
 from controlplane.db.models import ACTIVE_STATUSES, Kernel, Node, Session
@@ -231,11 +231,29 @@ async def on_kernel_exited(core: Core, node_id: str, message: wire.KernelExited)
 async def on_heartbeat(core: Core, node_id: str, message: wire.Heartbeat) -> None:
     async with core.db() as db:
         node = await db.get(Node, node_id)
-        if node is not None:
-            node.cpu_cur_pct = message.cpu_pct
-            node.mem_cur_bytes = message.mem_used_bytes
-            node.last_contact = utcnow()
-            await db.commit()
+        if node is None:
+            return
+        node.cpu_cur_pct = message.cpu_pct
+        node.mem_cur_bytes = message.mem_used_bytes
+        node.live_stat = stats.node_live_stat(message)
+        node.last_contact = utcnow()
+        by_id = {k.kernel_id: k for k in message.kernels}
+        ids = []
+        for kernel_id in by_id:
+            try:
+                ids.append(uuid.UUID(kernel_id))
+            except ValueError:
+                continue
+        if ids:
+            rows = await db.execute(
+                select(Kernel, Session.requested_slots)
+                .join(Session, Kernel.session_id == Session.id)
+                .where(Kernel.id.in_(ids), Kernel.node_id == node_id, Kernel.status != "TERMINATED")
+            )
+            for kernel, requested in rows.tuples():
+                sample = by_id[str(kernel.id)]
+                kernel.live_stat = stats.kernel_live_stat(sample, wire.Slots.from_wire(requested))
+        await db.commit()
 
 
 async def on_images_changed(core: Core, node_id: str, message: wire.ImagesChanged) -> None:
