@@ -37,6 +37,7 @@ class NodeView:
     devices: list[dict[str, Any]]  # the accelerator devices its plugins reported
     cpu_cur_pct: float
     mem_cur_bytes: int
+    live_stat: dict[str, Any] | None  # its latest heartbeat's figures (controlplane/stats.py)
 
     def record(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in set(FILTER_FIELDS) | set(ORDER_FIELDS)}
@@ -66,6 +67,7 @@ def _view(node: Node, connected: Collection[str], used: wire.Slots) -> NodeView:
         devices=list(node.accelerators.get("devices", [])),
         cpu_cur_pct=float(node.cpu_cur_pct or 0.0),
         mem_cur_bytes=int(node.mem_cur_bytes or 0),
+        live_stat=node.live_stat,
     )
 
 

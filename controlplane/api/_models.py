@@ -162,6 +162,9 @@ class NodeItem(Reply):
     devices: list[NodeDevice]
     cpu_cur_pct: float
     mem_cur_bytes: int
+    live_stat: dict[str, Any] | None = Field(
+        description="its latest heartbeat's figures: cpu_util, mem, and each device's util and mem"
+    )
     first_contact: str
     last_contact: str
 
@@ -178,6 +181,7 @@ class NodeItem(Reply):
             devices=[NodeDevice.model_validate(d) for d in n.devices],
             cpu_cur_pct=n.cpu_cur_pct,
             mem_cur_bytes=n.mem_cur_bytes,
+            live_stat=n.live_stat,
             first_contact=n.first_contact.isoformat(),
             last_contact=n.last_contact.isoformat(),
         )

@@ -66,6 +66,14 @@ def test_the_node_offers_its_mock_gpus_as_slots(gpu_appliance: Appliance) -> Non
     assert node["availableSlots"]["cuda.device"] == "4"
     assert sorted(d["id"] for d in node["devices"]) == [f"mock-gpu{i}" for i in range(4)]
 
+    def device_util() -> Any:
+        listed = json.loads(gpu_appliance.cli("admin", "node", "ls", "--json").stdout)
+        live = listed["items"][0]["liveStat"]
+        return live and live["devices"]["mock:mock-gpu3"]["cuda_util"]["current"]
+
+    wait_for(device_util, "the node's statistics")
+    assert device_util() == "40.0"
+
 
 def test_cuda_devices_are_distinct_visible_and_a_third_request_waits(
     gpu_appliance: Appliance,
