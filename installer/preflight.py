@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from installer import _sysinfo
-from installer._report import Report
+from installer._report import Finding, Report
 from installer.plan import Plan
 
 GiB = 2**30
@@ -129,15 +129,15 @@ def _engine(report: Report, plan: Plan | None) -> list[Problem]:
     ]
 
 
-def detected_gpus(report: Report) -> dict[str, str]:
-    """The GPUs detection found: id (what node.toml `gpus` lists) -> vendor ("nvidia", "amd")."""
+def detected_gpus(report: Report) -> dict[str, Finding]:
+    """The GPUs detection found, by id (what node.toml `gpus` lists)."""
     found = {}
     for finding in report.sections()["accelerators"]:
         value = finding.value
         if finding.name.startswith(("nvidia gpu ", "amd gpu ")) and isinstance(value, dict):
             ident = value.get("uuid") or value.get("id")
             if isinstance(ident, str):
-                found[ident] = finding.name.split()[0]
+                found[ident] = finding
     return found
 
 
@@ -160,7 +160,7 @@ def _gpus(report: Report, plan: Plan | None) -> list[Problem]:
                 " or leave gpus unset to offer every GPU",
             )
         )
-    nvidia = [g for g, vendor in found.items() if vendor == "nvidia"]
+    nvidia = [g for g, finding in found.items() if finding.name.startswith("nvidia")]
     nvidia = [g for g in nvidia if chosen is None or g in chosen]
     engine: dict[str, Any] = report.value("engine", "docker") or {}
     runtimes = engine.get("runtimes")
