@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,7 +148,8 @@ def test_live_statistics_of_a_busy_session_in_both_clis_and_kept_at_the_end(
         bai = BackendAI(Path(executable), app, tmp_path)
         result = bai("session", "info", session_id)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "- cpu_util: {" in result.stdout and "(unavailable)" not in result.stdout
+        assert re.search(r"- cpu_util:\s+\{'current': '[0-9.]+'", result.stdout), result.stdout
+        assert "(unavailable)" not in result.stdout  # neither live_stat nor last_stat
 
     assert app.cli("session", "rm", "busy-1").returncode == 0
     ended = app.cli("session", "info", session_id, "--stats")
