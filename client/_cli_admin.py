@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
 import click
 
 from client._cli_tenancy import audit, domain, preset, project, user
 from client._clibase import Group, call
 from client._console import print_fields, print_table
+from wire import format_bytes
 
 
 @click.group(cls=Group)
@@ -59,6 +63,48 @@ def keypair_rm(access_key: str) -> None:
     """Delete a keypair."""
     call(lambda api: api.delete_keypair(access_key))
     click.echo(f"removed {access_key}")
+
+
+@admin.group("node")
+def node() -> None:
+    """Nodes: the machines that run sessions."""
+
+
+@node.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+def node_ls(as_json: bool) -> None:
+    """List nodes: status, slots (occupied/available) and accelerator devices."""
+    items = call(lambda api: api.list_nodes())
+    if as_json:
+        click.echo(json.dumps({"items": items}, indent=2))
+        return
+    rows = [
+        {
+            "id": n["id"],
+            "status": n["status"] + (f" ({n['statusInfo']})" if n.get("statusInfo") else ""),
+            "slots": _slots(n["occupiedSlots"], n["availableSlots"]),
+            "devices": [f"{d['plugin']}:{d['id']}" for d in n.get("devices", [])],
+            "lastContact": n["lastContact"][:19],
+        }
+        for n in items
+    ]
+    columns = [
+        ("id", "ID"),
+        ("status", "STATUS"),
+        ("slots", "SLOTS (USED/TOTAL)"),
+        ("devices", "DEVICES"),
+        ("lastContact", "LAST CONTACT"),
+    ]
+    print_table(rows, columns)
+
+
+def _slots(used: dict[str, str], total: dict[str, str]) -> str:
+    def show(name: str, value: str) -> str:
+        return format_bytes(int(Decimal(value))) if name == "mem" else value
+
+    return " ".join(
+        f"{k}={show(k, used.get(k, '0'))}/{show(k, v)}" for k, v in sorted(total.items())
+    )
 
 
 @click.group(cls=Group)

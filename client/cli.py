@@ -11,6 +11,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from client._console import execution, parse_pairs, print_fields, print_table, s
 from client._waiting import create_showing_why
 from client.errors import APIError, ClientError, ConnectFailed
 from client.sdk import Client
+from wire import format_bytes
 
 REMOVE_TIMEOUT = 30.0
 
@@ -225,20 +227,44 @@ def session_ls(all_: bool, as_json: bool) -> None:
 
 @session.command("info")
 @click.argument("ref")
+@click.option("-s", "--stats", is_flag=True, help="Also show its latest resource statistics.")
 @_json_option
-def session_info(ref: str, as_json: bool) -> None:
+def session_info(ref: str, stats: bool, as_json: bool) -> None:
     """Show a session (by name or id), with its status history."""
     info = call(lambda api: api.get_session(ref))
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
     history = info.pop("statusHistory", None) or []
+    last_stat = info.pop("lastStat", None)
     print_fields((key, _flat(value)) for key, value in info.items())
     if history:
         click.echo("statusHistory:")
         for entry in history:
             reason = f"  ({entry.get('reason')})" if entry.get("reason") else ""
             click.echo(f"  {entry.get('at')}  {entry.get('status')}{reason}")
+    if stats:
+        _print_stats(last_stat)
+
+
+def _print_stats(last_stat: dict[str, Any] | None) -> None:
+    if not last_stat:
+        click.echo("stats: none yet (the node sends them with its next heartbeat)")
+        return
+    click.echo("stats:")
+    rows = []
+    for metric, value in last_stat.items():
+        current, capacity = value.get("current", "-"), value.get("capacity")
+        if value.get("unit_hint") == "bytes":
+            current = format_bytes(int(Decimal(current)))
+            capacity = format_bytes(int(Decimal(capacity))) if capacity else None
+        elif value.get("unit_hint") == "percent":
+            current = f"{current} %"
+        pct = f"  ({value['pct']} % of {capacity})" if capacity and "pct" in value else ""
+        rows.append((metric, f"{current}{pct}"))
+    width = max(len(m) for m, _ in rows)
+    for metric, text in rows:
+        click.echo(f"  {metric + ':':<{width + 1}} {text}")
 
 
 def _flat(value: Any) -> Any:

@@ -375,6 +375,9 @@ class Client:
     async def list_keypairs(self) -> list[dict[str, Any]]:
         return list((await self.request("GET", "/admin/keypairs"))["items"])
 
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/nodes"))["items"])
+
     async def create_keypair(self, user_email: str, is_admin: bool = False) -> dict[str, Any]:
         body = {"user": user_email, "isAdmin": is_admin}
         result: dict[str, Any] = await self.request("POST", "/admin/keypairs", body=body)

@@ -24,8 +24,13 @@ class ControlPlaneConfig:
     # fit only for localhost
     tls_certfile: str = ""
     tls_keyfile: str = ""
+    # a node not heard from for this long is LOST and its sessions end (controlplane/nodewatch.py);
+    # nodes send a heartbeat every 5 s by default
+    node_heartbeat_timeout: float = 30.0
 
     def __post_init__(self) -> None:
+        if not self.node_heartbeat_timeout > 0:
+            raise ValueError("node_heartbeat_timeout must be a positive number of seconds")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ValueError("tls_certfile and tls_keyfile go together")
 

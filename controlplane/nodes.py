@@ -24,7 +24,8 @@ ORDER_FIELDS = ("id", "status", "architecture", "scaling_group", "first_contact"
 @dataclass(frozen=True)
 class NodeView:
     id: str
-    status: str  # ALIVE while connected, else LOST
+    status: str  # ALIVE while connected, else LOST (or TERMINATED: its join token was revoked)
+    status_info: str  # why, for a person
     architecture: str
     scaling_group: str
     network_mode: str
@@ -33,18 +34,27 @@ class NodeView:
     last_contact: datetime
     available_slots: dict[str, str]  # capacity offered to sessions
     occupied_slots: dict[str, str]  # what sessions on it hold now
-    accelerators: dict[str, Any]
+    devices: list[dict[str, Any]]  # the accelerator devices its plugins reported
     cpu_cur_pct: float
     mem_cur_bytes: int
+    live_stat: dict[str, Any] | None  # its latest heartbeat's figures (controlplane/stats.py)
 
     def record(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in set(FILTER_FIELDS) | set(ORDER_FIELDS)}
 
 
+def status_of(node: Node, connected: Collection[str]) -> str:
+    if node.id in connected:
+        return node.status
+    return "TERMINATED" if node.status == "TERMINATED" else "LOST"
+
+
 def _view(node: Node, connected: Collection[str], used: wire.Slots) -> NodeView:
+    status = status_of(node, connected)
     return NodeView(
         id=node.id,
-        status=node.status if node.id in connected else "LOST",
+        status=status,
+        status_info=node.status_info or ("disconnected" if status != node.status else ""),
         architecture=node.architecture,
         scaling_group=node.scaling_group,
         network_mode=node.network_mode,
@@ -54,9 +64,10 @@ def _view(node: Node, connected: Collection[str], used: wire.Slots) -> NodeView:
         available_slots=dict(node.available_slots),
         # every slot the node offers, 0 when nothing holds it
         occupied_slots={**dict.fromkeys(node.available_slots, "0"), **used.to_wire()},
-        accelerators=dict(node.accelerators),
+        devices=list(node.accelerators.get("devices", [])),
         cpu_cur_pct=float(node.cpu_cur_pct or 0.0),
         mem_cur_bytes=int(node.mem_cur_bytes or 0),
+        live_stat=node.live_stat,
     )
 
 

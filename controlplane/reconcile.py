@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 
 import wire
 from controlplane import images as images_db
-from controlplane import lifecycle, nodecalls
+from controlplane import lifecycle, nodecalls, stats
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
 from controlplane.db.models import ACTIVE_STATUSES, Kernel, Node, Session
@@ -40,7 +40,12 @@ async def recover_after_restart(core: Core) -> None:
     """Before serving: forget connections of the previous process, put interrupted starts back
     in the queue, and end terminations that have no container left to remove."""
     async with core.db() as db:
-        await db.execute(update(Node).values(status="LOST"))  # nobody is connected yet
+        # nobody is connected yet; each node has one heartbeat timeout from now to come back
+        await db.execute(
+            update(Node)
+            .where(Node.status != "TERMINATED")
+            .values(status="LOST", status_info="waiting for it to register", last_contact=utcnow())
+        )
         events: list[SessionEvent | None] = []
         for session in await db.scalars(
             select(Session).where(Session.status.in_(("SCHEDULED", "PREPARING")))
@@ -85,6 +90,7 @@ async def on_register(core: Core, message: wire.Register) -> None:
             node = Node(id=node_id, first_contact=now)
             db.add(node)
         node.status = "ALIVE"
+        node.status_info = ""
         node.architecture = message.architecture
         node.network_mode = message.network_mode
         node.version = message.version
@@ -225,11 +231,29 @@ async def on_kernel_exited(core: Core, node_id: str, message: wire.KernelExited)
 async def on_heartbeat(core: Core, node_id: str, message: wire.Heartbeat) -> None:
     async with core.db() as db:
         node = await db.get(Node, node_id)
-        if node is not None:
-            node.cpu_cur_pct = message.cpu_pct
-            node.mem_cur_bytes = message.mem_used_bytes
-            node.last_contact = utcnow()
-            await db.commit()
+        if node is None:
+            return
+        node.cpu_cur_pct = message.cpu_pct
+        node.mem_cur_bytes = message.mem_used_bytes
+        node.live_stat = stats.node_live_stat(message)
+        node.last_contact = utcnow()
+        by_id = {k.kernel_id: k for k in message.kernels}
+        ids = []
+        for kernel_id in by_id:
+            try:
+                ids.append(uuid.UUID(kernel_id))
+            except ValueError:
+                continue
+        if ids:
+            rows = await db.execute(
+                select(Kernel, Session.requested_slots)
+                .join(Session, Kernel.session_id == Session.id)
+                .where(Kernel.id.in_(ids), Kernel.node_id == node_id, Kernel.status != "TERMINATED")
+            )
+            for kernel, requested in rows.tuples():
+                sample = by_id[str(kernel.id)]
+                kernel.live_stat = stats.kernel_live_stat(sample, wire.Slots.from_wire(requested))
+        await db.commit()
 
 
 async def on_images_changed(core: Core, node_id: str, message: wire.ImagesChanged) -> None:
@@ -240,9 +264,13 @@ async def on_images_changed(core: Core, node_id: str, message: wire.ImagesChange
 
 
 async def on_node_lost(core: Core, node_id: str) -> None:
+    """Its connection dropped: its sessions stay theirs for one heartbeat timeout from now
+    (controlplane/nodewatch.py), time for a restarting node to register again."""
     async with core.db() as db:
         node = await db.get(Node, node_id)
-        if node is not None:
+        if node is not None and node.status == "ALIVE":
             node.status = "LOST"
+            timeout = core.config.node_heartbeat_timeout
+            node.status_info = f"disconnected; its sessions end unless it is back in {timeout:g} s"
             node.last_contact = utcnow()
             await db.commit()

@@ -15,7 +15,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controlplane import idle, lifecycle, reconcile
+from controlplane import idle, lifecycle, nodewatch, reconcile
 from controlplane.activity import Clock
 from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
@@ -66,6 +66,7 @@ async def running_core(
         await tg.start(core.run)
         tg.start_soon(scheduler.run)
         tg.start_soon(idle.IdleChecker(core, idle_policy).run)
+        tg.start_soon(nodewatch.watch, core)
         yield core, admin
         tg.cancel_scope.cancel()
 

@@ -6,6 +6,7 @@ racing a kernel start cannot be overwritten; every transition writes a history r
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ from controlplane.events import SessionEvent
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*[A-Za-z0-9_]$"
 NAME_LENGTH = (4, 64)
 KNOWN_SLOTS = ("cpu", "mem")
+# what accelerator plugins declare ("cuda.device", "cuda.shares", "rocm.device"): any such name
+# is accepted here; whether some node offers it is `check_satisfiable`'s question
+PLUGIN_SLOT = re.compile(r"^[a-z][a-z0-9_-]{0,31}\.[a-z][a-z0-9_-]{0,31}$")
 DEFAULT_RESOURCES = {"cpu": "1", "mem": "1g"}
 # The smallest CPU share cgroups enforce as docker sets it: NanoCpus below 10_000_000 (0.01 CPU)
 # is refused by the engine, and NanoCpus=1 would become "no limit" (quota -1).
@@ -67,10 +71,11 @@ class CreateParams:
 
 def requested_slots(raw: Mapping[str, str | int | float]) -> wire.Slots:
     """What a create asks for, with the defaults filled in; ValueError says what to fix."""
-    unknown = sorted(set(raw) - set(KNOWN_SLOTS))
+    unknown = sorted(k for k in raw if k not in KNOWN_SLOTS and not PLUGIN_SLOT.match(k))
     if unknown:
         raise ValueError(
             f"unknown resource slot(s) {', '.join(unknown)}; known: {', '.join(KNOWN_SLOTS)}"
+            " and accelerator slots such as cuda.device, cuda.shares, rocm.device"
         )
     try:
         slots = wire.Slots({**DEFAULT_RESOURCES, **{k: _quantity(v) for k, v in raw.items()}})

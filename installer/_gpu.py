@@ -18,8 +18,26 @@ from node.accelerators.nvidia import read_inventory
 # --- NVIDIA ------------------------------------------------------------------------------------
 
 
-def nvidia_findings(nvml: Any = None) -> list[Finding]:
-    """What NVML says; `nvml` is the pynvml module (tests pass a stand-in)."""
+NVIDIA_VENDOR = 0x10DE
+
+
+def nvidia_pci_gpus(sysfs: Path = Path("/sys")) -> list[str]:
+    """PCI addresses of NVIDIA display/3D controllers, whatever driver is (or is not) loaded."""
+    found = []
+    for device in sorted((sysfs / "bus/pci/devices").glob("*")):
+        try:
+            vendor = int((device / "vendor").read_text().strip(), 16)
+            pci_class = int((device / "class").read_text().strip(), 16)
+        except (OSError, ValueError):
+            continue
+        if vendor == NVIDIA_VENDOR and pci_class >> 16 == 0x03:  # base class 03: display
+            found.append(device.name)
+    return found
+
+
+def nvidia_findings(nvml: Any = None, sysfs: Path = Path("/sys")) -> list[Finding]:
+    """What NVML says; `nvml` is the pynvml module (tests pass a stand-in). Without a driver,
+    NVIDIA cards on the PCI bus are a warning: the node cannot offer them."""
     if nvml is None:
         try:
             import pynvml
@@ -37,6 +55,17 @@ def nvidia_findings(nvml: Any = None) -> list[Finding]:
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as exc:
+        cards = nvidia_pci_gpus(sysfs)
+        if cards:
+            return [
+                Finding(
+                    "nvidia",
+                    {"pci": cards},
+                    "warning",
+                    f"NVIDIA GPU(s) at PCI {', '.join(cards)} but no NVIDIA driver answers"
+                    f" ({exc}): install the NVIDIA driver to use them",
+                )
+            ]
         return [Finding("nvidia", None, "info", f"no NVIDIA driver/NVML library: {exc}")]
     try:
         inventory = read_inventory(nvml)
@@ -102,6 +131,7 @@ def amd_findings(sysfs: Path = Path("/sys")) -> list[Finding]:
             Finding(
                 f"amd gpu {index}",
                 {
+                    "id": gpu.id,
                     "kfd_node": gpu.node,
                     "gfx": gpu.gfx,
                     "device_id": f"0x{gpu.device_id:04x}",

@@ -323,6 +323,7 @@ class Configs(GroupReadable):
             "node_token": token,
             "node_id": plan.effective_node_id,
             "network_mode": plan.network_mode,
+            "gpus": plan.gpus,
         }
         node_path = plan.config_dir / "node.toml"
         try:  # keep what an operator tuned (cpu, mem, ...) across re-runs

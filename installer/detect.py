@@ -45,7 +45,12 @@ async def detect(
         ("system", "virtualization", "virtualization", _virtualization),
         ("engine", "docker", "container engine", _engine),
         ("init", "pid1", "init system", _init),
-        ("accelerators", "nvidia", "NVIDIA GPUs", lambda: _in_thread(_gpu.nvidia_findings)),
+        (
+            "accelerators",
+            "nvidia",
+            "NVIDIA GPUs",
+            lambda: _in_thread(lambda: _gpu.nvidia_findings(sysfs=sysfs)),
+        ),
         (
             "accelerators",
             "amd",
@@ -197,6 +202,8 @@ def _engine_sync() -> list[Finding]:
     try:
         version = client.version()
         client.ping()
+        # "nvidia" among them where the NVIDIA container toolkit is set up (preflight asks)
+        runtimes = sorted(client.info().get("Runtimes") or {})
     except (docker.errors.DockerException, OSError) as exc:
         return _no_engine(installed, str(exc))
     finally:
@@ -206,7 +213,7 @@ def _engine_sync() -> list[Finding]:
     return [
         Finding(
             "docker",
-            {"version": number, "api": api},
+            {"version": number, "api": api, "runtimes": runtimes},
             "ok",
             f"Docker {number} (API {api}) answers on its socket",
         )

@@ -9,6 +9,7 @@
     tls = "none"                 # "self-signed" (made here) or "provided" (tls_certfile/keyfile);
                                  # required off localhost: signed requests must not be captured
     service_user = "shipyard"    # the system user the control plane runs as (created)
+    gpus = ["GPU-8f3e..."]       # the GPUs sessions may use (ids from detection); unset: all
 
 Every setting has a default except `role`; `installer/examples/single-node.toml` is a complete
 example. Paths are settings too (executable, state, config and unit directories), so tests and
@@ -74,6 +75,9 @@ class Plan:
     tls_keyfile: str = ""
     # the dedicated system user the control plane runs as; "" runs it as root (test roots)
     service_user: str = "shipyard"
+    # the accelerator devices the node offers to sessions, by the ids detection shows (GPU
+    # UUIDs, KFD unique ids); None: every one it finds, now and after a GPU is added
+    gpus: list[str] | None = None
     # additions to the engine's API: where unit files go, and the image the final check runs
     unit_dir: Path = Path("/etc/systemd/system")
     verify_image: str = "python"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from installer import _sysinfo
-from installer._report import Report
+from installer._report import Finding, Report
 from installer.plan import Plan
 
 GiB = 2**30
@@ -32,6 +32,7 @@ def preflight(report: Report, plan: Plan | None) -> list[Problem]:
         *_memory(report),
         *_systemd(report),
         *_engine(report, plan),
+        *_gpus(report, plan),
     ]
     if plan is not None:
         problems += _disk(report, plan)
@@ -126,6 +127,55 @@ def _engine(report: Report, plan: Plan | None) -> list[Problem]:
             " (apt-get install docker.io)",
         )
     ]
+
+
+def detected_gpus(report: Report) -> dict[str, Finding]:
+    """The GPUs detection found, by id (what node.toml `gpus` lists)."""
+    found = {}
+    for finding in report.sections()["accelerators"]:
+        value = finding.value
+        if finding.name.startswith(("nvidia gpu ", "amd gpu ")) and isinstance(value, dict):
+            ident = value.get("uuid") or value.get("id")
+            if isinstance(ident, str):
+                found[ident] = finding
+    return found
+
+
+def _gpus(report: Report, plan: Plan | None) -> list[Problem]:
+    found = detected_gpus(report)
+    chosen = None if plan is None else plan.gpus
+    # a GPU without its driver (detection says what to install)
+    problems = [
+        Problem("warning", f.detail, "install the driver, or go on without that GPU")
+        for f in report.sections()["accelerators"]
+        if f.status == "warning"
+    ]
+    unknown = sorted(set(chosen or ()) - set(found))
+    if unknown:
+        problems.append(
+            Problem(
+                "warning",
+                f"gpus lists {', '.join(unknown)}, which detection did not find on this machine",
+                f"list only ids detection shows ({', '.join(sorted(found)) or 'none'}),"
+                " or leave gpus unset to offer every GPU",
+            )
+        )
+    nvidia = [g for g, finding in found.items() if finding.name.startswith("nvidia")]
+    nvidia = [g for g in nvidia if chosen is None or g in chosen]
+    engine: dict[str, Any] = report.value("engine", "docker") or {}
+    runtimes = engine.get("runtimes")
+    if nvidia and isinstance(runtimes, list) and "nvidia" not in runtimes:
+        problems.append(
+            Problem(
+                "warning",
+                f"{len(nvidia)} NVIDIA GPU(s) found, but the container engine has no nvidia"
+                " runtime (the NVIDIA container toolkit): sessions cannot use them",
+                "install nvidia-container-toolkit, run `nvidia-ctk runtime configure"
+                " --runtime=docker` and restart Docker (or set nvidia_cdi = true in node.toml"
+                " with CDI specs from `nvidia-ctk cdi generate`)",
+            )
+        )
+    return problems
 
 
 def _disk(report: Report, plan: Plan) -> list[Problem]:

@@ -82,6 +82,7 @@ def resolve_state(
     network: str | None = None,
     database_url: str | None = None,
     node_id: str | None = None,
+    mock_devices: Path | None = None,
 ) -> Layout:
     """Create the state directory and settle both configs (`Layout.write` writes them). Options
     given now win; otherwise what the existing files say is kept, the node token included."""
@@ -91,13 +92,15 @@ def resolve_state(
     cp_path, node_path = state_dir / "controlplane.toml", state_dir / "node.toml"
     old_cp = _load(ControlPlaneConfig.load, cp_path)
     old_node = _load(NodeConfig.load, node_path)
-    cp = ControlPlaneConfig(
-        state_dir=state_dir,
-        node_token=old_cp.node_token if old_cp else secrets.token_urlsafe(32),
-        host=_first(host, old_cp.host if old_cp else None, "127.0.0.1"),
-        port=_first(port, old_cp.port if old_cp else None, 8081),
-        database_url=_first(database_url, old_cp.database_url if old_cp else None, ""),
-    )
+    cp_settings: dict[str, Any] = {
+        "state_dir": state_dir,
+        "node_token": old_cp.node_token if old_cp else secrets.token_urlsafe(32),
+        "host": _first(host, old_cp.host if old_cp else None, "127.0.0.1"),
+        "port": _first(port, old_cp.port if old_cp else None, 8081),
+        "database_url": _first(database_url, old_cp.database_url if old_cp else None, ""),
+    }
+    # the file's other settings (TLS, heartbeat timeout...) are kept as they are
+    cp = dataclasses.replace(old_cp, **cp_settings) if old_cp else ControlPlaneConfig(**cp_settings)
     settings: dict[str, Any] = {
         "state_dir": state_dir / "node",
         "controlplane_url": endpoint_for(cp.host, cp.port),
@@ -106,6 +109,9 @@ def resolve_state(
     }
     if node_id is not None:
         settings["node_id"] = node_id
+    if mock_devices is not None:  # fake GPUs for demos and tests (node/accelerators/mock.py)
+        settings["accelerators"] = ["mock"]
+        settings["mock_devices"] = mock_devices.expanduser().absolute()
     try:
         node = dataclasses.replace(old_node, **settings) if old_node else NodeConfig(**settings)
     except ValueError as exc:
@@ -330,6 +336,12 @@ def _read_admin_keypair(path: Path) -> tuple[str, str]:
 @click.option("--network", type=click.Choice(NETWORK_MODES), default=None, help="[default: none]")
 @click.option("--database-url", default=None, metavar="DSN", help="[default: embedded SQLite]")
 @click.option("--node-id", default=None, help="The node's name [default: i-<hostname>].")
+@click.option(
+    "--mock-devices",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Give the node the fake GPUs this TOML file lists (the mock accelerator plugin).",
+)
 def up(
     state_dir: Path | None,
     host: str | None,
@@ -337,6 +349,7 @@ def up(
     network: str | None,
     database_url: str | None,
     node_id: str | None,
+    mock_devices: Path | None,
 ) -> None:
     """Run a control plane and a node here, in the foreground, until Ctrl-C."""
     from client.config import default_state_dir
@@ -349,6 +362,7 @@ def up(
             network=network,
             database_url=database_url,
             node_id=node_id,
+            mock_devices=mock_devices,
         )
         check_port_free(layout.controlplane.host, layout.controlplane.port)
         layout.write()

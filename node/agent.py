@@ -17,6 +17,7 @@ Kernels are never touched on shutdown or disconnect: sessions outlive the node p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import platform
 
@@ -25,7 +26,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from hostlib import __version__, sdnotify
 from node import hostfs
-from node.accelerators import Accelerators
+from node.accelerators import Accelerators, DeviceSample
 from node.config import NodeConfig
 from node.errors import ControlPlaneUnreachable, KernelNotFound, NodeError
 from node.kernels import (
@@ -37,13 +38,15 @@ from node.kernels import (
     describe_exit,
 )
 from node.link import Endpoint, run_connection
-from node.resources import HostLoad, capacity
+from node.resources import capacity
 from node.runs import Runs
 from node.runtime import ContainerRuntime, DockerRuntime, RuntimeEvent
+from node.stats import Sampler, StatsSample
 from wire import (
     PROTOCOL,
     CreateKernel,
     DestroyKernel,
+    DeviceStats,
     Execute,
     FilesWritten,
     FrameError,
@@ -57,11 +60,13 @@ from wire import (
     KernelDestroyed,
     KernelExited,
     KernelLogs,
+    KernelStats,
     Message,
     Register,
     Reply,
     Request,
     Result,
+    Slots,
     Upload,
     decode,
     encode,
@@ -130,9 +135,10 @@ class Agent:
         self._config = config
         self._endpoint = endpoint
         self._runtime = runtime
-        self._kernels = Kernels(config, runtime, accelerators)
+        self._accelerators = accelerators or Accelerators([])
+        self._kernels = Kernels(config, runtime, self._accelerators)
         self._runs = Runs(self._kernels, runtime)
-        self._load = HostLoad()
+        self._sampler = Sampler(self._accelerators)
         self._ws: WebSocketConnection | None = None  # set once Register went out on it
         self._images_dirty = trio.Event()
         self._images_sent: list[ImageInfo] | None = None
@@ -200,17 +206,20 @@ class Agent:
             version=__version__,
             architecture=platform.machine(),
             network_mode=self._config.network_mode,
-            slots=capacity(self._config),
+            # what the kernels may ask for: cpu and mem, and every accelerator plugin's slot
+            slots={**capacity(self._config), **Slots(self._accelerators.capacity()).to_wire()},
             images=images,
             kernels=kernels,
+            accelerators=[dataclasses.asdict(d) for d in self._accelerators.devices()],
             protocol=PROTOCOL,
         )
 
     async def _heartbeats(self) -> None:
         while True:
             await trio.sleep(self._config.heartbeat_interval)
-            cpu_pct, mem_used = self._load.sample()
-            await self.send(Heartbeat(cpu_pct=cpu_pct, mem_used_bytes=mem_used))
+            tracked = self._kernels.tracked()
+            sample = await trio.to_thread.run_sync(self._sampler.sample, tracked)
+            await self.send(heartbeat(sample))
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -323,3 +332,35 @@ class Agent:
                 for tag in record.tags
             )
         return sorted(infos, key=lambda info: info.name)
+
+
+def heartbeat(sample: StatsSample) -> Heartbeat:
+    """The statistics sample as the control plane gets it."""
+
+    def devices(samples: list[DeviceSample]) -> list[DeviceStats]:
+        return [
+            DeviceStats(d.plugin, d.device_id, d.util_pct, d.mem_used, d.mem_total) for d in samples
+        ]
+
+    node = sample.node
+    return Heartbeat(
+        cpu_pct=node.cpu_pct,
+        mem_used_bytes=node.mem_used,
+        mem_total_bytes=node.mem_total,
+        devices=devices(node.devices),
+        kernels=[
+            KernelStats(
+                k.kernel_id,
+                k.cpu_pct,
+                k.cpu_used_ms,
+                k.mem_used,
+                k.mem_limit,
+                k.io_read,
+                k.io_write,
+                k.net_rx,
+                k.net_tx,
+                devices(k.devices),
+            )
+            for k in sample.kernels.values()
+        ],
+    )

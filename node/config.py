@@ -42,6 +42,9 @@ class NodeConfig:
     # installed plugin but "mock" whose hardware is present. A listed plugin must open.
     accelerators: list[str] | None = None
     mock_devices: Path | None = None  # the mock plugin's TOML file of fake devices
+    # the accelerator devices (ids: GPU UUIDs, KFD unique ids, mock names) sessions may use;
+    # None: every device the plugins find. The installer writes the operator's choice here.
+    gpus: list[str] | None = None
     nvidia_cdi: bool = False  # NVIDIA GPUs by CDI name (nvidia.com/gpu=UUID), not the runtime
 
     @field_validator("work_size", "tmp_size", "disk_reserve")

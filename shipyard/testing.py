@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
+import tomli_w
 
 from node.hostfs import remove_kernel_dirs
 
@@ -154,12 +156,23 @@ class Appliance:
 
 @contextmanager
 def running_appliance(
-    extra_args: list[str] | None = None, alias_to: str = TEST_IMAGE
+    extra_args: list[str] | None = None,
+    alias_to: str = TEST_IMAGE,
+    *,
+    controlplane: dict[str, Any] | None = None,
+    node: dict[str, Any] | None = None,
 ) -> Iterator[Appliance]:
     """Start an appliance in a fresh state directory with `python` aliased to `alias_to`; on
-    exit stop it and remove every container its node made."""
+    exit stop it and remove every container its node made. `controlplane` and `node` are
+    settings for its controlplane.toml and node.toml (`shipyard up` keeps what they say)."""
     state = Path(tempfile.mkdtemp(prefix="sy-", dir="/tmp"))  # short: Unix socket paths
     appliance = Appliance(state, free_port(), f"i-test-{uuid.uuid4().hex[:8]}", extra_args or [])
+    # what `shipyard up` fills in itself
+    placeholders = {"state_dir": str(state), "node_token": "replaced by shipyard up"}
+    for name, settings in (("controlplane.toml", controlplane), ("node.toml", node)):
+        if settings:
+            extra = {"controlplane_url": appliance.endpoint} if name == "node.toml" else {}
+            (state / name).write_text(tomli_w.dumps({**placeholders, **extra, **settings}))
     try:
         appliance.start()
         alias = appliance.cli("image", "alias", "python", alias_to)

@@ -18,7 +18,7 @@ is "finished".
 Versions: `Register.protocol` is "MAJOR.MINOR". Peers with the same major understand each other:
 a newer peer's unknown fields are ignored and an older peer's missing optional fields take their
 defaults. 1.0 had no `protocol` field (so a missing one means 1.0) and its `DestroyKernel` result
-had no `logs`.
+had no `logs`; 1.1 heartbeats carried no statistics of devices and kernels.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-PROTOCOL = "1.1"
+PROTOCOL = "1.2"
 RunKind = Literal[
     "stdout", "stderr", "waiting-input", "clean-finished", "build-finished", "finished"
 ]
@@ -116,9 +116,37 @@ class Register:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class DeviceStats:
+    plugin: str  # "nvidia", "amd", "mock"
+    device_id: str
+    util_pct: float | None  # None: the driver does not say
+    mem_used: int  # bytes
+    mem_total: int
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class KernelStats:
+    """One running kernel, read from its cgroup: counters are totals since it started."""
+
+    kernel_id: str
+    cpu_pct: float  # of one core since the previous heartbeat (a busy loop reads about 100)
+    cpu_used_ms: int
+    mem_used: int  # bytes, without the page cache it can drop
+    mem_limit: int | None
+    io_read: int  # bytes
+    io_write: int
+    net_rx: int  # bytes, loopback left out
+    net_tx: int
+    devices: list[DeviceStats] = field(default_factory=list)  # those the kernel holds
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class Heartbeat:
     cpu_pct: float
     mem_used_bytes: int
+    mem_total_bytes: int = 0  # since 1.2, as are the statistics below (0 and empty before)
+    devices: list[DeviceStats] = field(default_factory=list)  # every device of the node
+    kernels: list[KernelStats] = field(default_factory=list)
     type: Literal["heartbeat"] = _tag("heartbeat")
 
 

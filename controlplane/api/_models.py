@@ -138,12 +138,33 @@ class AliasDeleted(Reply):
     deleted: Literal[True] = True
 
 
+class NodeDevice(Reply):
+    """An accelerator device as its node's plugin reported it."""
+
+    plugin: str
+    id: str
+    model: str
+    memory_bytes: int
+    uuid: str
+    bus_id: str | None = None
+    numa_node: int | None = None
+    mig: bool = False
+
+
 class NodeItem(Reply):
     id: str
-    status: str
+    status: str = Field(description="ALIVE, LOST (no heartbeat within the timeout) or TERMINATED")
+    status_info: str = Field(description="why the node has its status")
     architecture: str
     network_mode: str
     available_slots: dict[str, str]
+    occupied_slots: dict[str, str] = Field(description="what its sessions hold now")
+    devices: list[NodeDevice]
+    cpu_cur_pct: float
+    mem_cur_bytes: int
+    live_stat: dict[str, Any] | None = Field(
+        description="its latest heartbeat's figures: cpu_util, mem, and each device's util and mem"
+    )
     first_contact: str
     last_contact: str
 
@@ -152,9 +173,15 @@ class NodeItem(Reply):
         return cls(
             id=n.id,
             status=n.status,
+            status_info=n.status_info,
             architecture=n.architecture,
             network_mode=n.network_mode,
             available_slots=n.available_slots,
+            occupied_slots=n.occupied_slots,
+            devices=[NodeDevice.model_validate(d) for d in n.devices],
+            cpu_cur_pct=n.cpu_cur_pct,
+            mem_cur_bytes=n.mem_cur_bytes,
+            live_stat=n.live_stat,
             first_contact=n.first_contact.isoformat(),
             last_contact=n.last_contact.isoformat(),
         )

@@ -192,6 +192,9 @@ class SessionInfo(Reply):
     creation_time: str
     termination_time: str | None
     age: int = Field(description="milliseconds since creation")
+    last_stat: dict[str, Any] | None = Field(
+        description="the latest statistics of its main container (kept when it ends)"
+    )
     status_history: list[StatusChangeView]
 
     @classmethod
@@ -226,6 +229,7 @@ class SessionInfo(Reply):
             creation_time=session.created_at.isoformat(),
             termination_time=session.terminated_at.isoformat() if session.terminated_at else None,
             age=int((utcnow() - session.created_at).total_seconds() * 1000),
+            last_stat=main.live_stat if main else None,
             status_history=[
                 StatusChangeView(status=h.status, reason=h.reason, at=h.at.isoformat())
                 for h in session.history

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint
 
-from controlplane import jointokens
+from controlplane import jointokens, nodewatch
 from controlplane.api._context import core, require_admin
 from controlplane.api._models import CreateNodeToken, NodeToken, NodeTokenList, NodeTokenView
 from controlplane.api._typed import body, returns
@@ -47,6 +47,7 @@ async def revoke_node_token(token_id: str) -> NodeTokenView:
     async with the_core.db() as db:
         row, now = await jointokens.revoke(db, token_id)
         await db.commit()
-    if now and row.node_id is not None and row.node_id in the_core.hub.connected():
-        the_core.hub.get(row.node_id).close()
+    if now and row.node_id is not None:
+        reason = f"node {row.node_id} was terminated: its join token {row.id} was revoked"
+        await nodewatch.end_node(the_core, row.node_id, "TERMINATED", reason)
     return NodeTokenView.of(row)

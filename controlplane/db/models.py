@@ -103,7 +103,8 @@ class Keypair(Base):
 class Node(Base):
     __tablename__ = "nodes"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))  # ALIVE | LOST
+    status: Mapped[str] = mapped_column(String(16))  # ALIVE | LOST | TERMINATED
+    status_info: Mapped[str] = mapped_column(String(256), default="")  # why, for a person
     architecture: Mapped[str] = mapped_column(String(16))
     network_mode: Mapped[str] = mapped_column(String(16))
     version: Mapped[str] = mapped_column(String(32))
@@ -112,6 +113,8 @@ class Node(Base):
     accelerators: Mapped[dict[str, Any]] = mapped_column(default=dict)
     cpu_cur_pct: Mapped[float] = mapped_column(default=0.0)
     mem_cur_bytes: Mapped[int] = mapped_column(default=0)
+    # the node's latest statistics sample (controlplane/stats.py), None before the first
+    live_stat: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     first_contact: Mapped[datetime] = mapped_column(default=utcnow)
     last_contact: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -188,6 +191,8 @@ class Kernel(Base):
     exit_code: Mapped[int | None] = mapped_column(default=None)
     # the container's output, kept when the container is removed
     logs: Mapped[str | None] = mapped_column(Text, default=None)
+    # the latest statistics sample while it runs; the last one once it ended
+    live_stat: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     session: Mapped[Session] = relationship(back_populates="kernels")
 

@@ -107,8 +107,8 @@ def _agent_view(node: nodes.NodeView, container_counts: dict[str, int]) -> dict[
         # mem_cur_bytes), and the client's formatter needs the per-device form or null
         "live_stat": None,
         "version": node.version,
-        "compute_plugins": {},
-        "hardware_metadata": {"accelerators": node.accelerators.get("devices", [])},
+        "compute_plugins": {p: {} for p in sorted({d["plugin"] for d in node.devices})},
+        "hardware_metadata": {"accelerators": node.devices},
         "local_config": {"network_mode": node.network_mode},
         "network_mode": node.network_mode,
         "cpu_cur_pct": node.cpu_cur_pct,
@@ -116,13 +116,13 @@ def _agent_view(node: nodes.NodeView, container_counts: dict[str, int]) -> dict[
         # Shipyard never terminates a kernel for abusing its node
         "auto_terminate_abusing_kernel": False,
         "container_count": container_counts.get(node.id, 0),
-        # Backend.AI's older per-slot fields: memory in MiB; no GPU/TPU slots exist
+        # Backend.AI's older per-slot fields: memory in MiB, whole GPUs; no TPU slots exist
         "mem_slots": int(available["mem"]) // MIB,
         "cpu_slots": float(available["cpu"]),
-        "gpu_slots": 0.0,
+        "gpu_slots": float(available["cuda.device"]),
         "tpu_slots": 0.0,
         "used_mem_slots": int(occupied["mem"]) // MIB,
         "used_cpu_slots": float(occupied["cpu"]),
-        "used_gpu_slots": 0.0,
+        "used_gpu_slots": float(occupied["cuda.device"]),
         "used_tpu_slots": 0.0,
     }

@@ -234,7 +234,8 @@ def _container_view(
         "container_id": kernel.container_id,
         "resource_opts": {},
         "occupied_slots": session.requested_slots if running else {},
-        "live_stat": None,
-        "last_stat": None,
+        # the latest sample from the node's heartbeats (controlplane/stats.py); kept at the end
+        "live_stat": kernel.live_stat if running else None,
+        "last_stat": kernel.live_stat,
         "preopen_ports": [],
     }

@@ -28,6 +28,7 @@ from textual.widgets import (
 from installer.detect import Report
 from installer.errors import PlanError
 from installer.plan import DEFAULT_STATE_DIR, DEFAULT_VFOLDER_ROOT, Plan, default_node_id
+from installer.preflight import detected_gpus
 from installer.tui._trio_call import CallCancelled, TrioCall
 from installer.tui._widgets import ChoiceSet
 
@@ -213,6 +214,19 @@ class ChoicesScreen(Screen[None]):
                     id="install-engine",
                     compact=True,
                 )
+            gpus = detected_gpus(self._report)
+            if gpus:  # which of them sessions may use; all unless the answers say otherwise
+                chosen = self._answers.gpus
+                with Horizontal(classes="field"):
+                    yield Label("GPUs", classes="field-label")
+                    with Vertical(id="gpus"):
+                        for ident, finding in gpus.items():
+                            yield Checkbox(
+                                f"{finding.detail}  {ident}",
+                                value=chosen is None or ident in chosen,
+                                name=ident,
+                                compact=True,
+                            )
             yield Static("", id="form-error", markup=False)
         with Horizontal(classes="buttons"):
             yield Button("Back", id="back")
@@ -293,6 +307,10 @@ class ChoicesScreen(Screen[None]):
                 if not dsn:
                     raise PlanError(f"enter the PostgreSQL DSN ({DSN_PLACEHOLDER})")
                 fields["database_url"] = dsn
+        boxes = list(self.query("#gpus Checkbox").results(Checkbox))
+        if boxes:  # every GPU ticked: None, so that a GPU added later is offered too
+            ticked = [box.name or "" for box in boxes if box.value]
+            fields["gpus"] = None if len(ticked) == len(boxes) else ticked
         if not fields["vfolder_root"].is_absolute():
             raise PlanError("the vfolder root must be an absolute path")
         return self._answers.replace(**fields)

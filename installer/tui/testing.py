@@ -113,8 +113,18 @@ def demo_report(
                 "ok",
                 "driver 550.127.05 (CUDA 12.4), 2 GPU(s)",
             ),
-            Finding("nvidia gpu 0", {"name": "NVIDIA L40S"}, "ok", "NVIDIA L40S, 45 GiB"),
-            Finding("nvidia gpu 1", {"name": "NVIDIA L40S"}, "ok", "NVIDIA L40S, 45 GiB"),
+            Finding(
+                "nvidia gpu 0",
+                {"name": "NVIDIA L40S", "uuid": "GPU-3b1f0c2e-8d1a-4f4e-9c1b-5e6a7d8c9f01"},
+                "ok",
+                "NVIDIA L40S, 45 GiB",
+            ),
+            Finding(
+                "nvidia gpu 1",
+                {"name": "NVIDIA L40S", "uuid": "GPU-7c2d4e6f-1a3b-4c5d-8e9f-0a1b2c3d4e5f"},
+                "ok",
+                "NVIDIA L40S, 45 GiB",
+            ),
             Finding("amd", None, "info", "no AMD GPU (no KFD topology, no AMD DRM card)"),
         ],
         storage=[

@@ -53,6 +53,34 @@ def installed() -> dict[str, PluginFactory]:
     return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+class Restricted:
+    """A plugin seen through node.toml's `gpus`: only the devices listed there exist for the
+    node (the allocator, Register and the statistics)."""
+
+    def __init__(self, plugin: AcceleratorPlugin, allowed: frozenset[str]) -> None:
+        self._plugin = plugin
+        self._allowed = allowed
+        self.name = plugin.name
+        self.slot = plugin.slot
+        self.fractional = plugin.fractional
+        self._devices = [d for d in plugin.devices() if d.id in allowed]
+
+    def devices(self) -> Sequence[Device]:
+        return self._devices
+
+    def metadata(self) -> dict[str, str]:
+        return self._plugin.metadata()
+
+    def container_devices(self, devices: Sequence[Device]) -> ContainerDevices:
+        return self._plugin.container_devices(devices)
+
+    def sample(self) -> list[DeviceSample]:
+        return [s for s in self._plugin.sample() if s.device_id in self._allowed]
+
+    def close(self) -> None:
+        self._plugin.close()
+
+
 class Accelerators:
     """The node's open plugins and its allocator."""
 
@@ -86,6 +114,8 @@ class Accelerators:
                         raise NodeError(f"accelerator plugin {name!r}: {exc}") from exc
                     log.info("accelerator plugin %r not used: %s", name, exc)
                     continue
+                if config.gpus is not None:
+                    plugin = Restricted(plugin, frozenset(config.gpus))
                 plugins.append(plugin)
                 log.info(
                     "accelerator plugin %r: %d device(s) as %s",

@@ -37,6 +37,12 @@ class AmdGpu:
     vram_bytes: int | None
     render_minor: int | None = None  # /dev/dri/renderD<minor>
     unique_id: int = 0  # 0 where the driver does not publish one
+
+    @property
+    def id(self) -> str:
+        """The device's id on this node (node.toml `gpus` names devices by it)."""
+        return f"GPU-{self.unique_id:016x}" if self.unique_id else f"kfd-node-{self.node}"
+
     bus_id: str | None = None  # PCI domain:bus:device.function
 
 
@@ -150,7 +156,7 @@ class AmdPlugin:
         self._gpus: dict[str, AmdGpu] = {}
         self._devices: list[Device] = []
         for gpu in gpus:
-            uuid = f"GPU-{gpu.unique_id:016x}" if gpu.unique_id else f"kfd-node-{gpu.node}"
+            uuid = gpu.id
             numa = _read_int(self._pci(gpu) / "numa_node") if gpu.bus_id else None
             self._gpus[uuid] = gpu
             self._devices.append(

@@ -134,10 +134,26 @@ def test_no_nvidia_driver_is_a_finding_not_an_error() -> None:
     assert empty.status == "info" and empty.value["count"] == 0
 
 
+def test_an_nvidia_card_without_its_driver_is_a_warning(tmp_path: Path) -> None:
+    for address, vendor, pci_class in (
+        ("0000:01:00.0", "0x10de", "0x030000"),  # the GPU
+        ("0000:01:00.1", "0x10de", "0x040300"),  # its audio function
+        ("0000:00:02.0", "0x8086", "0x030000"),  # another vendor's graphics
+    ):
+        device = tmp_path / "bus/pci/devices" / address
+        device.mkdir(parents=True)
+        (device / "vendor").write_text(vendor + "\n")
+        (device / "class").write_text(pci_class + "\n")
+    (finding,) = _gpu.nvidia_findings(missing_library(), sysfs=tmp_path)
+    assert finding.status == "warning" and finding.value == {"pci": ["0000:01:00.0"]}
+    assert "install the NVIDIA driver" in finding.detail
+
+
 def test_amd_through_sample_sysfs_files() -> None:
     summary, gpu = _gpu.amd_findings(STANDIN / "amd-instinct-mi210")
     assert summary.status == "ok" and summary.value == {"count": 1, "cards": ["card0"]}
     assert gpu.value == {
+        "id": "GPU-112210f47de98115",  # what node.toml `gpus` lists (from unique_id)
         "kfd_node": 1,
         "gfx": "gfx90a",
         "device_id": "0x740f",

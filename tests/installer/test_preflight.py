@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,40 @@ def messages(report: Report, plan: Plan | None = PLAN) -> list[tuple[str, str]]:
 def test_a_healthy_machine_has_no_problems() -> None:
     assert preflight(machine(), PLAN) == []
     assert preflight(machine(), None) == []
+
+
+def _with_gpus(report: Report, runtimes: list[str], *uuids: str) -> Report:
+    engine = Finding("docker", {"version": "24.0.7", "api": "1.43", "runtimes": runtimes}, "ok", "")
+    gpus = [
+        Finding(f"nvidia gpu {i}", {"name": "A100", "uuid": uuid}, "ok", "A100, 80 GiB")
+        for i, uuid in enumerate(uuids)
+    ]
+    return dataclasses.replace(report, engine=[engine], accelerators=gpus)
+
+
+def test_nvidia_gpus_without_the_container_toolkit_are_a_warning() -> None:
+    report = _with_gpus(machine(), ["runc"], "GPU-1", "GPU-2")
+    ((severity, message),) = messages(report)
+    assert severity == "warning"
+    assert message.startswith("2 NVIDIA GPU(s) found, but the container engine has no nvidia")
+    (problem,) = preflight(report, PLAN)
+    assert "nvidia-ctk runtime configure" in problem.fix
+    assert messages(_with_gpus(machine(), ["nvidia", "runc"], "GPU-1")) == []
+    assert messages(report, PLAN.replace(gpus=[])) == []  # the operator offers none of them
+
+
+def test_gpus_the_machine_does_not_have_are_a_warning() -> None:
+    report = _with_gpus(machine(), ["nvidia", "runc"], "GPU-1")
+    ((severity, message),) = messages(report, PLAN.replace(gpus=["GPU-1", "GPU-9"]))
+    assert severity == "warning" and message.startswith("gpus lists GPU-9, which detection")
+
+
+def test_a_gpu_without_its_driver_is_a_warning() -> None:
+    detail = "NVIDIA GPU(s) at PCI 0000:01:00.0 but no NVIDIA driver answers"
+    report = dataclasses.replace(
+        machine(), accelerators=[Finding("nvidia", {"pci": ["0000:01:00.0"]}, "warning", detail)]
+    )
+    assert messages(report) == [("warning", detail)]
 
 
 def test_memory() -> None:

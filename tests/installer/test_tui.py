@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 from textual.pilot import Pilot
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Checkbox, Input, Static
 
 from installer.detect import Finding
 from installer.engine import OnEvent, Outcome, RollingBack, StepFinished, describe
@@ -305,6 +305,24 @@ async def test_database_check_success_and_the_dsn_in_the_plan() -> None:
         assert isinstance(review, ReviewScreen)
         assert review.plan.database_url == good
         assert "secret" not in shown_toml(review.plan)
+
+
+async def test_the_gpus_detection_found_are_offered_and_untaken_ones_left_out() -> None:
+    app = fake_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await to_choices(pilot)
+        boxes = list(app.screen.query("#gpus Checkbox").results(Checkbox))
+        assert [b.value for b in boxes] == [True, True]  # all by default
+        assert isinstance(app.screen, ChoicesScreen)
+        assert app.screen.build_plan().gpus is None  # all, and any added later
+        boxes[0].value = False
+        await pilot.press("ctrl+n")
+        await wait_for_screen(pilot, ReviewScreen)
+        review = app.screen
+        assert isinstance(review, ReviewScreen)
+        assert review.plan.gpus == [boxes[1].name]
+        assert boxes[1].name and boxes[1].name.startswith("GPU-7c2d")
+        assert '"GPU-7c2d4e6f-1a3b-4c5d-8e9f-0a1b2c3d4e5f"' in shown_toml(review.plan)
 
 
 async def test_node_role_needs_the_control_plane_and_a_token() -> None:

@@ -168,6 +168,25 @@ def test_plugins_are_found_through_entry_points(tmp_path: Path) -> None:
         Accelerators.open(_config(tmp_path, accelerators=["nvidia"]), PLAIN_ENGINE)
 
 
+def test_only_the_gpus_node_toml_lists_are_offered(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        accelerators=["mock"],
+        mock_devices=_mock_file(tmp_path),
+        gpus=["mock-gpu1", "mock-gpu3", "not-here"],
+    )
+    accelerators = Accelerators.open(config, PLAIN_ENGINE)
+    assert accelerators.capacity() == {"cuda.device": Decimal(2)}
+    assert [d.id for d in accelerators.devices()] == ["mock-gpu1", "mock-gpu3"]
+    assert [s.device_id for s in accelerators.sample()] == ["mock-gpu1", "mock-gpu3"]
+    allocation = accelerators.allocator.allocate("k1", {"cuda.device": Decimal(2)})
+    assert allocation.container.environment["SHIPYARD_MOCK_DEVICES"] == "mock-gpu1,mock-gpu3"
+    with pytest.raises(NodeError, match=r"not enough free cuda\.device"):
+        accelerators.allocator.allocate("k2", {"cuda.device": Decimal(1)})
+    none = dataclasses.replace(config, gpus=[])  # the operator offers no GPU at all
+    assert Accelerators.open(none, PLAIN_ENGINE).capacity() == {"cuda.device": Decimal(0)}
+
+
 # --- the allocator --------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from node.runtime import EngineInfo
 from node.stats import Sampler, Tracked
 from node.testing import FakeControlPlane, NodeProcess, text_of
 from tests.node.conftest import OWNER
-from wire import CreateKernel, DestroyKernel, Reply
+from wire import CreateKernel, DestroyKernel, Heartbeat, Reply
 
 pytestmark = [pytest.mark.trio, pytest.mark.docker]
 
@@ -74,6 +74,33 @@ def create(control_plane: FakeControlPlane, kernel_image: str) -> Create:
 async def _visible(control_plane: FakeControlPlane, kernel_id: str) -> tuple[set[str], str]:
     ids, ordinals = text_of(await control_plane.execute(kernel_id, ENV)).split()
     return set(ids.split(",")), ordinals
+
+
+async def test_register_offers_the_devices_and_heartbeats_carry_each_kernels_stats(
+    mock_config: NodeConfig, nursery: trio.Nursery, control_plane: FakeControlPlane, create: Create
+) -> None:
+    process = NodeProcess(nursery, dataclasses.replace(mock_config, heartbeat_interval=0.2))
+    await process.start()
+    register = await control_plane.registration()
+    assert register.slots["cuda.device"] == "4"
+    assert {"cpu", "mem"} <= set(register.slots)
+    devices = {d["id"]: d for d in register.accelerators}
+    assert set(devices) == {f"mock-gpu{i}" for i in range(4)}
+    assert devices["mock-gpu0"]["plugin"] == "mock" and devices["mock-gpu0"]["memory_bytes"] > 0
+
+    kernel_id, reply = await create(1)
+    assert reply.ok, reply.error
+    text_of(await control_plane.execute(kernel_id, BUSY))
+    beat = await control_plane.wait_for(
+        Heartbeat,
+        lambda h: any(k.kernel_id == kernel_id and k.cpu_pct > 5 for k in h.kernels),
+    )
+    assert beat.mem_total_bytes > beat.mem_used_bytes > 0
+    assert len(beat.devices) == 4
+    (stat,) = [k for k in beat.kernels if k.kernel_id == kernel_id]
+    assert stat.mem_limit == 128 * 2**20 and stat.mem_used > 32 * 2**20
+    (held,) = stat.devices
+    assert held.plugin == "mock" and held.util_pct == 20.0 * int(held.device_id[-1])
 
 
 async def test_two_kernels_get_distinct_mock_gpus_and_a_third_is_refused(
