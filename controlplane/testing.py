@@ -85,14 +85,14 @@ class FakeNode:
     def _reply(self, req_id: str, result: wire.Result) -> None:
         self.conn.deliver_reply(wire.Reply(req_id, True, wire.result_dict(result)))
 
-    async def _receive(self, frame: str) -> None:
+    async def _receive(self, frame: str | bytes) -> None:
         try:
             self._handle(frame)
         finally:
             self._changed.set()
             self._changed = anyio.Event()
 
-    def _handle(self, frame: str) -> None:
+    def _handle(self, frame: str | bytes) -> None:
         message = wire.decode(frame)  # what a real node would read
         match message:
             case wire.CreateKernel() if self.on_create is not None:

@@ -10,6 +10,7 @@ from quart import Quart, current_app, g, request, websocket
 from controlplane.api import (
     admin,
     apidocs,
+    apps,
     events,
     gql,
     misc,
@@ -68,6 +69,7 @@ def create_app(the_core: Core) -> Quart:
     for blueprint in (
         misc.bp,
         session.bp,
+        apps.bp,
         admin.bp,
         node.bp,
         node_tokens.bp,

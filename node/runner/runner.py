@@ -56,6 +56,9 @@ A run that ends with a non-zero code while the work directory or /tmp is (nearly
 more stderr item saying so (``shipyard: /home/work is full (12 KiB free of 1006 MiB) ...``): a
 write that failed for lack of space is then explained, whichever program made it.
 
+Relayed streams (terminals, connections to apps in the kernel) are served by shipyard_relay.py,
+next to this file, from a thread that dials ``relay.sock`` beside the socket given as argv[1].
+
 Interrupting: SIGINT to the runner raises KeyboardInterrupt in a running query (reported as an
 exception, exit code 1) or is passed to a running batch command's process group; when idle the
 runner ignores it. SIGTERM ends the runner.
@@ -80,6 +83,9 @@ import time
 import traceback
 import types
 from typing import Any, TextIO
+
+# beside this file in the kernel, imported before main() drops this directory from sys.path
+import shipyard_relay  # type: ignore[import-not-found,unused-ignore]
 
 CHUNK = 65536
 REDIAL_FIRST, REDIAL_MAX = 0.05, 1.0  # seconds between tries to reach a node that is not listening
@@ -448,6 +454,7 @@ def main(argv: list[str]) -> int:
     own_dir = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = ["", *(p for p in sys.path if p != own_dir)]
     _log(f"dialling {argv[1]} (pid {os.getpid()})")
+    shipyard_relay.start(argv[1], _WORKDIR, dial)
     while True:
         conn = Conn(dial(argv[1]))
         try:
