@@ -57,7 +57,7 @@ def parse(label: str) -> list[ServicePort]:
     apps: list[ServicePort] = []
     seen_ports: set[int] = set()
     position = 0
-    text = label.strip()
+    text = re.sub(r"\s+", "", label)  # "a:http:8080, b:tcp:9000" as people write it
     while position < len(text):
         match = _ENTRY.match(text, position)
         if match is None:

@@ -8,6 +8,7 @@ nothing is pulled.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -25,7 +26,6 @@ import time
 from collections.abc import Iterator
 
 import docker
-import fcntl
 import httpx
 import pytest
 
@@ -70,9 +70,7 @@ def _build_apps_image(base: str) -> None:
                     tar.addfile(info, io.BytesIO(data))
             container.put_archive("/", archive.getvalue())
             repository, tag = APPS_IMAGE.split(":")
-            container.commit(
-                repository, tag, changes=[f'LABEL ai.backend.service-ports="{LABEL}"']
-            )
+            container.commit(repository, tag, changes=[f'LABEL ai.backend.service-ports="{LABEL}"'])
         finally:
             container.remove(force=True)
     finally:
@@ -217,7 +215,8 @@ def test_shell_runs_commands_sees_resizes_and_exits_with_the_status(
         _set_size(master, 40, 120)
         proc.send_signal(signal.SIGWINCH)
         # the resize and these keys travel separately: wait in the shell until it sees it
-        os.write(master, b'until [ "$(stty size)" = "40 120" ]; do sleep 0.1; done; echo RE""SIZED\r')
+        wait = b'until [ "$(stty size)" = "40 120" ]; do sleep 0.1; done; echo RE""SIZED\r'
+        os.write(master, wait)
         _read_until(master, b"\r\nRESIZED\r\n", timeout=10)
         # Ctrl-C interrupts the remote command, not the terminal (else this waits 30 s)
         os.write(master, b"echo sleeping; sleep 30\r")
