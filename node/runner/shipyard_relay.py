@@ -39,10 +39,8 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-RELAY_SOCKET = "relay.sock"
 SERVICE_DEFS = "/etc/backend.ai/service-defs"
 APP_START_TIMEOUT = 120.0  # JupyterLab takes 3-4 s on an idle machine; much more under load
 APP_POLL = 0.1
@@ -53,45 +51,12 @@ _apps: dict[str, subprocess.Popen[bytes]] = {}
 _apps_lock = threading.Lock()
 
 
-def start(node_socket: str, workdir: str, dial: Callable[[str], socket.socket]) -> None:
-    """Serve relayed streams from now on, in a daemon thread."""
-    path = os.path.join(os.path.dirname(node_socket), RELAY_SOCKET)
-    thread = threading.Thread(target=_serve, args=(path, workdir, dial), daemon=True)
-    thread.start()
-
-
-def _serve(path: str, workdir: str, dial: Callable[[str], socket.socket]) -> None:
-    while True:
-        conn = dial(path)
-        try:
-            line = _read_line(conn)
-        except OSError:
-            line = b""
-        if not line:
-            conn.close()
-            continue
-        threading.Thread(target=_serve_one, args=(conn, line, workdir), daemon=True).start()
-
-
-def _read_line(conn: socket.socket) -> bytes:
-    """The request line. The node sends nothing more before our answer, so reading byte by
-    byte takes nothing that belongs to the stream."""
-    line = bytearray()
-    while len(line) < 65536:
-        byte = conn.recv(1)
-        if not byte:
-            return b""
-        if byte == b"\n":
-            return bytes(line)
-        line += byte
-    return b""
-
-
 def _answer(conn: socket.socket, kind: str, **fields: Any) -> None:
     conn.sendall((json.dumps({"kind": kind, **fields}) + "\n").encode())
 
 
-def _serve_one(conn: socket.socket, line: bytes, workdir: str) -> None:
+def serve_one(conn: socket.socket, line: bytes, workdir: str) -> None:
+    """Serve the stream the request `line` asks for on `conn` (a thread per stream)."""
     try:
         req = json.loads(line.decode())
         if not isinstance(req, dict):

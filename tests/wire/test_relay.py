@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import wire
@@ -61,9 +62,9 @@ async def test_a_writer_stops_at_the_window_until_the_reader_reads() -> None:
         tasks.start_soon(write)
         with anyio.fail_after(5):
             while link.data_sent < STREAM_WINDOW:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
         for _ in range(20):  # the writer gets nothing more in while nobody reads
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         assert link.data_sent == STREAM_WINDOW
         assert not done.is_set()
         received = bytearray()
@@ -98,7 +99,7 @@ async def test_a_lost_connection_ends_every_stream_and_wakes_waiters() -> None:
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(read, a)
         tasks.start_soon(read, b)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         link.a.close_all("the node went away")
     assert results == [b"", b""]
     assert a.error == "the node went away"
