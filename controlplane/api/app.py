@@ -18,6 +18,7 @@ from controlplane.api import (
     node_tokens,
     problems,
     session,
+    sshkeys,
 )
 from controlplane.api._context import CORE_KEY, is_public
 from controlplane.api.auth import authenticate
@@ -70,6 +71,7 @@ def create_app(the_core: Core) -> Quart:
         misc.bp,
         session.bp,
         apps.bp,
+        sshkeys.bp,
         admin.bp,
         node.bp,
         node_tokens.bp,

@@ -18,6 +18,7 @@ from quart.testing import WebsocketResponseError
 from quart.testing.connections import WebsocketDisconnectError
 
 import wire
+from controlplane import sshkeys
 from controlplane.testing import TEST_IMAGE, FakeNode
 from tests.controlplane.conftest import API, HOST, Keypair
 
@@ -67,6 +68,9 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("WS", "/stream/session/<ref>/tcpproxy"): OWNER,
     ("WS", "/stream/session/<ref>/httpproxy"): OWNER,
     ("WS", "/stream/session/<ref>/pty"): OWNER,
+    ("GET", "/auth/ssh-keypair"): ANY_USER,
+    ("PATCH", "/auth/ssh-keypair"): ANY_USER,
+    ("POST", "/auth/ssh-keypair"): ANY_USER,
     ("GET", "/admin/keypairs"): ADMIN,
     ("POST", "/admin/keypairs"): ADMIN,
     ("DELETE", "/admin/keypairs/<access_key>"): ADMIN,
@@ -80,6 +84,7 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("DELETE", "/admin/node-tokens/<token_id>"): ADMIN,
     ("WS", "/node/connect"): NODE,
 }
+_SSH = sshkeys.generate("matrix")
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/session"): {"image": "python", "enqueueOnly": True},
     ("POST", "/admin/gql"): {"query": "{ images { name } }"},
@@ -88,6 +93,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/images/aliases"): {"alias": "matrix-alias", "target": "python"},
     ("POST", "/images"): {"name": TEST_IMAGE},
     ("POST", "/admin/node-tokens"): {},
+    ("POST", "/auth/ssh-keypair"): {"pubkey": _SSH.public_key, "privkey": _SSH.private_key},
 }
 
 

@@ -22,6 +22,7 @@ import sys
 import termios
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -203,3 +204,16 @@ def test_a_sessions_streams_end_with_it(test_image: str) -> None:
                 assert conn.recv(1) == b""  # closed, not hung
         finally:
             _stop(proc)
+
+
+def test_ssh_key_is_generated_kept_and_shown(appliance: Appliance, tmp_path: Path) -> None:
+    none_yet = appliance.cli("ssh-key")
+    assert none_yet.returncode == 1
+    assert "no SSH key pair yet" in none_yet.stderr
+    key = tmp_path / "id_shipyard"
+    made = appliance.cli("ssh-key", "generate", "-o", str(key))
+    assert made.returncode == 0, made.stderr
+    assert key.stat().st_mode & 0o777 == 0o600
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True)
+    assert derived.stdout.split()[:2] == made.stdout.split()[:2]
+    assert appliance.cli("ssh-key").stdout == made.stdout
