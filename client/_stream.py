@@ -24,6 +24,7 @@ from client.errors import APIError, ClientError
 
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
+MAX_MESSAGE = 16 * 1024 * 1024
 
 # Answers a waiting-input frame: gets the frame, returns the text to send (without newline).
 InputHandler = Callable[[dict[str, Any]], Awaitable[str]]
@@ -41,6 +42,21 @@ async def open_execute(
 ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
     """Open the execute WebSocket at `url` (signed by `sign`), send `first`, and yield the
     result frames. `unreachable` makes the SDK's error for a control plane not reached."""
+    async with open_websocket(url, sign, unreachable) as ws:
+        await ws.send_message(json.dumps(dict(first)))
+        frames = _frames(ws, on_input)
+        try:
+            yield frames
+        finally:
+            await frames.aclose()
+
+
+@asynccontextmanager
+async def open_websocket(
+    url: str, sign: SignHeaders, unreachable: Callable[[BaseException], ClientError]
+) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+    """A signed WebSocket to `url`, closed (and its TCP stream with it) on the way out;
+    APIError when the server refuses the upgrade."""
     parts = urlsplit(url)
     endpoint = f"{parts.scheme}://{parts.netloc}"
     rel_url = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -61,13 +77,9 @@ async def open_execute(
                         host_header,
                         rel_url,
                         extra_headers=[(k.encode(), v.encode()) for k, v in headers.items()],
+                        max_message_size=MAX_MESSAGE,
                     )
-                await ws.send_message(json.dumps(dict(first)))
-                frames = _frames(ws, on_input)
-                try:
-                    yield frames
-                finally:
-                    await frames.aclose()
+                yield ws
             finally:
                 with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                     try:
@@ -75,6 +87,7 @@ async def open_execute(
                             await ws.aclose()  # the close handshake, unless the server did it
                     finally:
                         await stream.aclose()
+                nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise _translate(endpoint, group) from None
 

@@ -24,6 +24,8 @@ from client.config import ClientConfig
 from client.errors import APIError, ClientError, ConnectFailed
 
 if TYPE_CHECKING:
+    import trio_websocket
+
     from client._stream import InputHandler
 from wire import API_VERSION, authorization_header, sign
 
@@ -369,6 +371,20 @@ class Client:
         first = {"code": code, "mode": mode, "options": dict(options or {})}
         async with _stream.open_execute(url, sign, self.unreachable, first, on_input) as frames:
             yield frames
+
+    @asynccontextmanager
+    async def websocket(
+        self, path: str, query: Mapping[str, str] | None = None
+    ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+        """A signed WebSocket to `path`, e.g. a session's pty."""
+        from client import _stream
+
+        def sign(rel_url: str) -> dict[str, str]:
+            headers = self.headers_for("GET", rel_url, "application/octet-stream")
+            return headers | {"User-Agent": USER_AGENT}
+
+        async with _stream.open_websocket(self.url(path, query), sign, self.unreachable) as ws:
+            yield ws
 
     # --- admin: keypairs -------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ import anyio
 from sqlalchemy import select
 
 import wire
+from controlplane import apps, keypairs, nodecalls, tenancy
 from controlplane import images as images_db
-from controlplane import keypairs, nodecalls, tenancy
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
 from controlplane.db.models import Kernel, Keypair, Session, StatusChange
@@ -47,6 +47,7 @@ async def create_session(
                 raise InvalidAPIParams(f"no active keypair {params.owner_access_key}")
             owner = other
         image = await images_db.resolve(db, params.image)
+        await apps.check_image(db, image)
         existing = await sessions_db.find_active_by_name(db, owner.access_key, params.name)
         if existing is not None:
             if params.reuse and existing.image == image:

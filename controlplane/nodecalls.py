@@ -7,6 +7,7 @@ malformed result, or never answers raises NodeUnavailable (saying which node and
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import wire
 from controlplane.errors import NodeUnavailable
@@ -19,6 +20,7 @@ CREATE_TIMEOUT = 180.0
 DESTROY_TIMEOUT = 60.0
 LOGS_TIMEOUT = 30.0
 UPLOAD_TIMEOUT = 60.0
+OPEN_STREAM_TIMEOUT = 180.0  # the kernel may start the app on demand first
 
 
 class NodeRefused(NodeUnavailable):
@@ -88,3 +90,22 @@ async def execute(hub: NodeHub, node_id: str, request: wire.Execute) -> RunBuffe
 
 async def send_input(hub: NodeHub, node_id: str, kernel_id: str, run_id: str, text: str) -> None:
     await hub.get(node_id).send(wire.Input(kernel_id=kernel_id, run_id=run_id, text=text))
+
+
+async def open_stream(
+    hub: NodeHub, node_id: str, kernel_id: str, target: wire.OpenStream
+) -> wire.RelayStream:
+    """A byte stream to a port or a new terminal in the kernel (`target`'s stream id and
+    req_id are filled in here); NodeRefused saying why when the node cannot connect it."""
+    conn = hub.get(node_id)
+    if conn.protocol < (1, 2):
+        raise NodeRefused(f"node {node_id} is too old to relay streams (protocol 1.2 needed)")
+    stream = conn.streams.open()  # before asking: the node may send data ahead of its Reply
+    request = replace(target, kernel_id=kernel_id, stream_id=stream.stream_id)
+    try:
+        reply = await _call(hub, node_id, request, OPEN_STREAM_TIMEOUT)
+        _read(node_id, reply, wire.StreamOpened)
+    except BaseException as exc:
+        stream.closed_by_peer(str(exc))
+        raise
+    return stream

@@ -17,7 +17,7 @@ import wire
 from controlplane.errors import NodeDisconnected, NodeUnavailable
 from controlplane.runs import RunBuffer
 
-SendText = Callable[[str], Awaitable[None]]
+SendFrame = Callable[[str | bytes], Awaitable[None]]
 
 
 @dataclass
@@ -27,22 +27,27 @@ class _Pending:
 
 
 class NodeConnection:
-    def __init__(self, node_id: str, send_text: SendText, protocol: str = wire.PROTOCOL) -> None:
+    def __init__(self, node_id: str, send_frame: SendFrame, protocol: str = wire.PROTOCOL) -> None:
         self.node_id = node_id
         self.protocol = tuple(int(p) for p in protocol.split(".")[:2])  # what the node speaks
-        self._send_text = send_text
+        self._send_frame = send_frame
         self._lock = anyio.Lock()
         self._pending: dict[str, _Pending] = {}
         self.closed = False
         # the connection's handler serves inside this scope: closing it ends the handler
         self.scope = anyio.CancelScope()
+        self.streams = wire.RelayStreams(self.send_frame)  # relayed byte streams (OpenStream)
 
     async def send(self, message: wire.Message) -> None:
+        await self.send_frame(wire.encode(message))
+
+    async def send_frame(self, frame: str | bytes) -> None:
+        """One WebSocket frame: a message (text) or relay data (binary)."""
         if self.closed:
             raise NodeUnavailable(f"node {self.node_id} is not connected")
         async with self._lock:
             try:
-                await self._send_text(wire.encode(message))
+                await self._send_frame(frame)
             except Exception as exc:  # the socket went away under us
                 raise NodeUnavailable(f"node {self.node_id} is not connected") from exc
 
@@ -72,6 +77,7 @@ class NodeConnection:
         """Fail pending requests and end the connection (replaced by a new one, or revoked)."""
         self.closed = True
         self.scope.cancel()
+        self.streams.close_all(f"node {self.node_id} disconnected")
         for pending in self._pending.values():
             pending.done.set()  # reply stays None: the requester sees NodeUnavailable
 

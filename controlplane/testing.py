@@ -27,7 +27,9 @@ class FakeNode:
     `hold_runs`: Execute gets no output until the kernel is destroyed (then it ends, as a real
     run does when its container goes). `on_create`: awaited (in the background) before the
     CreateKernel reply, to put something in the middle of a session start;
-    `die_after_create`: the node is killed right after that reply.
+    `die_after_create`: the node is killed right after that reply. `image_labels`: more labels
+    of the test image (service ports). A relayed stream to a port echoes what it gets; a
+    terminal is refused.
     """
 
     core: Core
@@ -41,6 +43,7 @@ class FakeNode:
     died: bool = False
     runs: dict[str, str] = field(default_factory=dict)  # held run id -> kernel id
     inputs: list[wire.Input] = field(default_factory=list)
+    image_labels: dict[str, str] = field(default_factory=dict)
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def connect(self, kernels: list[wire.KernelInfo] | None = None) -> NodeConnection:
@@ -77,7 +80,11 @@ class FakeNode:
                     1000,
                     self.architecture,
                     ["python"],
-                    {"ai.shipyard.kernel": "1", "ai.shipyard.recipe.revision": "2"},
+                    {
+                        "ai.shipyard.kernel": "1",
+                        "ai.shipyard.recipe.revision": "2",
+                        **self.image_labels,
+                    },
                 )
             ],
             kernels=kernels or [],
@@ -87,16 +94,27 @@ class FakeNode:
     def _reply(self, req_id: str, result: wire.Result) -> None:
         self.conn.deliver_reply(wire.Reply(req_id, True, wire.result_dict(result)))
 
-    async def _receive(self, frame: str) -> None:
+    async def _receive(self, frame: str | bytes) -> None:
         try:
             self._handle(frame)
         finally:
             self._changed.set()
             self._changed = anyio.Event()
 
-    def _handle(self, frame: str) -> None:
+    def _handle(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):  # relay data: echo it, and take more at once
+            stream_id, data = wire.decode_data(frame)
+            self.conn.streams.on_message(wire.StreamWindow(stream_id, len(data)))
+            self.conn.streams.on_data(frame)
+            return
         message = wire.decode(frame)  # what a real node would read
         match message:
+            case wire.OpenStream(target="pty"):
+                self.conn.deliver_reply(
+                    wire.Reply(message.req_id, False, error="the fake node has no terminals")
+                )
+            case wire.OpenStream():
+                self._reply(message.req_id, wire.StreamOpened(message.stream_id))
             case wire.CreateKernel() if self.on_create is not None:
                 self.core.spawn(self._create_later, message)
             case wire.CreateKernel():

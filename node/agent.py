@@ -9,7 +9,8 @@ Task tree (one root nursery, opened by `serve`):
     ├── sdnotify.watchdog       keep-alive pings when systemd runs us with WatchdogSec
     └── Agent.connect_forever   dial, Register, then per connection:
         ├── heartbeat loop
-        └── one task per request (cancelled when the connection drops)
+        ├── one task per request (cancelled when the connection drops)
+        └── two per relayed stream (node/relay.py; they end with the connection too)
 
 Kernels are never touched on shutdown or disconnect: sessions outlive the node process.
 """
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import platform
+from collections.abc import Awaitable, Callable
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -38,6 +41,7 @@ from node.kernels import (
     describe_exit,
 )
 from node.link import Endpoint, run_connection
+from node.relay import open_stream
 from node.resources import capacity
 from node.runs import Runs
 from node.runtime import ContainerRuntime, DockerRuntime, RuntimeEvent
@@ -62,11 +66,15 @@ from wire import (
     KernelLogs,
     KernelStats,
     Message,
+    OpenStream,
     Register,
+    RelayStreams,
     Reply,
     Request,
     Result,
     Slots,
+    StreamClose,
+    StreamWindow,
     Upload,
     decode,
     encode,
@@ -184,18 +192,23 @@ class Agent:
         sdnotify.ready(f"registered with {self._endpoint.url} as {self._config.node_id}")
         self._backoff = BACKOFF_FIRST
         self._ws = ws
+        streams = RelayStreams(ws.send_message)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._heartbeats)
                 while True:
                     try:
-                        text = await ws.get_message()
+                        frame = await ws.get_message()
                     except ConnectionClosed:
                         break
-                    await self._dispatch(nursery, text)
+                    if isinstance(frame, bytes):
+                        self._relay_data(streams, frame)
+                    else:
+                        await self._dispatch(nursery, frame, streams)
                 nursery.cancel_scope.cancel()
         finally:
             self._ws = None
+            streams.close_all("the control plane connection was lost")
 
     async def _register(self) -> Register:
         kernels = await self._kernels.scan()
@@ -223,7 +236,13 @@ class Agent:
 
     # --- requests ---------------------------------------------------------------------------
 
-    async def _dispatch(self, nursery: trio.Nursery, text: str | bytes) -> None:
+    def _relay_data(self, streams: RelayStreams, frame: bytes) -> None:
+        try:
+            streams.on_data(frame)
+        except FrameError as exc:
+            log.warning("could not read a frame from the control plane: %s", exc)
+
+    async def _dispatch(self, nursery: trio.Nursery, text: str, streams: RelayStreams) -> None:
         try:
             message = decode(text)
         except FrameError as exc:
@@ -238,8 +257,13 @@ class Agent:
             nursery.start_soon(self._runs.execute, message, self.send)
         elif isinstance(message, Input):
             await self._runs.input(message)  # in order, and quick: one line to a local socket
+        elif isinstance(message, StreamWindow | StreamClose):
+            streams.on_message(message)
+        elif isinstance(message, OpenStream):
+            work = functools.partial(open_stream, self._kernels, message, streams, nursery)
+            nursery.start_soon(self._answer, message, work)
         elif isinstance(message, CreateKernel | DestroyKernel | GetLogs | Upload):
-            nursery.start_soon(self._answer, message)
+            nursery.start_soon(self._answer, message, functools.partial(self._handle, message))
         elif isinstance(message, FrameRejected):
             log.warning(
                 "the control plane could not read our %s frame: %s",
@@ -249,9 +273,9 @@ class Agent:
         else:
             log.warning("ignored a %s frame: not a request", message.type)
 
-    async def _answer(self, request: Request) -> None:
+    async def _answer(self, request: Request, work: Callable[[], Awaitable[Result]]) -> None:
         try:
-            result = await self._handle(request)
+            result = await work()
         except NodeError as exc:
             reply = Reply(request.req_id, ok=False, error=str(exc))
         except Exception as exc:
@@ -261,7 +285,7 @@ class Agent:
             reply = Reply(request.req_id, ok=True, result=result_dict(result))
         await self.send(reply)
 
-    async def _handle(self, request: Request) -> Result:
+    async def _handle(self, request: CreateKernel | DestroyKernel | GetLogs | Upload) -> Result:
         if isinstance(request, CreateKernel):
             return KernelCreated(await self._kernels.create(request))
         if isinstance(request, DestroyKernel):

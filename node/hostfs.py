@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from node.errors import UploadRejected
-from node.runner import RUNNER_PATH
+from node.runner import RUNNER_FILES
 from wire import format_bytes
 
 RUNNER_DIR = "runner"  # <state>/runner/runner.py, mounted read-only at /opt/shipyard
@@ -31,6 +31,7 @@ KERNELS_DIR = "k"  # <state>/k/<12 hex>/...; short, because socket paths max out
 # in a kernel's folder, all root-owned but the work filesystem's root:
 SOCKET_DIR = "sock"  # the node's listening socket `node.sock`; mounted read-only at /run/shipyard
 SOCKET_NAME = "node.sock"
+RELAY_SOCKET_NAME = "relay.sock"  # beside it: the runner dials it for relayed streams
 WORK_DIR = "work"  # mount point of the work filesystem, mounted at /home/work
 WORK_IMAGE = "work.img"  # that filesystem's image
 PASSWD, GROUP = "passwd", "group"  # mounted read-only over /etc/passwd and /etc/group
@@ -42,14 +43,15 @@ def install_runner(state_dir: Path) -> Path:
     folder = state_dir / RUNNER_DIR
     folder.mkdir(mode=0o755, parents=True, exist_ok=True)
     folder.chmod(0o755)
-    target = folder / "runner.py"
-    source = RUNNER_PATH.read_bytes()
-    if not target.exists() or target.read_bytes() != source:
-        # rename over the old file so a kernel starting right now never reads half of it
-        tmp = folder / ".runner.py.tmp"
-        tmp.write_bytes(source)
-        tmp.chmod(0o644)
-        tmp.replace(target)
+    for path in RUNNER_FILES:
+        target = folder / path.name
+        source = path.read_bytes()
+        if not target.exists() or target.read_bytes() != source:
+            # rename over the old file so a kernel starting right now never reads half of it
+            tmp = folder / f".{path.name}.tmp"
+            tmp.write_bytes(source)
+            tmp.chmod(0o644)
+            tmp.replace(target)
     return folder
 
 

@@ -123,6 +123,7 @@ class Kernels:
         self._accelerators = accelerators or Accelerators([])
         self._known: dict[str, Kernel] = {}
         self._sockets: dict[str, RunnerSocket] = {}  # by kernel id, until destroyed or closed
+        self._relays: dict[str, RunnerSocket] = {}  # the same for relayed streams (relay.sock)
         # one at a time: two creates must not both find room for their work image in the reserve
         self._disk = trio.CapacityLimiter(1)
         # kernels whose end the control plane caused or was told about in a Reply
@@ -144,7 +145,18 @@ class Kernels:
             except OSError as exc:
                 raise NodeError(f"cannot listen for kernel {kernel_id} at {path}: {exc}") from exc
             self._sockets[kernel_id] = runner
+        if kernel_id not in self._relays:
+            path = kdir / hostfs.SOCKET_DIR / hostfs.RELAY_SOCKET_NAME
+            try:
+                self._relays[kernel_id] = RunnerSocket(path, self._config.kernel_uid)
+            except OSError as exc:
+                raise NodeError(f"cannot listen for kernel {kernel_id} at {path}: {exc}") from exc
         return runner
+
+    def relay_socket(self, kernel: Kernel) -> RunnerSocket:
+        """The socket the kernel's runner dials for relayed streams (node/relay.py)."""
+        self._socket(kernel.kernel_id, kernel.dir)
+        return self._relays[kernel.kernel_id]
 
     def _adopt(self, state: ContainerState) -> Kernel:
         kernel_id = state.labels[LABEL_KERNEL]
@@ -194,9 +206,10 @@ class Kernels:
 
     def close(self) -> None:
         """Stop listening for every kernel (the node is stopping; the kernels keep running)."""
-        for runner in self._sockets.values():
+        for runner in [*self._sockets.values(), *self._relays.values()]:
             runner.close()
         self._sockets.clear()
+        self._relays.clear()
         self._known.clear()
 
     async def get(self, kernel_id: str) -> Kernel:
@@ -279,9 +292,10 @@ class Kernels:
             raise NodeError(f"cannot create the kernel folder {kdir}: {reason}") from exc
 
     async def _remove_dir(self, kernel_id: str, kdir: Path) -> None:
-        runner = self._sockets.pop(kernel_id, None)
-        if runner is not None:
-            runner.close()
+        for sockets in (self._sockets, self._relays):
+            runner = sockets.pop(kernel_id, None)
+            if runner is not None:
+                runner.close()
         try:
             await trio.to_thread.run_sync(hostfs.remove_kernel_dir, kdir)
         except OSError as exc:

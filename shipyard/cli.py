@@ -27,6 +27,8 @@ class Entry:
 COMMANDS: dict[str, Entry] = {
     "run": Entry("client.cli:run", "Run code in a fresh session, then remove it."),
     "session": Entry("client.cli:session", "Create, inspect, use and remove sessions."),
+    "app": Entry("client._cli_apps:app", "List a session's apps, or open one on a local port."),
+    "ssh-key": Entry("client._cli_sshkey:ssh_key", "Your SSH key pair kept by the platform."),
     "image": Entry("client._cli_admin:image", "Kernel images and their aliases."),
     "admin": Entry("client._cli_admin:admin", "Administration (needs an admin keypair)."),
     "up": Entry("installer.up:up", "Run a control plane and a node here, in the foreground."),
@@ -39,6 +41,7 @@ COMMANDS: dict[str, Entry] = {
 # group -> commands that another package adds to it
 SUBCOMMANDS: dict[str, dict[str, Entry]] = {
     "node": {"token": Entry("installer.cli:token", "Join tokens for nodes on other machines.")},
+    "session": {"shell": Entry("client._cli_apps:shell", "Open a terminal in a session.")},
     "image": {
         "build": Entry(
             "kernelimages:build", "Build a kernel image from a recipe, no registry needed."

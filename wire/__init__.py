@@ -1,11 +1,14 @@
-"""The contract between Shipyard's processes: wire messages, resource slots, request signing.
+"""The contract between Shipyard's processes: wire messages, resource slots, request signing,
+and the relay's flow control.
 
-Plain data and pure functions only — no I/O — so the control plane (asyncio), the node (trio)
-and the client can all import it.
+Plain data and pure functions — no I/O — so the control plane (asyncio), the node (trio) and the
+client can all import it. The one stateful part, `RelayStream`, waits on anyio primitives (which
+run on either event loop) and sends through a callback its owner gives it.
 """
 
 from wire._messages import (
     PROTOCOL,
+    STREAM_WINDOW,
     CreateKernel,
     DestroyKernel,
     DeviceStats,
@@ -25,20 +28,27 @@ from wire._messages import (
     KernelLogs,
     KernelStats,
     Message,
+    OpenStream,
     R,
     Register,
     Reply,
     Request,
     Result,
     RunOutput,
+    StreamClose,
+    StreamOpened,
+    StreamWindow,
     Upload,
     UploadFile,
     decode,
+    decode_data,
     encode,
+    encode_data,
     protocol_compatible,
     read_result,
     result_dict,
 )
+from wire._relay import RelayStream, RelayStreams, StreamClosed
 from wire._signing import (
     API_VERSION,
     EMPTY_BODY_HASH,
@@ -55,6 +65,7 @@ __all__ = [
     "API_VERSION",
     "EMPTY_BODY_HASH",
     "PROTOCOL",
+    "STREAM_WINDOW",
     "SUPPORTED_API_VERSIONS",
     "AuthHeader",
     "CreateKernel",
@@ -76,19 +87,28 @@ __all__ = [
     "KernelLogs",
     "KernelStats",
     "Message",
+    "OpenStream",
     "R",
     "Register",
+    "RelayStream",
+    "RelayStreams",
     "Reply",
     "Request",
     "Result",
     "RunOutput",
     "Slots",
     "SlotsError",
+    "StreamClose",
+    "StreamClosed",
+    "StreamOpened",
+    "StreamWindow",
     "Upload",
     "UploadFile",
     "authorization_header",
     "decode",
+    "decode_data",
     "encode",
+    "encode_data",
     "format_bytes",
     "parse_authorization",
     "parse_date",

@@ -4,8 +4,9 @@ The node dials `GET /node/connect` with `Authorization: Bearer <node token>`, th
 `Register` first. After that either side may send at any time:
 
   node -> control plane: Register, Heartbeat, ImagesChanged, KernelExited, Reply, RunOutput
-  control plane -> node: CreateKernel, DestroyKernel, Execute, Input, GetLogs, Upload
-  either way:            FrameRejected (the other side sent something it could not read)
+  control plane -> node: CreateKernel, DestroyKernel, Execute, Input, GetLogs, Upload, OpenStream
+  either way:            FrameRejected (the other side sent something it could not read),
+                         StreamWindow, StreamClose, and relay data (binary frames, below)
 
 Every frame is a JSON object whose `type` names its class; together they are one tagged union,
 validated by pydantic. Requests carry `req_id`; the node answers each with exactly one `Reply`
@@ -14,6 +15,13 @@ type (CreateKernel: KernelCreated, DestroyKernel: KernelDestroyed, GetLogs: Kern
 FilesWritten), which the requester validates with `read_result`. `Execute` has no `Reply`: its
 answer is a stream of `RunOutput` frames for its `run_id` that always ends with one whose kind
 is "finished".
+
+Relayed byte streams (since 1.2): `OpenStream` (answered by a Reply with `StreamOpened`) asks the
+node to connect stream `stream_id` to something inside a kernel through its runner: a TCP port
+on the container's own loopback (`target` "port") or a new terminal (`target` "pty"). The bytes
+then travel as *binary* WebSocket frames, `encode_data`: 4 bytes of stream id (big-endian) and
+the payload. Each side may have at most `STREAM_WINDOW` bytes the other has not acknowledged
+with `StreamWindow`; `StreamClose` from either side ends the stream (wire/_relay.py).
 
 Versions: `Register.protocol` is "MAJOR.MINOR". Peers with the same major understand each other:
 a newer peer's unknown fields are ignored and an older peer's missing optional fields take their
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 from dataclasses import field
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -94,8 +103,13 @@ class FilesWritten:
     written: list[str]
 
 
-Result = KernelCreated | KernelDestroyed | KernelLogs | FilesWritten
-R = TypeVar("R", KernelCreated, KernelDestroyed, KernelLogs, FilesWritten)
+@dataclass(frozen=True, config=_CONFIG)
+class StreamOpened:
+    stream_id: int
+
+
+Result = KernelCreated | KernelDestroyed | KernelLogs | FilesWritten | StreamOpened
+R = TypeVar("R", KernelCreated, KernelDestroyed, KernelLogs, FilesWritten, StreamOpened)
 
 
 # --- node -> control plane -------------------------------------------------------------------
@@ -254,6 +268,44 @@ class Upload:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class OpenStream:
+    """Result: StreamOpened, once the kernel's runner reached the target (an app started on
+    demand may take a while). `port`: the app's port on the container's loopback; `app`: its
+    name, so the runner can start it from the image's service definition when nothing listens.
+    `pty`: a terminal of `rows` x `cols` running `command` (the login shell when empty)."""
+
+    req_id: str
+    kernel_id: str
+    stream_id: int
+    target: Literal["port", "pty"]
+    port: int = 0
+    app: str = ""
+    rows: int = 24
+    cols: int = 80
+    command: list[str] = field(default_factory=list)
+    type: Literal["open_stream"] = _tag("open_stream")
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class StreamWindow:
+    """The sender of this frame consumed `size` more bytes of the stream: the other side may
+    send that many more."""
+
+    stream_id: int
+    size: int
+    type: Literal["stream_window"] = _tag("stream_window")
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class StreamClose:
+    """The stream is over, both ways (`error` says why when it broke)."""
+
+    stream_id: int
+    error: str = ""
+    type: Literal["stream_close"] = _tag("stream_close")
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class FrameRejected:
     """Sent back for a frame the receiver could not read; the connection stays up."""
 
@@ -275,9 +327,12 @@ Message = (
     | Input
     | GetLogs
     | Upload
+    | OpenStream
+    | StreamWindow
+    | StreamClose
     | FrameRejected
 )
-Request = CreateKernel | DestroyKernel | GetLogs | Upload
+Request = CreateKernel | DestroyKernel | GetLogs | Upload | OpenStream
 _FRAME: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discriminator="type")])
 _TYPES = {cls.__dataclass_fields__["type"].default for cls in Message.__args__}
 
@@ -313,6 +368,22 @@ def decode(text: str | bytes) -> Message:
     if not isinstance(frame_type, str) or frame_type not in _TYPES:
         raise FrameError(str(frame_type or ""), "unknown frame type", req_id)
     raise FrameError(frame_type, _describe(failure), req_id) from failure
+
+
+STREAM_WINDOW = 1024 * 1024  # unacknowledged bytes a stream's sender may have in flight
+_STREAM_ID = struct.Struct(">I")
+
+
+def encode_data(stream_id: int, data: bytes) -> bytes:
+    """A binary frame carrying `data` of stream `stream_id`."""
+    return _STREAM_ID.pack(stream_id) + data
+
+
+def decode_data(frame: bytes) -> tuple[int, bytes]:
+    """(stream id, payload) of a binary frame; FrameError when it is too short."""
+    if len(frame) < _STREAM_ID.size:
+        raise FrameError("data", f"a binary frame needs {_STREAM_ID.size} bytes of stream id")
+    return _STREAM_ID.unpack_from(frame)[0], frame[_STREAM_ID.size :]
 
 
 def read_result(reply: Reply, result_type: type[R]) -> R:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
 
 from controlplane import sessions as sessions_db
 from controlplane.api._typed import CompatRequest, Query, Reply
+from controlplane.apps import ServicePort
 from controlplane.db.models import Session
 from controlplane.db.types import utcnow
 
@@ -136,6 +138,18 @@ class CreateSession(CompatRequest):
         )
 
 
+class ServicePortView(Reply):
+    """One app of a session, as `/apps` and `servicePorts` give it (§10.2)."""
+
+    name: str
+    protocol: str = Field(description="tcp | http | preopen")
+    ports: list[int] = Field(description="its ports on the container's own loopback")
+
+    @classmethod
+    def of(cls, app: ServicePort) -> ServicePortView:
+        return cls(name=app.name, protocol=app.protocol, ports=list(app.ports))
+
+
 class SessionCreated(Reply):
     """A new session, answered once it runs (or at once with enqueueOnly)."""
 
@@ -143,7 +157,7 @@ class SessionCreated(Reply):
     session_name: str
     status: str
     status_info: str
-    service_ports: list[Any] = []
+    service_ports: list[ServicePortView] = []
     created: Literal[True] = True
 
 
@@ -196,9 +210,17 @@ class SessionInfo(Reply):
         description="the latest statistics of its main container (kept when it ends)"
     )
     status_history: list[StatusChangeView]
+    service_ports: list[ServicePortView] = Field(
+        default=[], description="the session's apps while it runs (§10.2)"
+    )
 
     @classmethod
-    def of(cls, session: Session, architecture: str | None) -> SessionInfo:
+    def of(
+        cls,
+        session: Session,
+        architecture: str | None,
+        service_ports: Sequence[ServicePort] = (),
+    ) -> SessionInfo:
         main = session.kernels[0] if session.kernels else None
         exit_code = (session.status_data or {}).get("exit_code")
         occupying = sessions_db.occupying(session)
@@ -230,6 +252,7 @@ class SessionInfo(Reply):
             termination_time=session.terminated_at.isoformat() if session.terminated_at else None,
             age=int((utcnow() - session.created_at).total_seconds() * 1000),
             last_stat=main.live_stat if main else None,
+            service_ports=[ServicePortView.of(app) for app in service_ports],
             status_history=[
                 StatusChangeView(status=h.status, reason=h.reason, at=h.at.isoformat())
                 for h in session.history

@@ -46,8 +46,9 @@ DESCRIPTION = """Shipyard's control plane: Backend.AI's REST API (the official c
 unchanged) plus Shipyard's own routes. Errors are application/problem+json.
 
 WebSocket routes (`x-websockets`) are not REST operations and are listed there instead: the
-execute stream (signed like any request, content type application/octet-stream) and the node
-dial-in (a node's bearer token)."""
+execute stream, the app proxy (tcpproxy/httpproxy) and the terminal (pty), all signed like any
+request with content type application/octet-stream, and the node dial-in (a node's bearer
+token)."""
 
 
 class _Provider(OpenAPIProvider):

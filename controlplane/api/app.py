@@ -12,6 +12,7 @@ from controlplane import audit
 from controlplane.api import (
     admin,
     apidocs,
+    apps,
     events,
     gql,
     misc,
@@ -19,6 +20,7 @@ from controlplane.api import (
     node_tokens,
     problems,
     session,
+    sshkeys,
     tenancy,
 )
 from controlplane.api._context import CORE_KEY, is_public
@@ -110,6 +112,8 @@ def create_app(the_core: Core) -> Quart:
     for blueprint in (
         misc.bp,
         session.bp,
+        apps.bp,
+        sshkeys.bp,
         admin.bp,
         node.bp,
         node_tokens.bp,

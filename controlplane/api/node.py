@@ -70,9 +70,12 @@ async def connect() -> None:
         with conn.scope:
             await reconcile.on_register(the_core, first)
             while True:
-                text = await ws.receive()
+                frame = await ws.receive()
                 try:
-                    message = wire.decode(text)
+                    if isinstance(frame, bytes):  # relay data
+                        conn.streams.on_data(frame)
+                        continue
+                    message = wire.decode(frame)
                 except wire.FrameError as exc:
                     await _reject(conn, exc)
                     continue
@@ -122,6 +125,8 @@ def _dispatch(the_core: Core, conn: NodeConnection, message: wire.Message) -> No
             conn.deliver_reply(message)
         case wire.RunOutput():
             the_core.hub.deliver_output(message)
+        case wire.StreamWindow() | wire.StreamClose():
+            conn.streams.on_message(message)
         case wire.Heartbeat():
             job = functools.partial(reconcile.on_heartbeat, the_core, node_id, message)
             the_core.writer.submit(job, key=("heartbeat", node_id))

@@ -11,7 +11,7 @@ from quart import Blueprint, Response, request, websocket
 from sqlalchemy import select
 
 import wire
-from controlplane import lifecycle, nodecalls
+from controlplane import apps, lifecycle, nodecalls
 from controlplane import sessions as sessions_db
 from controlplane.api._context import core, requester
 from controlplane.api._session_models import (
@@ -25,6 +25,7 @@ from controlplane.api._session_models import (
     Logs,
     LogsResult,
     OwnerQuery,
+    ServicePortView,
     SessionBrief,
     SessionCreated,
     SessionInfo,
@@ -74,11 +75,13 @@ async def create(data: CreateSession) -> SessionCreated | SessionReused:
     async with core().db() as db:
         current = await db.get(Session, session.id)
         assert current is not None
+        service_ports = await apps.of_session(db, current)
     return SessionCreated(
         session_id=str(session.id),
         session_name=session.name,
         status=status,
         status_info=current.status_info,
+        service_ports=[ServicePortView.of(app) for app in service_ports],
     )
 
 
@@ -100,7 +103,8 @@ async def info(ref: str, args: OwnerQuery) -> SessionInfo:
     session = await _find(ref, args.owner_access_key)
     async with core().db() as db:
         architecture = (await sessions_db.architectures(db, [session]))[session.id]
-    return SessionInfo.of(session, architecture)
+        service_ports = await apps.of_session(db, session)
+    return SessionInfo.of(session, architecture, service_ports)
 
 
 @bp.delete("/session/<ref>")

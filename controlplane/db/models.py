@@ -235,3 +235,16 @@ class NodeIdentity(Base):
     node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     credential: Mapped[str] = mapped_column(String(32))
     bound_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SSHKeypair(Base):
+    """The SSH key pair the platform keeps for a keypair (`/auth/ssh-keypair`, §10.4): its
+    sessions accept the public key, and the private key is sealed like a secret key."""
+
+    __tablename__ = "ssh_keypairs"
+    access_key: Mapped[str] = mapped_column(
+        ForeignKey("keypairs.access_key", ondelete="CASCADE"), primary_key=True
+    )
+    public_key: Mapped[str] = mapped_column(Text)  # one OpenSSH line, newline-terminated
+    sealed_private_key: Mapped[str] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)

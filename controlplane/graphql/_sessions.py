@@ -11,7 +11,7 @@ from ariadne import QueryType
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
-from controlplane import keypairs, tenancy
+from controlplane import apps, keypairs, tenancy
 from controlplane import sessions as sessions_db
 from controlplane.db.models import DEAD_STATUSES, Kernel, Project, Session, User
 from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
@@ -85,8 +85,12 @@ async def session_views(db: DBSession, found: list[Session]) -> list[dict[str, A
     projects = await keypairs.projects_by_id(db)
     users = await keypairs.users_by_id(db, {s.user_id for s in found})
     archs = await sessions_db.architectures(db, found)
+    ports = await apps.of_sessions(db, found)
     return [
-        _session_view(s, projects.get(s.project_id), users.get(s.user_id), archs[s.id])
+        {
+            **_session_view(s, projects.get(s.project_id), users.get(s.user_id), archs[s.id]),
+            "service_ports": [app.record() for app in ports[s.id]],
+        }
         for s in found
     ]
 
@@ -177,7 +181,6 @@ def _session_view(
         "agents": node_ids,
         "resource_opts": {},
         "scaling_group": tenancy.SCALING_GROUP,
-        "service_ports": [],
         "mounts": [],
         "vfolder_mounts": [],
         "occupying_slots": occupying,

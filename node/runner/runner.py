@@ -56,6 +56,9 @@ A run that ends with a non-zero code while the work directory or /tmp is (nearly
 more stderr item saying so (``shipyard: /home/work is full (12 KiB free of 1006 MiB) ...``): a
 write that failed for lack of space is then explained, whichever program made it.
 
+Relayed streams (terminals, connections to apps in the kernel) are served by shipyard_relay.py,
+next to this file, from a thread that dials ``relay.sock`` beside the socket given as argv[1].
+
 Interrupting: SIGINT to the runner raises KeyboardInterrupt in a running query (reported as an
 exception, exit code 1) or is passed to a running batch command's process group; when idle the
 runner ignores it. SIGTERM ends the runner.
@@ -67,6 +70,7 @@ import builtins
 import codecs
 import contextlib
 import getpass
+import importlib.util
 import io
 import json
 import os
@@ -82,6 +86,7 @@ import types
 from typing import Any, TextIO
 
 CHUNK = 65536
+RELAY_SOCKET = "relay.sock"  # beside the node's socket: relayed streams (shipyard_relay.py)
 REDIAL_FIRST, REDIAL_MAX = 0.05, 1.0  # seconds between tries to reach a node that is not listening
 # a filesystem counts as full with less than this free (fraction of its size, capped): ext4 keeps
 # up to 2% (at most 16 MiB) back for itself, so a write fails before free space reaches zero
@@ -438,6 +443,51 @@ def _log(message: str) -> None:
         sys.__stderr__.flush()
 
 
+def _serve_relays(node_socket: str) -> None:
+    """Keep one connection dialled to the node's relay socket; hand each stream it asks for to
+    shipyard_relay.py in a thread of its own."""
+    path = os.path.join(os.path.dirname(node_socket), RELAY_SOCKET)
+    relay: types.ModuleType | None = None
+    while True:
+        sock = dial(path)
+        line = _request_line(sock)
+        if not line:
+            sock.close()
+            continue
+        if relay is None:
+            relay = _load_relay()
+        threading.Thread(target=relay.serve_one, args=(sock, line, _WORKDIR), daemon=True).start()
+
+
+def _request_line(sock: socket.socket) -> bytes:
+    """A relay request. The node sends nothing more before the answer, so reading byte by byte
+    takes nothing that belongs to the stream."""
+    line = bytearray()
+    try:
+        while len(line) < 65536:
+            byte = sock.recv(1)
+            if not byte:
+                break
+            if byte == b"\n":
+                return bytes(line)
+            line += byte
+    except OSError:
+        pass
+    return b""
+
+
+def _load_relay() -> types.ModuleType:
+    # Loaded on first use: the runner folder is read-only in the kernel, so the module would be
+    # compiled at every start. Loaded by path and kept out of sys.modules, so no module of the
+    # user's can collide with it.
+    path = os.path.join(_OWN_DIR, "shipyard_relay.py")
+    spec = importlib.util.spec_from_file_location("shipyard_relay", path)
+    assert spec is not None and spec.loader is not None
+    relay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(relay)
+    return relay
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         _log(f"usage: {argv[0]} SOCKET_PATH")
@@ -445,9 +495,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, _on_sigint)
     sys.modules["__main__"] = _user_main
     # like the REPL: user code imports from the cwd, not from the runner's (read-only) directory
-    own_dir = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = ["", *(p for p in sys.path if p != own_dir)]
+    sys.path[:] = ["", *(p for p in sys.path if p != _OWN_DIR)]
     _log(f"dialling {argv[1]} (pid {os.getpid()})")
+    threading.Thread(target=_serve_relays, args=(argv[1],), daemon=True).start()
     while True:
         conn = Conn(dial(argv[1]))
         try:
@@ -459,6 +509,7 @@ def main(argv: list[str]) -> int:
 
 
 _WORKDIR = os.getcwd()  # batch commands run here even if query code later calls os.chdir
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
