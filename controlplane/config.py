@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import field
 from pathlib import Path
 
 from pydantic import ConfigDict
@@ -24,6 +25,12 @@ class ControlPlaneConfig:
     # fit only for localhost
     tls_certfile: str = ""
     tls_keyfile: str = ""
+    # storage hosts of virtual folders: name -> directory, a local one or a shared filesystem
+    # mounted at the same path on every node; empty: {"local:volume1": state_dir/vfolders}
+    vfolder_hosts: dict[str, Path] = field(default_factory=dict)
+    vfolder_default_host: str = "local:volume1"
+    # what sessions run as (the nodes' kernel_uid): the owner of what the API writes in folders
+    vfolder_uid: int = 65536
 
     def __post_init__(self) -> None:
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
@@ -38,6 +45,10 @@ class ControlPlaneConfig:
         return (
             Path(self.secrets_key_file) if self.secrets_key_file else self.state_dir / "secrets.key"
         )
+
+    @property
+    def effective_vfolder_hosts(self) -> dict[str, Path]:
+        return dict(self.vfolder_hosts) or {self.vfolder_default_host: self.state_dir / "vfolders"}
 
     @property
     def scheme(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,7 @@ from controlplane.errors import (
     UnsatisfiableResources,
 )
 from controlplane.events import SessionEvent
+from controlplane.vfolders import MountRequest
 
 # session names: 4-64 of these, starting and ending with a letter, digit or "_"
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*[A-Za-z0-9_]$"
@@ -60,6 +61,7 @@ class CreateParams:
     reuse: bool
     tag: str | None
     owner_access_key: str | None
+    mounts: MountRequest = field(default_factory=MountRequest)
 
 
 def requested_slots(raw: Mapping[str, str | int | float]) -> wire.Slots:

@@ -39,6 +39,7 @@ class FakeNode:
     died: bool = False
     runs: dict[str, str] = field(default_factory=dict)  # held run id -> kernel id
     inputs: list[wire.Input] = field(default_factory=list)
+    creates: list[wire.CreateKernel] = field(default_factory=list)  # every one received
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def connect(self, kernels: list[wire.KernelInfo] | None = None) -> NodeConnection:
@@ -94,6 +95,8 @@ class FakeNode:
 
     def _handle(self, frame: str) -> None:
         message = wire.decode(frame)  # what a real node would read
+        if isinstance(message, wire.CreateKernel):
+            self.creates.append(message)
         match message:
             case wire.CreateKernel() if self.on_create is not None:
                 self.core.spawn(self._create_later, message)

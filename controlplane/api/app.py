@@ -17,6 +17,8 @@ from controlplane.api import (
     node_tokens,
     problems,
     session,
+    vfolder_files,
+    vfolders,
 )
 from controlplane.api._context import CORE_KEY, is_public
 from controlplane.api.auth import authenticate
@@ -74,6 +76,8 @@ def create_app(the_core: Core) -> Quart:
         gql.bp,
         events.bp,
         apidocs.bp,
+        vfolders.bp,
+        vfolder_files.bp,
     ):
         app.register_blueprint(blueprint)
     return app
