@@ -120,7 +120,7 @@ async def request_upload(name: str, data: RequestUpload) -> TransferGranted:
     access, host = await _folder(name, "rw")
     folder, uid = access.folder, core().config.vfolder_uid
     root = host.folder_path(folder.id)
-    vfolders.fs.split(data.path)
+    await _in_thread(vfolders.fs.check_writable, root, data.path)
     await _in_thread(transfer.check_room, root, folder.max_size, data.size)
     if data.size == 0:
         await _in_thread(transfer.create_empty, root, data.path, uid)

@@ -126,6 +126,27 @@ def open_file(root: Path, path: str) -> tuple[int, os.stat_result]:
     return file_fd, info
 
 
+def check_writable(root: Path, path: str) -> None:
+    """Refuse a path a file cannot be written to: through a link, or onto anything but a
+    regular file. Folders on the way that do not exist yet are fine (they will be made)."""
+    parts = split(path)
+    if not parts:
+        raise UnsafePath("name a file inside the folder, not the folder itself")
+    for depth in range(len(parts) - 1, -1, -1):
+        try:
+            with opendir(root, parts[:depth]) as fd:
+                if depth == len(parts) - 1:
+                    try:
+                        info = entry_stat(fd, parts[-1], path)
+                    except PathNotFound:
+                        return
+                    if not stat.S_ISREG(info.st_mode):
+                        raise UnsafePath(f"{path!r} is a folder, not a file")
+                return
+        except PathNotFound:
+            continue  # a folder still to be made: check the one above
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str

@@ -159,15 +159,18 @@ def finish(host: StorageHost, ticket: Ticket, uid: int) -> None:
 
 def create_empty(root: Path, path: str, uid: int) -> None:
     """A 0-byte upload: the official client sends no PATCH for it (§6.3)."""
+    _fs.check_writable(root, path)
     with _fs.parent_of(root, path, create=True, uid=uid) as (fd, name):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            file_fd = os.open(
-                name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fd
-            )
+            file_fd = os.open(name, flags, 0o644, dir_fd=fd)
         except OSError as exc:
             _fs.entry_stat(fd, name, path)
             raise InvalidAPIParams(f"{path!r}: {exc.strerror}") from exc
         try:
+            if not stat.S_ISREG(os.fstat(file_fd).st_mode):  # swapped in since the check
+                raise _fs.UnsafePath(f"{path!r} is not a regular file")
+            os.ftruncate(file_fd, 0)
             if uid >= 0:
                 os.fchown(file_fd, uid, uid)
         finally:
