@@ -357,5 +357,5 @@ class TransferGranted(Raw):
 
 class TokenQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    token: str = Field(max_length=4096)
+    token: str = Field(default="", max_length=4096)  # none: 401 like a wrong one
     dst_dir: str | None = Field(default=None, max_length=fs.MAX_PATH)

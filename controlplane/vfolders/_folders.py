@@ -31,6 +31,7 @@ from controlplane.db.models import (
 from controlplane.db.types import utcnow
 from controlplane.errors import (
     InvalidAPIParams,
+    ObjectNotFound,
     TooManyVFolders,
     VFolderAlreadyExists,
     VFolderInUse,
@@ -212,7 +213,7 @@ async def trash(db: DBSession, access: Access) -> None:
 async def get_trashed(db: DBSession, folder_id: uuid.UUID) -> VFolder:
     folder = await db.get(VFolder, folder_id)
     if folder is None or folder.status != TRASHED:
-        raise VFolderNotFound(f"no folder {folder_id} in the trash")
+        raise ObjectNotFound(f"no folder {folder_id} in the trash")
     return folder
 
 
