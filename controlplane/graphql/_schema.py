@@ -22,6 +22,7 @@ from controlplane.graphql import (
     _sessions,
     _tenancy,
     _users,
+    _vfolders,
 )
 from controlplane.graphql._common import SCALARS, Context
 
@@ -44,6 +45,7 @@ def schema() -> GraphQLSchema:
         _users.query,
         _tenancy.query,
         _policies.query,
+        _vfolders.query,
     )
 
 

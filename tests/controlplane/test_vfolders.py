@@ -291,3 +291,42 @@ async def test_another_users_folder_cannot_be_mounted(api: API, node: FakeNode) 
     body = {"image": "python", "name": "steal", "config": {"mounts": ["secret"]}}
     refused = await api.call("POST", "/session", body, keypair=bob)
     assert (refused.status, refused.body["title"]) == (404, "No such virtual folder.")
+
+
+VFOLDER_LIST = (
+    "query($limit:Int!, $offset:Int!, $group_id: UUID, $filter: String, $order: String) {\n"
+    "  vfolder_list(\n      limit:$limit, offset:$offset, group_id:$group_id, filter:$filter,"
+    " order:$order) {\n    items { host name created_at creator group permission ownership_type"
+    " status }\n    total_count\n  }\n}"
+)
+
+
+async def test_graphql_vfolder_list_as_the_client_asks(api: API) -> None:
+    alice, bob = await user(api, "alice@example.com"), await user(api, "bob@example.com")
+    await folder(api, "b-data", alice)
+    await folder(api, "a-team", alice, group="default", permission="ro")
+    await folder(api, "bobs", bob)
+    variables = {"group_id": None, "filter": None, "order": None, "limit": 20, "offset": 0}
+    got = await api.call(
+        "POST", "/admin/gql", {"query": VFOLDER_LIST, "variables": variables}, keypair=alice
+    )
+    listed = got.body["data"]["vfolder_list"]
+    assert listed["total_count"] == 2
+    assert [
+        (i["name"], i["permission"], i["ownership_type"], i["creator"], i["status"])
+        for i in listed["items"]
+    ] == [
+        ("a-team", "ro", "group", "alice@example.com", "ready"),
+        ("b-data", "rw", "user", "alice@example.com", "ready"),
+    ]
+    paged = {
+        **variables,
+        "limit": 1,
+        "offset": 1,
+        "order": "-name",
+        "filter": 'host == "local:volume1"',
+    }
+    got = await api.call(
+        "POST", "/admin/gql", {"query": VFOLDER_LIST, "variables": paged}, keypair=alice
+    )
+    assert [i["name"] for i in got.body["data"]["vfolder_list"]["items"]] == ["a-team"]
