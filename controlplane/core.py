@@ -31,7 +31,7 @@ from controlplane.nodehub import NodeHub
 from controlplane.replays import ReplayGuard
 from controlplane.secretbox import SecretBox
 from controlplane.sessions import transition
-from controlplane.vfolders import Hosts
+from controlplane.vfolders import Hosts, transfer
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Core:
         self.http_runs = HttpRuns(self.hub)
         self.writer = DBWriter()
         self.vfolder_hosts = Hosts(config.effective_vfolder_hosts, config.vfolder_default_host)
+        self.uploads = transfer.UploadLocks()
         self._wakers: list[Callable[[], None]] = []
         self._tg: TaskGroup | None = None
         self._stopping = False

@@ -27,6 +27,9 @@ class Entry:
 COMMANDS: dict[str, Entry] = {
     "run": Entry("client.cli:run", "Run code in a fresh session, then remove it."),
     "session": Entry("client.cli:session", "Create, inspect, use and remove sessions."),
+    "vfolder": Entry(
+        "client._cli_vfolder:vfolder", "Virtual folders: data that outlives sessions."
+    ),
     "image": Entry("client._cli_admin:image", "Kernel images and their aliases."),
     "admin": Entry("client._cli_admin:admin", "Administration (needs an admin keypair)."),
     "up": Entry("installer.up:up", "Run a control plane and a node here, in the foreground."),

@@ -186,18 +186,19 @@ async def tus_patch(args: TokenQuery) -> Response:
     except ValueError:
         raise InvalidAPIParams("the Upload-Offset header must be a number") from None
     chunks: AsyncIterator[bytes] = aiter(request.body)
-    try:
-        offset = await transfer.append(host, ticket, offset, chunks)
-    except transfer.UploadOffsetMismatch as exc:
-        return Response(exc.msg, 409, headers=_tus_headers(exc.offset, ticket))
-    if offset == ticket.size:
-        path = f"{args.dst_dir.strip('/')}/{ticket.path}" if args.dst_dir else ticket.path
-        done = transfer.Ticket(**{**ticket.__dict__, "path": path})
+    async with core().uploads.hold(ticket.upload_id):
         try:
-            await _in_thread(transfer.finish, host, done, core().config.vfolder_uid)
-        except VFolderQuotaExceeded:
-            await _in_thread((host.uploads / ticket.upload_id).unlink, missing_ok=True)
-            raise
+            offset = await transfer.append(host, ticket, offset, chunks)
+        except transfer.UploadOffsetMismatch as exc:
+            return Response(exc.msg, 409, headers=_tus_headers(exc.offset, ticket))
+        if offset == ticket.size:
+            path = f"{args.dst_dir.strip('/')}/{ticket.path}" if args.dst_dir else ticket.path
+            done = transfer.Ticket(**{**ticket.__dict__, "path": path})
+            try:
+                await _in_thread(transfer.finish, host, done, core().config.vfolder_uid)
+            except VFolderQuotaExceeded:
+                await _in_thread((host.uploads / ticket.upload_id).unlink, missing_ok=True)
+                raise
     return Response(status=204, headers=_tus_headers(offset, ticket))
 
 
@@ -207,7 +208,8 @@ async def tus_patch(args: TokenQuery) -> Response:
 async def tus_head(args: TokenQuery) -> Response:
     """How much of the upload arrived (tus HEAD), to resume after a dropped connection."""
     ticket, host = await _ticket_host(args.token, "upload")
-    offset = await _in_thread(transfer.partial_size, host, ticket)
+    async with core().uploads.hold(ticket.upload_id):  # not while a PATCH still writes
+        offset = await _in_thread(transfer.partial_size, host, ticket)
     return Response(status=200, headers=_tus_headers(offset, ticket))
 
 

@@ -21,6 +21,7 @@ import tarfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -95,6 +96,29 @@ def check_room(root: Path, max_size: int | None, adding: int) -> None:
         raise VFolderQuotaExceeded(
             f"the folder holds {used} of its {max_size} bytes: {adding} more do not fit"
         )
+
+
+class UploadLocks:
+    """One lock per upload in progress: a PATCH holds it while it writes, so a client that
+    resumes after a dropped connection (HEAD, then PATCH) waits until the request the drop
+    cut off has stopped writing, and reads an offset that no longer moves."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[anyio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, upload_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(upload_id, (anyio.Lock(), 0))
+        self._locks[upload_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[upload_id]
+            if users == 1:
+                del self._locks[upload_id]
+            else:
+                self._locks[upload_id] = (lock, users - 1)
 
 
 def partial_size(host: StorageHost, ticket: Ticket) -> int:
