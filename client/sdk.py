@@ -280,7 +280,6 @@ class Client:
                 "resource_opts": {},
                 "scalingGroup": None,
                 "mount_map": paths,
-                "mount_options": options,
                 "preopen_ports": [],
             },
             "dependencies": None,
@@ -300,6 +299,8 @@ class Client:
             "startupCommand": startup_command,
             "image": image,
         }
+        if options:  # Shipyard's own key: left out otherwise, as the official client does
+            body["config"]["mount_options"] = options
         result: dict[str, Any] = await self.request("POST", "/session", body=body)
         return result
 

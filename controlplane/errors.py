@@ -116,3 +116,7 @@ class VFolderInUse(ControlPlaneError):
 
 class VFolderQuotaExceeded(ControlPlaneError):
     status, slug, title = 413, "vfolder-quota-exceeded", "The virtual folder's quota is exceeded."
+
+
+class StorageHostUnusable(ControlPlaneError):
+    status, slug, title = 503, "storage-unavailable", "The storage host cannot be used."

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 from quart import Blueprint, Response, request
@@ -213,6 +214,11 @@ async def tus_head(args: TokenQuery) -> Response:
     return Response(status=200, headers=_tus_headers(offset, ticket))
 
 
+def _attachment(name: str) -> str:
+    """A Content-Disposition no file name can break (quotes, newlines: RFC 6266 encoding)."""
+    return f"attachment; filename*=UTF-8''{quote(name, safe='')}"
+
+
 @bp.get(DOWNLOAD_URL)
 @public
 @query(TokenQuery)
@@ -224,14 +230,16 @@ async def download(args: TokenQuery) -> Response:
     name = ticket.path.rstrip("/").rpartition("/")[2] or "folder"
     if ticket.archive:
         members, length = await _in_thread(transfer.plan_archive, root, ticket.path)
-        return Response(
-            transfer.stream_archive(root, members),
-            200,
-            content_type="application/x-tar",
-            headers={
-                "Content-Length": str(length),
-                "Content-Disposition": f'attachment; filename="{name}.tar"',
-            },
+        return _untimed(
+            Response(
+                transfer.stream_archive(root, members),
+                200,
+                content_type="application/x-tar",
+                headers={
+                    "Content-Length": str(length),
+                    "Content-Disposition": _attachment(f"{name}.tar"),
+                },
+            )
         )
     fd, info = await _in_thread(vfolders.fs.open_file, root, ticket.path)
     size, modified = info.st_size, formatdate(info.st_mtime, usegmt=True)
@@ -246,20 +254,30 @@ async def download(args: TokenQuery) -> Response:
         elif match and match.group(2):  # the last N bytes
             start = max(0, size - int(match.group(2)))
         status = 206
-        if match is None or start >= max(size, 1) or start >= end:
+        empty = match is None or not (match.group(1) or match.group(2))
+        if empty or start >= max(size, 1) or start >= end:
             await _in_thread(os.close, fd)
             return Response("", 416, headers={"Content-Range": f"bytes */{size}"})
     headers = {
         "Content-Length": str(end - start),
         "Last-Modified": modified,
         "Accept-Ranges": "bytes",
-        "Content-Disposition": f'attachment; filename="{name}"',
+        "Content-Disposition": _attachment(name),
     }
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    return Response(
-        transfer.read_range(fd, start, end - start),
-        status,
-        content_type="application/octet-stream",
-        headers=headers,
+    return _untimed(
+        Response(
+            transfer.read_range(fd, start, end - start),
+            status,
+            content_type="application/octet-stream",
+            headers=headers,
+        )
     )
+
+
+def _untimed(response: Response) -> Response:
+    """No RESPONSE_TIMEOUT (Quart's 60 s) for a download: a large file to a slow client takes
+    longer, and cutting it would only make the client start over."""
+    response.timeout = None
+    return response

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.errors import InvalidAPIParams
+from controlplane.errors import InvalidAPIParams, StorageHostUnusable
 
 QUOTA_OPTIONS = {"prjquota", "pquota", "pqnoenforce"}
 
@@ -42,8 +42,15 @@ class StorageHost:
     def make_folder(self, folder_id: uuid.UUID, uid: int) -> None:
         """The folder's directory, owned by the sessions' user so that they can write in it."""
         path = self.folder_path(folder_id)
-        os.mkdir(path, 0o755)
-        os.chown(path, uid, uid)
+        try:
+            os.mkdir(path, 0o755)
+            os.chown(path, uid, uid)
+        except OSError as exc:
+            shutil.rmtree(path, ignore_errors=True)
+            raise StorageHostUnusable(
+                f"cannot make a folder owned by uid {uid} in {self.root} ({exc.strerror}): the"
+                " control plane must be able to write there and to chown (CAP_CHOWN)"
+            ) from exc
 
     def remove_folder(self, folder_id: uuid.UUID) -> None:
         shutil.rmtree(self.folder_path(folder_id), ignore_errors=True)  # never follows links
