@@ -129,6 +129,7 @@ async def _main(gib: float) -> None:
                 nursery.start_soon(sample)
                 cut, resumed = await _upload(api, source, size, size // 2, progress)
                 elapsed = time.monotonic() - started
+                upload_peak = peak
                 got = await _download_digest(api)
                 nursery.cancel_scope.cancel()
             after = _rss_mib(pid)
@@ -136,8 +137,9 @@ async def _main(gib: float) -> None:
     print(f"cut mid-body of the PATCH at offset {cut}; HEAD said resume at {resumed}")
     print(f"downloaded SHA-256 {'matches' if got == expected else 'DIFFERS'}: {got}")
     print(
-        f"control plane RSS: {before:.1f} MiB before, peak {peak:.1f} MiB"
-        f" (+{peak - before:.1f} MiB), {after:.1f} MiB after"
+        f"control plane RSS: {before:.1f} MiB before; peak while uploading {upload_peak:.1f} MiB"
+        f" (+{upload_peak - before:.1f} MiB), with the download {peak:.1f} MiB"
+        f" (+{peak - before:.1f} MiB); {after:.1f} MiB after"
     )
     if got != expected:
         raise SystemExit(1)

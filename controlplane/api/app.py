@@ -18,6 +18,7 @@ from controlplane.api import (
     problems,
     session,
     vfolder_files,
+    vfolder_sharing,
     vfolders,
 )
 from controlplane.api._context import CORE_KEY, is_public
@@ -77,6 +78,7 @@ def create_app(the_core: Core) -> Quart:
         events.bp,
         apidocs.bp,
         vfolders.bp,
+        vfolder_sharing.bp,
         vfolder_files.bp,
     ):
         app.register_blueprint(blueprint)

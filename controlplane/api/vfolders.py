@@ -1,4 +1,5 @@
-"""/folders: storage hosts, folders and their sharing (docs/backendai-api.md §6.3, §12).
+"""/folders: storage hosts and folders (docs/backendai-api.md §6.3, §12); sharing is in
+vfolder_sharing.py.
 
 Every route is owner-scoped through `vfolders.find`: a folder the requester cannot reach is 404
 "No such virtual folder.", whoever owns it. The trash is the admins'.
@@ -26,21 +27,10 @@ from controlplane.api._vfolder_models import (
     FolderList,
     HostInfo,
     HostsView,
-    InvitationItem,
-    InvitationRef,
-    Invitations,
-    Invite,
-    Invited,
-    Leave,
-    Left,
     RenameFolder,
-    Share,
-    Shared,
     TrashItem,
     TrashList,
     TypeList,
-    Unshare,
-    Unshared,
     parse_size,
 )
 from controlplane.db.models import Project, User
@@ -289,101 +279,3 @@ async def purge_folder(folder_id: str) -> Response:
         await db.commit()
     await anyio.to_thread.run_sync(host.remove_folder, folder.id)
     return Response(status=204)
-
-
-# --- sharing ------------------------------------------------------------------------------------
-
-
-@bp.post("/folders/<name>/invite")
-@returns(Invited, 201)
-@body(Invite)
-async def invite(name: str, data: Invite) -> Invited:
-    """Invite users to one's own folder."""
-    user = _user()
-    async with core().db() as db:
-        access = await vfolders.find(db, user, name)
-        invited = await vfolders.sharing.invite(db, user, access, data.user_ids, data.perm)
-        await db.commit()
-    return Invited(invited_ids=invited)
-
-
-@bp.get("/folders/invitations/list")
-@returns(Invitations)
-async def list_invitations() -> Invitations:
-    """Pending invitations to or from the requester."""
-    async with core().db() as db:
-        found = await vfolders.sharing.invitations(db, _user())
-    return Invitations(
-        invitations=[
-            InvitationItem(
-                id=str(inv.id),
-                inviter=inviter,
-                invitee=invitee,
-                perm=inv.permission,
-                state=inv.state,
-                created_at=str(inv.created_at),
-                modified_at=str(inv.modified_at),
-                vfolder_id=str(folder.id),
-                vfolder_name=folder.name,
-            )
-            for inv, folder, inviter, invitee in found
-        ]
-    )
-
-
-@bp.post("/folders/invitations/accept")
-@returns(Empty)
-@body(InvitationRef)
-async def accept_invitation(data: InvitationRef) -> Empty:
-    async with core().db() as db:
-        await vfolders.sharing.accept(db, _user(), data.inv_id)
-        await db.commit()
-    return Empty()
-
-
-@bp.delete("/folders/invitations/delete")
-@returns(Empty)
-@body(InvitationRef)
-async def delete_invitation(data: InvitationRef) -> Empty:
-    """The invitee rejects an invitation, or its inviter cancels it."""
-    async with core().db() as db:
-        await vfolders.sharing.decline(db, _user(), data.inv_id)
-        await db.commit()
-    return Empty()
-
-
-@bp.post("/folders/<name>/share")
-@returns(Shared, 201)
-@body(Share)
-async def share(name: str, data: Share) -> Shared:
-    """Give members of a project folder's project their own permission (admin)."""
-    admin = require_admin()
-    async with core().db() as db:
-        access = await vfolders.find(db, admin.user, name)
-        shared = await vfolders.sharing.share(db, access.folder, data.emails, data.permission)
-        await db.commit()
-    return Shared(shared_emails=shared)
-
-
-@bp.delete("/folders/<name>/unshare")
-@returns(Unshared)
-@body(Unshare)
-async def unshare(name: str, data: Unshare) -> Unshared:
-    admin = require_admin()
-    async with core().db() as db:
-        access = await vfolders.find(db, admin.user, name)
-        removed = await vfolders.sharing.unshare(db, access.folder, data.emails)
-        await db.commit()
-    return Unshared(unshared_emails=removed)
-
-
-@bp.post("/folders/<name>/leave")
-@returns(Left)
-@body(Leave)
-async def leave(name: str, data: Leave) -> Left:
-    """Stop having a folder that was shared with the requester."""
-    user = _user()
-    async with core().db() as db:
-        await vfolders.sharing.leave(db, user, await vfolders.find(db, user, name))
-        await db.commit()
-    return Left(msg=f"left the shared folder {name}")

@@ -264,7 +264,7 @@ def _walk(fd: int, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
 
 
 def usage(root: Path) -> tuple[int, int]:
-    """(bytes, files) under a folder, in allocated blocks' worth of apparent size."""
+    """(bytes, files) under a folder: the apparent sizes of its regular files."""
     total = count = 0
     for _, info in walk_files(root, "."):
         if stat.S_ISREG(info.st_mode):
