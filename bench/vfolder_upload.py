@@ -3,10 +3,12 @@
     .venv/bin/python -m bench.vfolder_upload [--gib 2]
 
 Starts its own appliance, writes a file of random bytes, and uploads it with tus PATCHes of
-4 MiB (what `shipyard vfolder upload` sends). Half-way, one PATCH goes over a raw socket that is
-closed in the middle of its body; the upload then asks HEAD for the offset and sends the rest.
+`--chunk-mib` (default 4 MiB, what `shipyard vfolder upload` sends). Half-way, one PATCH goes
+over a raw socket that is closed in the middle of its body; the upload then asks HEAD for the
+offset and sends the rest.
 The file is then downloaded through the API and compared by SHA-256. The control plane's RSS is
 sampled every 50 ms throughout; the figure is its peak growth over the RSS before the upload.
+`--chunk-mib` sets the PATCH size (the control plane buffers at most about one PATCH body).
 """
 
 from __future__ import annotations
@@ -28,17 +30,17 @@ from client.config import ClientConfig
 from client.sdk import Client
 from shipyard.testing import running_appliance
 
-CHUNK = 4 << 20
+BLOCK = 4 << 20  # of the source file written
 
 
 def _make_source(path: Path, size: int) -> str:
     digest = hashlib.sha256()
-    block = os.urandom(CHUNK)
+    block = os.urandom(BLOCK)
     with path.open("wb") as out:
-        for start in range(0, size, CHUNK):
+        for start in range(0, size, BLOCK):
             # a fresh block per chunk: no two chunks alike, cheaply
             data = hashlib.sha256(start.to_bytes(8, "big")).digest() + block[32:]
-            data = data[: min(CHUNK, size - start)]
+            data = data[: min(BLOCK, size - start)]
             out.write(data)
             digest.update(data)
     return digest.hexdigest()
@@ -59,8 +61,9 @@ async def _cut_patch(url: str, token: str, offset: int, data: bytes) -> None:
 
 
 async def _upload(
-    api: Client, source: Path, size: int, cut_at: int, on_progress: Any
+    api: Client, source: Path, size: int, chunk: int, on_progress: Any
 ) -> tuple[int, int]:
+    cut_at = size // 2
     grant = await api.request(
         "POST", "/folders/bench/request-upload", body={"path": "big.bin", "size": size}
     )
@@ -71,7 +74,7 @@ async def _upload(
         with source.open("rb") as f:
             while offset < size:
                 f.seek(offset)
-                data = f.read(CHUNK)
+                data = f.read(chunk)
                 if cut_offset < 0 and offset >= cut_at:
                     cut_offset = offset
                     await _cut_patch(url, token, offset, data)
@@ -98,7 +101,7 @@ async def _download_digest(api: Client) -> str:
     return digest.hexdigest()
 
 
-async def _main(gib: float) -> None:
+async def _main(gib: float, chunk: int) -> None:
     size = int(gib * 2**30)
     with running_appliance() as appliance, tempfile.TemporaryDirectory() as scratch:
         pid = _controlplane_pid(appliance)
@@ -127,13 +130,13 @@ async def _main(gib: float) -> None:
             started = time.monotonic()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(sample)
-                cut, resumed = await _upload(api, source, size, size // 2, progress)
+                cut, resumed = await _upload(api, source, size, chunk, progress)
                 elapsed = time.monotonic() - started
                 upload_peak = peak
                 got = await _download_digest(api)
                 nursery.cancel_scope.cancel()
             after = _rss_mib(pid)
-    print(f"upload of {size / 2**30:.2f} GiB in {CHUNK >> 20} MiB PATCHes, {elapsed:.1f} s")
+    print(f"upload of {size / 2**30:.2f} GiB in {chunk >> 20} MiB PATCHes, {elapsed:.1f} s")
     print(f"cut mid-body of the PATCH at offset {cut}; HEAD said resume at {resumed}")
     print(f"downloaded SHA-256 {'matches' if got == expected else 'DIFFERS'}: {got}")
     print(
@@ -148,7 +151,9 @@ async def _main(gib: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gib", type=float, default=2.0, help="upload size in GiB")
-    trio.run(_main, parser.parse_args().gib)
+    parser.add_argument("--chunk-mib", type=int, default=4, help="bytes per PATCH, in MiB")
+    args = parser.parse_args()
+    trio.run(_main, args.gib, args.chunk_mib << 20)
 
 
 if __name__ == "__main__":
