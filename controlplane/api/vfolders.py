@@ -167,8 +167,8 @@ async def folder_info(name: str) -> FolderInfo:
 @body(RenameFolder)
 async def rename_folder(name: str, data: RenameFolder) -> Empty:
     async with core().db() as db:
-        access = await vfolders.find(db, _user(), name, "wd")
-        await vfolders.rename(db, access, data.new_name)
+        access = await vfolders.find(db, _user(), name)
+        await vfolders.rename(db, access, data.new_name, admin=requester().is_admin)
         await db.commit()
     return Empty()
 
@@ -178,8 +178,8 @@ async def rename_folder(name: str, data: RenameFolder) -> Empty:
 async def delete_folder(name: str) -> Response:
     """Move a folder to the trash; refused while a session mounts it."""
     async with core().db() as db:
-        access = await vfolders.find(db, _user(), name, "wd")
-        await vfolders.trash(db, access)
+        access = await vfolders.find(db, _user(), name)
+        await vfolders.trash(db, access, admin=requester().is_admin)
         await db.commit()
     return Response(status=204)
 

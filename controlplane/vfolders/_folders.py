@@ -175,10 +175,19 @@ async def create(
     return folder
 
 
-async def rename(db: DBSession, access: Access, new_name: str) -> None:
+def _may_manage(access: Access, admin: bool, action: str) -> None:
+    """A user folder is its owner's to rename or delete; a project folder is for those with
+    `wd` on it, and for admins."""
+    if access.folder.ownership_type == "user":
+        if not access.is_owner:
+            raise VFolderPermissionDenied(f"only the owner may {action} a folder")
+    elif not admin:
+        access.require("wd")
+
+
+async def rename(db: DBSession, access: Access, new_name: str, *, admin: bool) -> None:
     folder = access.folder
-    if not access.is_owner and folder.ownership_type == "user":
-        raise VFolderPermissionDenied("only the owner may rename a folder")
+    _may_manage(access, admin, "rename")
     check_name(new_name)
     if await _name_taken(db, folder.user_id, folder.project_id, new_name):
         raise VFolderAlreadyExists(f"a folder named {new_name!r} already exists")
@@ -195,12 +204,10 @@ async def sessions_using(db: DBSession, folder: VFolder) -> list[str]:
     return sorted(set(await db.scalars(query)))
 
 
-async def trash(db: DBSession, access: Access) -> None:
+async def trash(db: DBSession, access: Access, *, admin: bool) -> None:
     """Move a folder to the trash (files kept until an admin purges it)."""
     folder = access.folder
-    if not access.is_owner and folder.ownership_type == "user":
-        raise VFolderPermissionDenied("only the owner may delete a folder")
-    access.require("wd")
+    _may_manage(access, admin, "delete")
     using = await sessions_using(db, folder)
     if using:
         raise VFolderInUse(

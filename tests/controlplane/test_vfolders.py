@@ -212,6 +212,10 @@ async def test_project_folders_and_admin_share(api: API) -> None:
     unshared = await api.call("DELETE", "/folders/team/unshare", {"emails": ["bob@example.com"]})
     assert unshared.body == {"unshared_emails": ["bob@example.com"]}
     assert (await api.call("GET", "/folders", keypair=bob)).body[0]["permission"] == "ro"
+    # a project folder is deleted by those with wd on it, or an admin; not by its creator alone
+    refused = await api.call("DELETE", "/folders/team", keypair=alice)
+    assert (refused.status, slug(refused.body)) == (403, "vfolder-permission-denied")
+    assert (await api.call("DELETE", "/folders/team")).status == 204
 
 
 async def test_policy_limits(api: API, monkeypatch: pytest.MonkeyPatch) -> None:
