@@ -106,9 +106,12 @@ async def share(name: str, data: Share) -> Shared:
 @returns(Unshared)
 @body(Unshare)
 async def unshare(name: str, data: Unshare) -> Unshared:
-    admin = require_admin()
+    """Take shares back: the owner of a user folder (revoking accepted invitations), or an
+    admin for a project folder."""
     async with core().db() as db:
-        access = await vfolders.find(db, admin.user, name)
+        access = await vfolders.find(db, _user(), name)
+        if not (access.is_owner and access.folder.ownership_type == "user"):
+            require_admin()
         removed = await vfolders.sharing.unshare(db, access.folder, data.emails)
         await db.commit()
     return Unshared(unshared_emails=removed)

@@ -90,7 +90,7 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/folders/<name>/invite"): OWNER,
     ("POST", "/folders/<name>/leave"): OWNER,
     ("POST", "/folders/<name>/share"): ADMIN_OF_REACHABLE,
-    ("DELETE", "/folders/<name>/unshare"): ADMIN_OF_REACHABLE,
+    ("DELETE", "/folders/<name>/unshare"): OWNER,
     ("GET", "/folders/invitations/list"): ANY_USER,
     ("POST", "/folders/invitations/accept"): ANY_USER,
     ("DELETE", "/folders/invitations/delete"): ANY_USER,

@@ -176,7 +176,22 @@ async def test_invitations_and_permissions(api: API) -> None:
     assert (write.status, slug(write.body)) == (403, "vfolder-permission-denied")
     delete = await api.call("DELETE", "/folders/shared", keypair=bob)
     assert delete.status == 403
-    # bob leaves; an invitation alice cancels is gone for carol
+    # bob may not take others' access away; alice revokes his
+    other = await api.call(
+        "DELETE", "/folders/shared/unshare", {"emails": ["bob@example.com"]}, keypair=bob
+    )
+    assert other.status == 403
+    revoked = await api.call(
+        "DELETE", "/folders/shared/unshare", {"emails": ["bob@example.com"]}, keypair=alice
+    )
+    assert revoked.body == {"unshared_emails": ["bob@example.com"]}
+    assert (await api.call("GET", "/folders", keypair=bob)).body == []
+    # invited again, bob leaves on his own; an invitation alice cancels is gone for carol
+    await api.call(
+        "POST", "/folders/shared/invite", {"user_ids": ["bob@example.com"]}, keypair=alice
+    )
+    [inv] = (await api.call("GET", "/folders/invitations/list", keypair=bob)).body["invitations"]
+    await api.call("POST", "/folders/invitations/accept", {"inv_id": inv["id"]}, keypair=bob)
     assert (await api.call("POST", "/folders/shared/leave", {}, keypair=bob)).status == 200
     assert (await api.call("GET", "/folders", keypair=bob)).body == []
     await api.call(
