@@ -1,6 +1,7 @@
-"""Sharing folders (docs/backendai-api.md §12.3): an owner invites users to their own folder,
-an invitee accepts (a share row) or rejects, the inviter cancels; an admin shares a project's
-folder with members of that project directly; a user may leave a folder shared with them.
+"""Sharing folders (docs/backendai-api.md §12.3): an owner invites users to their own folder
+and may revoke their access (unshare); an invitee accepts (a share row) or rejects, the inviter
+cancels; an admin shares a project's folder with members of that project directly; a user may
+leave a folder shared with them.
 """
 
 from __future__ import annotations
