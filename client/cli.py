@@ -62,6 +62,17 @@ def _max_wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def _mount_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-m",
+        "--mount",
+        "mounts",
+        multiple=True,
+        metavar="NAME[:PATH][:ro]",
+        help="Mount a virtual folder (at /home/work/NAME unless PATH says; ro: read-only).",
+    )(f)
+
+
 def _code_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
         "--exec",
@@ -82,6 +93,7 @@ def _code_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @_resources_option
 @_environ_option
 @_max_wait_option
+@_mount_option
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def run(
     image: str,
@@ -90,6 +102,7 @@ def run(
     resources: dict[str, str],
     environ: dict[str, str],
     max_wait: float,
+    mounts: tuple[str, ...],
     files: tuple[Path, ...],
 ) -> None:
     """Run code in a fresh session, then remove it; exits with the code's exit status.
@@ -106,7 +119,13 @@ def run(
                 # import the WebSocket code while the server starts the container
                 nursery.start_soon(trio.to_thread.run_sync, _preload_stream)
                 created = await create_showing_why(
-                    api, image, name=name, max_wait=max_wait, resources=resources, environ=environ
+                    api,
+                    image,
+                    name=name,
+                    max_wait=max_wait,
+                    resources=resources,
+                    environ=environ,
+                    mounts=mounts,
                 )
         except BaseException as exc:
             # it may exist even though no answer came, unless the request never left
@@ -173,6 +192,7 @@ def session() -> None:
 @_environ_option
 @click.option("--enqueue-only", is_flag=True, help="Return at once, without waiting to start.")
 @_max_wait_option
+@_mount_option
 def session_create(
     image: str,
     name: str | None,
@@ -180,6 +200,7 @@ def session_create(
     environ: dict[str, str],
     enqueue_only: bool,
     max_wait: float,
+    mounts: tuple[str, ...],
 ) -> None:
     """Create a session and wait until it runs (unless --enqueue-only, or --max-wait passes:
     then it stays queued, with status TIMEOUT shown)."""
@@ -191,6 +212,7 @@ def session_create(
             environ=environ,
             enqueue_only=enqueue_only,
             max_wait=max_wait,
+            mounts=mounts,
         )
     )
     fields = [

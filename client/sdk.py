@@ -116,6 +116,26 @@ async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, Any
             name, data = "", ""
 
 
+def mount_config(
+    specs: Sequence[str],
+) -> tuple[list[str], dict[str, str], dict[str, dict[str, str]]]:
+    """`config.mounts`, `mount_map` and `mount_options` of NAME[:PATH][:ro] mount specs."""
+    names: list[str] = []
+    paths: dict[str, str] = {}
+    options: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        parts = spec.split(":")
+        mode = parts.pop() if len(parts) > 1 and parts[-1] in ("ro", "rw") else "rw"
+        if mode == "ro":
+            options[parts[0]] = {"permission": "ro"}
+        if not parts[0] or len(parts) > 2 or (len(parts) == 2 and not parts[1]):
+            raise ClientError(f"--mount {spec!r}: expected NAME[:PATH][:ro]")
+        names.append(parts[0])
+        if len(parts) == 2:
+            paths[parts[0]] = parts[1]
+    return names, paths, options
+
+
 class Client:
     """`async with Client(ClientConfig.from_env()) as api: await api.list_sessions()`."""
 
@@ -163,6 +183,11 @@ class Client:
             # like yarl: "*" and "," stay as they are, spaces become "+"
             url += "?" + urlencode(query, safe="*,")
         return url
+
+    @property
+    def transfers(self) -> httpx.AsyncClient:
+        """For the unsigned requests to the URLs `request-upload`/`-download` hand out."""
+        return self._http
 
     def headers_for(self, method: str, rel_url: str, content_type: str) -> dict[str, str]:
         return signed_headers(self.config, method, rel_url, content_type, self._clock())
@@ -242,19 +267,21 @@ class Client:
         max_wait: float = 0,
         startup_command: str | None = None,
         reuse: bool = False,
+        mounts: Sequence[str] = (),
     ) -> dict[str, Any]:
         """POST /session; the server holds the answer until the session runs (unless
-        enqueue_only, or max_wait seconds pass)."""
+        enqueue_only, or max_wait seconds pass). `mounts`: folders as NAME[:PATH][:ro]."""
+        names, paths, options = mount_config(mounts)
         body: dict[str, Any] = {
             "tag": None,
             "name": name or f"sess-{secrets.token_hex(5)}",
             "config": {
-                "mounts": [],
+                "mounts": names,
                 "environ": dict(environ or {}),
                 "resources": dict(resources or {}),
                 "resource_opts": {},
                 "scalingGroup": None,
-                "mount_map": {},
+                "mount_map": paths,
                 "preopen_ports": [],
             },
             "dependencies": None,
@@ -274,6 +301,8 @@ class Client:
             "startupCommand": startup_command,
             "image": image,
         }
+        if options:  # Shipyard's own key: left out otherwise, as the official client does
+            body["config"]["mount_options"] = options
         result: dict[str, Any] = await self.request("POST", "/session", body=body)
         return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import field
 from pathlib import Path
 
 from pydantic import ConfigDict
@@ -27,6 +28,12 @@ class ControlPlaneConfig:
     # a node not heard from for this long is LOST and its sessions end (controlplane/nodewatch.py);
     # nodes send a heartbeat every 5 s by default
     node_heartbeat_timeout: float = 30.0
+    # storage hosts of virtual folders: name -> directory, a local one or a shared filesystem
+    # mounted at the same path on every node; empty: {"local:volume1": state_dir/vfolders}
+    vfolder_hosts: dict[str, Path] = field(default_factory=dict)
+    vfolder_default_host: str = "local:volume1"
+    # what sessions run as (the nodes' kernel_uid): the owner of what the API writes in folders
+    vfolder_uid: int = 65536
 
     def __post_init__(self) -> None:
         if not self.node_heartbeat_timeout > 0:
@@ -43,6 +50,10 @@ class ControlPlaneConfig:
         return (
             Path(self.secrets_key_file) if self.secrets_key_file else self.state_dir / "secrets.key"
         )
+
+    @property
+    def effective_vfolder_hosts(self) -> dict[str, Path]:
+        return dict(self.vfolder_hosts) or {self.vfolder_default_host: self.state_dir / "vfolders"}
 
     @property
     def scheme(self) -> str:

@@ -32,6 +32,7 @@ from controlplane.nodehub import NodeHub
 from controlplane.replays import ReplayGuard
 from controlplane.secretbox import SecretBox
 from controlplane.sessions import transition
+from controlplane.vfolders import Hosts, transfer
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class Core:
         self.events = SessionEvents()
         self.http_runs = HttpRuns(self.hub)
         self.writer = DBWriter()
+        self.vfolder_hosts = Hosts(config.effective_vfolder_hosts, config.vfolder_default_host)
+        self.uploads = transfer.UploadLocks()
         self._wakers: list[Callable[[], None]] = []
         self._tg: TaskGroup | None = None
         self._stopping = False
@@ -130,6 +133,7 @@ class Core:
         admin's password when it was just made (recovery after a restart is
         reconcile.recover_after_restart's)."""
         await migrate(self.engine, self.secrets)
+        self.vfolder_hosts.prepare()
         async with self.db() as db:
             await keypairs.check_secrets_key(db, self.secrets)
             admin = await keypairs.bootstrap(db, self.secrets)

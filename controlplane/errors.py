@@ -96,3 +96,31 @@ class ServiceBusy(ControlPlaneError):
 
 class TooManyRequests(ControlPlaneError):
     status, slug, title = 429, "too-many-requests", "Too many requests."
+
+
+class VFolderNotFound(ObjectNotFound):
+    title = "No such virtual folder."
+
+
+class VFolderAlreadyExists(ControlPlaneError):
+    status, slug, title = 400, "vfolder-already-exists", "The virtual folder already exists."
+
+
+class TooManyVFolders(ControlPlaneError):
+    status, slug, title = 404, "too-many-vfolders", "Too many virtual folders matched."
+
+
+class VFolderPermissionDenied(ControlPlaneError):
+    status, slug, title = 403, "vfolder-permission-denied", "Not permitted on this virtual folder."
+
+
+class VFolderInUse(ControlPlaneError):
+    status, slug, title = 409, "vfolder-in-use", "The virtual folder is in use."
+
+
+class VFolderQuotaExceeded(ControlPlaneError):
+    status, slug, title = 413, "vfolder-quota-exceeded", "The virtual folder's quota is exceeded."
+
+
+class StorageHostUnusable(ControlPlaneError):
+    status, slug, title = 503, "storage-unavailable", "The storage host cannot be used."

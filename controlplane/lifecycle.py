@@ -14,7 +14,7 @@ import anyio
 from sqlalchemy import select
 
 import wire
-from controlplane import apps, keypairs, nodecalls, tenancy
+from controlplane import apps, keypairs, nodecalls, tenancy, vfolders
 from controlplane import images as images_db
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
@@ -75,6 +75,7 @@ async def create_session(
         )
         db.add(session)
         await db.flush()
+        await vfolders.mounts.attach(db, session, owner.user, params.mounts)
         db.add(StatusChange(session_id=session.id, status="PENDING", reason="enqueued"))
         event = SessionEvent(session.id, session.name, session.access_key, "PENDING", "enqueued")
         await core.publish(db, event)
@@ -128,6 +129,7 @@ async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
             image=session.image,
             slots=session.requested_slots,
             environ=session.environ,
+            mounts=await vfolders.mounts.for_kernel(db, core.vfolder_hosts, session.id),
         )
     container_id: str | None = None
     disconnected = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +35,7 @@ from controlplane.errors import (
     UnsatisfiableResources,
 )
 from controlplane.events import SessionEvent
+from controlplane.vfolders import MountRequest
 
 # session names: 4-64 of these, starting and ending with a letter, digit or "_"
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*[A-Za-z0-9_]$"
@@ -67,6 +68,7 @@ class CreateParams:
     # the project (Backend.AI's group) by name and its domain; None: the owner's default ones
     group: str | None = None
     domain: str | None = None
+    mounts: MountRequest = field(default_factory=MountRequest)
 
 
 def requested_slots(raw: Mapping[str, str | int | float]) -> wire.Slots:

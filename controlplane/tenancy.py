@@ -147,6 +147,15 @@ async def set_member(db: DBSession, project: Project, user: User, *, member: boo
     await db.flush()
 
 
+async def is_member(db: DBSession, user: User, project: Project) -> bool:
+    found = await db.scalar(
+        select(ProjectMember.user_id).where(
+            ProjectMember.user_id == user.id, ProjectMember.project_id == project.id
+        )
+    )
+    return found is not None
+
+
 async def memberships(
     db: DBSession, user_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, list[Project]]:

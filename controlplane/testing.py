@@ -44,6 +44,7 @@ class FakeNode:
     runs: dict[str, str] = field(default_factory=dict)  # held run id -> kernel id
     inputs: list[wire.Input] = field(default_factory=list)
     image_labels: dict[str, str] = field(default_factory=dict)
+    creates: list[wire.CreateKernel] = field(default_factory=list)  # every one received
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def connect(self, kernels: list[wire.KernelInfo] | None = None) -> NodeConnection:
@@ -108,6 +109,8 @@ class FakeNode:
             self.conn.streams.on_data(frame)
             return
         message = wire.decode(frame)  # what a real node would read
+        if isinstance(message, wire.CreateKernel):
+            self.creates.append(message)
         match message:
             case wire.OpenStream(target="pty"):
                 self.conn.deliver_reply(

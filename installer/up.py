@@ -106,6 +106,7 @@ def resolve_state(
         "controlplane_url": endpoint_for(cp.host, cp.port),
         "node_token": cp.node_token,
         "network_mode": _first(network, old_node.network_mode if old_node else None, "none"),
+        "vfolder_roots": list(cp.effective_vfolder_hosts.values()),
     }
     if node_id is not None:
         settings["node_id"] = node_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
@@ -46,6 +47,9 @@ class NodeConfig:
     # None: every device the plugins find. The installer writes the operator's choice here.
     gpus: list[str] | None = None
     nvidia_cdi: bool = False  # NVIDIA GPUs by CDI name (nvidia.com/gpu=UUID), not the runtime
+    # the storage hosts' directories of virtual folders, at the paths the control plane has
+    # them (the same shared filesystem path on every node); only folders in them are mounted
+    vfolder_roots: list[Path] = field(default_factory=list)
 
     @field_validator("work_size", "tmp_size", "disk_reserve")
     @classmethod

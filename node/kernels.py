@@ -23,7 +23,7 @@ from pathlib import Path
 
 import trio
 
-from node import hostfs
+from node import hostfs, vfolders
 from node.accelerators import Accelerators, Allocation
 from node.config import NodeConfig
 from node.errors import (
@@ -338,6 +338,7 @@ class Kernels:
                 Bind(kdir / hostfs.WORK_DIR, "/home/work"),
                 Bind(kdir / hostfs.PASSWD, "/etc/passwd", read_only=True),
                 Bind(kdir / hostfs.GROUP, "/etc/group", read_only=True),
+                *vfolders.binds(config.vfolder_roots, req.mounts),
             ],
             scratch={"/tmp": config.tmp_size_bytes},
             network_mode=config.network_mode,

@@ -29,6 +29,9 @@ COMMANDS: dict[str, Entry] = {
     "session": Entry("client.cli:session", "Create, inspect, use and remove sessions."),
     "app": Entry("client._cli_apps:app", "List a session's apps, or open one on a local port."),
     "ssh-key": Entry("client._cli_sshkey:ssh_key", "Your SSH key pair kept by the platform."),
+    "vfolder": Entry(
+        "client._cli_vfolder:vfolder", "Virtual folders: data that outlives sessions."
+    ),
     "image": Entry("client._cli_admin:image", "Kernel images and their aliases."),
     "admin": Entry("client._cli_admin:admin", "Administration (needs an admin keypair)."),
     "up": Entry("installer.up:up", "Run a control plane and a node here, in the foreground."),

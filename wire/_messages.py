@@ -83,6 +83,16 @@ class UploadFile:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class Mount:
+    """A virtual folder bound into a kernel: `source` is the folder's path on the node's host
+    (a storage host's directory), `target` the path inside the container."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class KernelCreated:
     container_id: str
 
@@ -214,6 +224,7 @@ class CreateKernel:
     image: str  # the canonical name, already resolved by the control plane
     slots: dict[str, str]
     environ: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
     type: Literal["create_kernel"] = _tag("create_kernel")
 
 

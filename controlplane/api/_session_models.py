@@ -21,6 +21,7 @@ from controlplane.api._typed import CompatRequest, Query, Reply
 from controlplane.apps import ServicePort
 from controlplane.db.models import Session
 from controlplane.db.types import utcnow
+from controlplane.vfolders import MountRequest
 
 
 def _alias(*names: str) -> Any:
@@ -36,9 +37,15 @@ class SessionConfig(CompatRequest):
         default=None, description="cpu (cores, at least 0.01) and mem (bytes or 512m, 2g, ...)"
     )
     environ: dict[str, str] | None = None
-    # refused rather than ignored until Shipyard has them (docs/backendai-client.md)
-    mounts: list[Any] | None = None
-    mount_map: dict[str, Any] | None = _alias("mount_map", "mountMap")
+    # virtual folders (docs/backendai-api.md §12.1): names, NAME -> path, and Shipyard's own
+    # NAME -> {"permission": "ro"} to mount a folder read-only whatever one's permission
+    mounts: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, max_length=64
+    )
+    mount_map: dict[str, Annotated[str, Field(min_length=1, max_length=256)]] | None = _alias(
+        "mount_map", "mountMap"
+    )
+    mount_options: dict[str, dict[str, str]] | None = _alias("mount_options", "mountOptions")
     preopen_ports: list[Any] | None = _alias("preopen_ports", "preopenPorts")
 
     @field_validator("resources")
@@ -50,12 +57,13 @@ class SessionConfig(CompatRequest):
         sessions_db.requested_slots(value or {})
         return value
 
-    @field_validator("mounts", "mount_map")
-    @classmethod
-    def _no_mounts(cls, value: Any) -> Any:
-        if value:
-            raise ValueError("virtual folders are not supported yet: leave out the mounts")
-        return value
+    def mount_request(self) -> MountRequest:
+        options = self.mount_options or {}
+        return MountRequest(
+            names=list(self.mounts or []),
+            paths=dict(self.mount_map or {}),
+            read_only={name for name, o in options.items() if o.get("permission") == "ro"},
+        )
 
     @field_validator("preopen_ports")
     @classmethod
@@ -135,6 +143,7 @@ class CreateSession(CompatRequest):
             owner_access_key=self.owner_access_key or None,
             group=self.group or None,
             domain=self.domain or None,
+            mounts=config.mount_request(),
         )
 
 

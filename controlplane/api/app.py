@@ -22,6 +22,9 @@ from controlplane.api import (
     session,
     sshkeys,
     tenancy,
+    vfolder_files,
+    vfolder_sharing,
+    vfolders,
 )
 from controlplane.api._context import CORE_KEY, is_public
 from controlplane.api._typed import parse_json
@@ -121,6 +124,9 @@ def create_app(the_core: Core) -> Quart:
         gql.bp,
         events.bp,
         apidocs.bp,
+        vfolders.bp,
+        vfolder_sharing.bp,
+        vfolder_files.bp,
     ):
         app.register_blueprint(blueprint)
     return app

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from controlplane.db.types import UTCDateTime, utcnow
@@ -248,3 +248,62 @@ class SSHKeypair(Base):
     public_key: Mapped[str] = mapped_column(Text)  # one OpenSSH line, newline-terminated
     sealed_private_key: Mapped[str] = mapped_column(Text)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VFolder(Base):
+    """A virtual folder: a directory `<host root>/<id hex>` on a storage host that outlives
+    sessions (controlplane/vfolders). Owned by a user or by a project; `status` is `ready`, or
+    `delete-pending` while it sits in the trash (its files kept until an admin purges it)."""
+
+    __tablename__ = "vfolders"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(128))
+    ownership_type: Mapped[str] = mapped_column(String(8))  # user | group
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), default=None)
+    project_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("projects.id"), default=None)
+    creator: Mapped[str] = mapped_column(String(256))  # the creator's email
+    permission: Mapped[str] = mapped_column(String(4))  # ro | rw | wd, the owners' own
+    usage_mode: Mapped[str] = mapped_column(String(16), default="general")
+    max_size: Mapped[int | None] = mapped_column(BigInteger, default=None)  # bytes; None: none
+    cloneable: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="ready")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    __table_args__ = (
+        Index("ix_vfolders_user_id", "user_id"),
+        Index("ix_vfolders_project_id", "project_id"),
+    )
+
+
+class VFolderShare(Base):
+    """Another user's access to a folder: an accepted invitation or an admin's share."""
+
+    __tablename__ = "vfolder_shares"
+    vfolder_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vfolders.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    permission: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VFolderInvitation(Base):
+    __tablename__ = "vfolder_invitations"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    vfolder_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vfolders.id"), index=True)
+    inviter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    invitee_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    permission: Mapped[str] = mapped_column(String(4))
+    state: Mapped[str] = mapped_column(String(16))  # pending | accepted | rejected | canceled
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    modified_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VFolderMount(Base):
+    """A folder a session mounts, and where; kept after the session ends (its history)."""
+
+    __tablename__ = "vfolder_mounts"
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
+    vfolder_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vfolders.id"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(256))  # inside the container
+    read_only: Mapped[bool] = mapped_column(Boolean)
+    __table_args__ = (Index("ix_vfolder_mounts_vfolder_id", "vfolder_id"),)

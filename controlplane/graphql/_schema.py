@@ -23,6 +23,7 @@ from controlplane.graphql import (
     _sessions,
     _tenancy,
     _users,
+    _vfolders,
 )
 from controlplane.graphql._common import SCALARS, Context
 
@@ -48,6 +49,7 @@ def schema() -> GraphQLSchema:
         _presets.query,
         _presets.mutation,
         _presets.session_type,
+        _vfolders.query,
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import wire
 from client import APIError, Client, ClientConfig, ClientError, ConfigError
-from client.sdk import signed_headers
+from client.sdk import mount_config, signed_headers
 
 # docs/backendai-api.md §3.4
 VECTOR_CONFIG = ClientConfig(
@@ -288,3 +288,13 @@ def test_missing_config_says_to_source_client_env() -> None:
 def test_an_endpoint_that_is_not_http_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="http:// or https://"):
         ClientConfig("127.0.0.1:8081", "a", "b")
+
+
+def test_mount_specs_become_mounts_mount_map_and_read_only_options() -> None:
+    names, paths, options = mount_config(["data", "ref:refs/v1:ro", "w:/mnt/w", "logs:rw"])
+    assert names == ["data", "ref", "w", "logs"]
+    assert paths == {"ref": "refs/v1", "w": "/mnt/w"}
+    assert options == {"ref": {"permission": "ro"}}
+    for bad in ["", ":x", "a::", "a:b:c:d"]:
+        with pytest.raises(ClientError, match="NAME"):
+            mount_config([bad])

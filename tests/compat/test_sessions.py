@@ -190,6 +190,6 @@ def test_what_does_not_exist_or_is_not_supported_yet(bai: BackendAI) -> None:
     info = bai("session", "info", str(uuid.uuid4()))
     assert info.returncode == 1
     assert "There is no such compute session." in info.stderr
-    mounted = bai("session", "create", "-m", "data:/home/work/data", *SMALL, "python")
+    mounted = bai("session", "create", "-m", "nosuchfolder:/home/work/data", *SMALL, "python")
     assert mounted.returncode == 1
-    assert '"config.mounts": virtual folders are not supported yet' in mounted.stderr
+    assert "VFolder nosuchfolder is not found or accessible." in mounted.stderr

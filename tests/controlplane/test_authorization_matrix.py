@@ -44,6 +44,10 @@ ANY_USER = (DENIED, DENIED, DENIED, DENIED, OK, OK, DENIED, OK)
 OWNER = (DENIED, DENIED, DENIED, DENIED, HIDDEN, OK, DENIED, HIDDEN)
 ADMIN = (DENIED, DENIED, DENIED, DENIED, FORBIDDEN, FORBIDDEN, DENIED, OK)
 NODE = (DENIED, DENIED, DENIED, DENIED, DENIED, DENIED, OK, DENIED)
+# an admin-only route naming a folder only its owner reaches: the admin does not see it either
+ADMIN_OF_REACHABLE = (DENIED, DENIED, DENIED, DENIED, FORBIDDEN, FORBIDDEN, DENIED, HIDDEN)
+# folder transfers carry a token from request-upload/-download instead of a signature
+TOKEN = (DENIED,) * 8
 
 # (method, rule) -> expected outcome per caller, in CALLERS order
 ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -98,6 +102,34 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/admin/users"): ADMIN,
     ("PATCH", "/admin/users/<email>"): ADMIN,
     ("GET", "/admin/audit"): ADMIN,
+    ("GET", "/folders/_/hosts"): ANY_USER,
+    ("GET", "/folders/_/all_hosts"): ADMIN,
+    ("GET", "/folders/_/allowed_types"): ANY_USER,
+    ("GET", "/folders"): ANY_USER,
+    ("POST", "/folders"): ANY_USER,
+    ("GET", "/folders/<name>"): OWNER,
+    ("DELETE", "/folders/<name>"): OWNER,
+    ("POST", "/folders/<name>/rename"): OWNER,
+    ("POST", "/folders/<name>/clone"): OWNER,
+    ("POST", "/folders/<name>/invite"): OWNER,
+    ("POST", "/folders/<name>/leave"): OWNER,
+    ("POST", "/folders/<name>/share"): ADMIN_OF_REACHABLE,
+    ("DELETE", "/folders/<name>/unshare"): OWNER,
+    ("GET", "/folders/invitations/list"): ANY_USER,
+    ("POST", "/folders/invitations/accept"): ANY_USER,
+    ("DELETE", "/folders/invitations/delete"): ANY_USER,
+    ("GET", "/folders/_/trash"): ADMIN,
+    ("POST", "/folders/_/trash/<folder_id>/restore"): ADMIN,
+    ("DELETE", "/folders/_/trash/<folder_id>"): ADMIN,
+    ("GET", "/folders/<name>/files"): OWNER,
+    ("POST", "/folders/<name>/mkdir"): OWNER,
+    ("POST", "/folders/<name>/rename-file"): OWNER,
+    ("POST", "/folders/<name>/move-file"): OWNER,
+    ("DELETE", "/folders/<name>/delete-files"): OWNER,
+    ("POST", "/folders/<name>/request-upload"): OWNER,
+    ("POST", "/folders/<name>/request-download"): OWNER,
+    ("PATCH", "/folders/_/tus/upload"): TOKEN,
+    ("GET", "/folders/_/download"): TOKEN,
 }
 _SSH = sshkeys.generate("matrix")
 BODIES: dict[tuple[str, str], Any] = {
@@ -115,6 +147,23 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/admin/users"): {"email": "matrix-user@example.com"},
     ("PATCH", "/admin/users/<email>"): {"role": "user"},
     ("POST", "/auth/ssh-keypair"): {"pubkey": _SSH.public_key, "privkey": _SSH.private_key},
+    ("POST", "/folders"): {"name": "matrix-new"},
+    # the same name: refused as taken, so the folder keeps its name for the routes after it
+    ("POST", "/folders/<name>/rename"): {"new_name": "matrix-folder"},
+    ("POST", "/folders/<name>/clone"): {"target_name": "matrix-clone"},
+    ("POST", "/folders/<name>/invite"): {"user_ids": ["other@example.com"]},
+    ("POST", "/folders/<name>/leave"): {},
+    ("POST", "/folders/<name>/share"): {"emails": ["other@example.com"]},
+    ("DELETE", "/folders/<name>/unshare"): {"emails": ["other@example.com"]},
+    ("POST", "/folders/invitations/accept"): {"inv_id": "6a8b7d3e-0000-4000-8000-000000000000"},
+    ("DELETE", "/folders/invitations/delete"): {"inv_id": "6a8b7d3e-0000-4000-8000-000000000000"},
+    ("GET", "/folders/<name>/files"): {"path": "."},
+    ("POST", "/folders/<name>/mkdir"): {"path": "m", "exist_ok": True},
+    ("POST", "/folders/<name>/rename-file"): {"target_path": "none", "new_name": "x"},
+    ("POST", "/folders/<name>/move-file"): {"src": "none", "dst": "x"},
+    ("DELETE", "/folders/<name>/delete-files"): {"files": ["none"]},
+    ("POST", "/folders/<name>/request-upload"): {"path": "m.txt", "size": 1},
+    ("POST", "/folders/<name>/request-download"): {"path": "none"},
 }
 
 
@@ -125,6 +174,7 @@ class World:
     other: Keypair
     victim: str  # a keypair the admin may delete
     token_id: str  # a join token the admin may revoke
+    trashed: str  # a folder in the trash (the owner's)
 
     def path(self, rule: str) -> str:
         values = {
@@ -135,8 +185,11 @@ class World:
             "domain": "default",
             "project": "default",
             "email": "victim@example.com",
+            "folder_id": self.trashed,
             "name": TEST_IMAGE if rule.startswith("/images/") else "redoc.standalone.js",
         }
+        if rule.startswith("/folders/"):
+            values["name"] = "matrix-folder"
         path = re.sub(r"<(?:[^:>]*:)?([^>]+)>", lambda m: values[m.group(1)], rule)
         if rule.endswith("proxy"):  # the app is required (the fake node's image has none)
             return path + "?app=web"
@@ -179,9 +232,15 @@ async def world(api: API, node: FakeNode) -> World:
     owner = await _user(api, "owner@example.com")
     other = await _user(api, "other@example.com")
     victim = await _user(api, "victim@example.com")
+    for name in ("matrix-folder", "matrix-trashed"):
+        made = await api.call("POST", "/folders", {"name": name}, keypair=owner)
+        assert made.status == 201
+    assert (await api.call("DELETE", "/folders/matrix-trashed", keypair=owner)).status == 204
+    # "mine" mounts the folder: the owner's DELETE of it is refused (409), not done
     for name in ("mine", "gone"):
+        config = {"mounts": ["matrix-folder"]} if name == "mine" else {}
         created = await api.call(
-            "POST", "/session", {"image": "python", "name": name}, keypair=owner
+            "POST", "/session", {"image": "python", "name": name, "config": config}, keypair=owner
         )
         assert created.status == 201
     assert (await api.call("DELETE", "/session/gone", keypair=owner)).status == 200
@@ -192,7 +251,7 @@ async def world(api: API, node: FakeNode) -> World:
     assert (await api.call("POST", "/admin/users", signer)).status == 201
     assert (await api.call("POST", "/admin/keypairs", {"user": "signer@example.com"})).status == 201
     [token] = (await api.call("GET", "/admin/node-tokens")).body["items"]
-    return World(api, owner, other, victim.access_key, token["id"])
+    return World(api, owner, other, victim.access_key, token["id"], made.body["id"])
 
 
 def _classify(status: int, body: Any) -> str:
@@ -202,7 +261,8 @@ def _classify(status: int, body: Any) -> str:
         return DENIED
     if status == 403:
         return FORBIDDEN
-    if status == 404 and isinstance(body, dict) and body.get("title") == "No such session.":
+    hidden = ("No such session.", "No such virtual folder.")
+    if status == 404 and isinstance(body, dict) and body.get("title") in hidden:
         return HIDDEN
     return OK
 
