@@ -17,8 +17,11 @@ from controlplane.api import (
     node_tokens,
     problems,
     session,
+    ui,
+    ui_admin,
+    ui_auth,
 )
-from controlplane.api._context import CORE_KEY, is_public
+from controlplane.api._context import CORE_KEY, is_browser, is_public
 from controlplane.api.auth import authenticate
 from controlplane.core import Core
 
@@ -33,6 +36,7 @@ def _raw_target(scope: dict[str, Any]) -> str:
 def create_app(the_core: Core) -> Quart:
     app = Quart("shipyard.controlplane", static_folder=None)
     app.extensions[CORE_KEY] = the_core
+    app.extensions[ui_auth.STORE_KEY] = ui_auth.BrowserSessions()
     app.config["MAX_CONTENT_LENGTH"] = 64 * 2**20
     problems.install(app)
     apidocs.install(app)
@@ -41,7 +45,8 @@ def create_app(the_core: Core) -> Quart:
     async def _check(
         endpoint: str | None, method: str, scope: dict[str, Any], headers: Any, scheme: str
     ) -> None:
-        if is_public(current_app.view_functions.get(endpoint or "")):
+        view = current_app.view_functions.get(endpoint or "")
+        if is_public(view) or is_browser(view):  # the web UI checks its own cookie
             return
         async with the_core.db() as db:
             g.keypair = await authenticate(
@@ -74,6 +79,8 @@ def create_app(the_core: Core) -> Quart:
         gql.bp,
         events.bp,
         apidocs.bp,
+        ui.bp,
+        ui_admin.bp,
     ):
         app.register_blueprint(blueprint)
     return app

@@ -8,6 +8,7 @@ from controlplane import jointokens
 from controlplane.api._context import core, require_admin
 from controlplane.api._models import CreateNodeToken, NodeToken, NodeTokenList, NodeTokenView
 from controlplane.api._typed import body, returns
+from controlplane.db.models import JoinToken
 
 bp = Blueprint("node_tokens", __name__)
 
@@ -43,10 +44,15 @@ async def revoke_node_token(token_id: str) -> NodeTokenView:
     disconnected, and its node id may be claimed again (by the machine re-joining with a new
     token)."""
     require_admin()
+    return NodeTokenView.of(await revoke(token_id))
+
+
+async def revoke(token_id: str) -> JoinToken:
+    """Revoke the token and drop the node that joined with it (the REST API and the web UI)."""
     the_core = core()
     async with the_core.db() as db:
         row, now = await jointokens.revoke(db, token_id)
         await db.commit()
     if now and row.node_id is not None and row.node_id in the_core.hub.connected():
         the_core.hub.get(row.node_id).close()
-    return NodeTokenView.of(row)
+    return row
