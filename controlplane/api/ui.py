@@ -31,6 +31,7 @@ from quart_schema import hide
 from sqlalchemy import select
 
 import webui
+import wire
 from controlplane import images as images_db
 from controlplane import lifecycle, nodecalls
 from controlplane import sessions as sessions_db
@@ -39,12 +40,20 @@ from controlplane.api._context import core, public, requester
 from controlplane.api._session_models import CreateSession
 from controlplane.api._typed import field_errors
 from controlplane.api.ui_auth import browser, read_form
-from controlplane.db.models import Kernel, Session
+from controlplane.db.models import Kernel, Keypair, Session
 from controlplane.errors import ControlPlaneError, InvalidAPIParams, SessionNotRunning
 from controlplane.events import SessionEvent
 from controlplane.nodecalls import NodeRefused
 
 bp = Blueprint("ui", __name__, template_folder=str(webui.TEMPLATES))
+
+
+@bp.app_template_filter("slots")
+def _slots(data: dict[str, Any] | None) -> str:
+    """Resource slots as people read them: "cpu=1 mem=1g"."""
+    return wire.Slots.from_wire(data).describe()
+
+
 PING_INTERVAL = 15.0
 GONE = ("TERMINATED", "CANCELLED")
 
@@ -163,22 +172,24 @@ async def sign_out() -> Response:
 # --- sessions -------------------------------------------------------------------------------------
 
 
-async def _mine() -> list[Session]:
+# The keypair is passed in: `requester()` (flask's `g`) is gone by the time an event stream
+# renders again.
+async def _mine(me: Keypair) -> list[Session]:
     async with core().db() as db:
-        return await sessions_db.list_for(db, requester(), include_dead=False)
+        return await sessions_db.list_for(db, me, include_dead=False)
 
 
-async def _find(ref: str) -> Session:
+async def _find(ref: str, me: Keypair) -> Session:
     """The caller's own session (another's is a 404, as in the API)."""
     async with core().db() as db:
-        return await sessions_db.find(db, requester(), ref)
+        return await sessions_db.find(db, me, ref)
 
 
 @bp.get("/ui/sessions")
 @hide
 @browser
 async def sessions() -> Response:
-    return await page("sessions.html", active="sessions", sessions=await _mine())
+    return await page("sessions.html", active="sessions", sessions=await _mine(requester()))
 
 
 @bp.get("/ui/sessions/new")
@@ -207,7 +218,7 @@ async def launch() -> Response:
         params = form.request().params()
         session, _ = await lifecycle.create_session(core(), requester(), params)
     except ControlPlaneError as exc:
-        return await _launch_page(form, {"title": exc.title, "msg": exc.msg})
+        return await _launch_page(form, {"title": "The session was not launched", "msg": exc.msg})
     return redirect(url_for("ui.session_page", ref=str(session.id)), 303)  # type: ignore[return-value]
 
 
@@ -215,7 +226,7 @@ async def launch() -> Response:
 @hide
 @browser
 async def session_page(ref: str) -> Response:
-    return await page("session.html", active="sessions", session=await _find(ref))
+    return await page("session.html", active="sessions", session=await _find(ref, requester()))
 
 
 @bp.get("/ui/sessions/<ref>/logs")
@@ -223,7 +234,7 @@ async def session_page(ref: str) -> Response:
 @browser
 async def session_logs(ref: str) -> Response:
     """The logs as a fragment (the detail page loads it, and again on demand)."""
-    session = await _find(ref)
+    session = await _find(ref, requester())
     async with core().db() as db:
         kernel = await db.scalar(select(Kernel).where(Kernel.session_id == session.id))
     problem = None
@@ -245,7 +256,7 @@ async def session_logs(ref: str) -> Response:
 @hide
 @browser
 async def destroy(ref: str) -> Response:
-    session = await _find(ref)
+    session = await _find(ref, requester())
     if session.status not in GONE:
         await lifecycle.destroy_session(core(), session)
     return redirect(url_for("ui.session_page", ref=str(session.id)), 303)  # type: ignore[return-value]
@@ -259,12 +270,12 @@ async def destroy(ref: str) -> Response:
 @browser
 async def session_list_events() -> Response:
     """The caller's session list again (event `sessions`) each time one of them changes."""
-    access_key = requester().access_key
+    me = requester()
 
     async def rows() -> str:
-        return await render_template("_session_rows.html", sessions=await _mine())
+        return await render_template("_session_rows.html", sessions=await _mine(me))
 
-    return _live("sessions", rows, lambda event: event.access_key == access_key)
+    return _live("sessions", rows, lambda event: event.access_key == me.access_key)
 
 
 @bp.get("/ui/sessions/<ref>/events")
@@ -272,10 +283,12 @@ async def session_list_events() -> Response:
 @browser
 async def session_events(ref: str) -> Response:
     """The session's status and history again (event `status`) each time it changes."""
-    session_id = (await _find(ref)).id
+    me = requester()
+    session_id = (await _find(ref, me)).id
 
     async def status() -> str:
-        return await render_template("_session_status.html", session=await _find(str(session_id)))
+        session = await _find(str(session_id), me)
+        return await render_template("_session_status.html", session=session)
 
     return _live("status", status, lambda event: event.session_id == session_id)
 

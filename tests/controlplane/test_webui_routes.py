@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import anyio
 import pytest
 from quart.testing import QuartClient
 from sqlalchemy import func, select
@@ -194,3 +195,49 @@ async def test_sign_out_ends_the_session_on_the_server(api: API) -> None:
     assert status == 303 and where.endswith("/ui/sign-in")
     # the old cookie, sent again, no longer signs anyone in
     assert (await api.app.test_client().get("/ui/sessions", headers=replayed)).status_code == 303
+
+
+async def test_event_streams_start_with_what_the_page_shows(api: API, node: FakeNode) -> None:
+    owner = await sign_in(api, api.admin)
+    status, _, mine = await owner.post("/ui/sessions", {"image": "python", "name": "live"})
+    assert status == 303
+    for path, event, shown in (
+        ("/ui/sessions/events", "sessions", 'data-session="live"'),
+        (f"{mine}/events", "status", 'id="status-value"'),
+    ):
+        async with owner.client.request(path) as connection:
+            await connection.send_complete()
+            first = b""
+            with anyio.fail_after(10):
+                while b"\n\n" not in first:
+                    first += await connection.receive()
+            text = first.decode()
+            assert text.startswith(f"event: {event}\ndata: "), text
+            assert shown in text
+            await connection.disconnect()
+
+
+async def test_a_pending_session_shows_why_and_an_impossible_one_is_refused(
+    api: API, node: FakeNode
+) -> None:
+    admin = await sign_in(api, api.admin)
+    # the fake node has 2 CPUs: the first takes both, the second waits
+    for name in ("big-1", "big-2"):
+        status, _, where = await admin.post(
+            "/ui/sessions", {"image": "python", "name": name, "cpu": "2"}
+        )
+        assert status == 303
+    with anyio.fail_after(10):
+        while True:  # the scheduler has no event to wait for here: poll, bounded
+            async with api.core.db() as db:
+                waiting = await db.scalar(select(Session).where(Session.name == "big-2"))
+            assert waiting is not None and waiting.status == "PENDING"
+            if waiting.status_info != "enqueued":
+                break
+            await anyio.sleep(0.05)
+    status, html = await admin.get(where)
+    assert status == 200
+    assert "PENDING" in html and waiting.status_info in html
+    status, html, _ = await admin.post("/ui/sessions", {"image": "python", "cpu": "64"})
+    assert status == 400
+    assert 'role="alert"' in html and "no node can ever provide" in html
