@@ -48,14 +48,14 @@ from controlplane.nodecalls import NodeRefused
 bp = Blueprint("ui", __name__, template_folder=str(webui.TEMPLATES))
 
 
-@bp.app_template_filter("slots")
-def _slots(data: dict[str, Any] | None) -> str:
-    """Resource slots as people read them: "cpu=1 mem=1g"."""
-    return wire.Slots.from_wire(data).describe()
-
-
 PING_INTERVAL = 15.0
 GONE = ("TERMINATED", "CANCELLED")
+
+
+@bp.app_template_filter("slots")
+def _slots(data: dict[str, Any] | None) -> str:
+    """Resource slots as people read them: "cpu=1 mem=1 GiB"."""
+    return wire.Slots.from_wire(data).describe()
 
 
 class SignInForm(BaseModel):
@@ -299,6 +299,8 @@ def _live(
     """A text/event-stream that sends `render()` as event `name` once subscribed (so nothing
     between the page and the stream is missed) and again after each wanted event."""
 
+    cookie = request.cookies.get(ui_auth.COOKIE, "")
+
     @stream_with_context
     async def stream() -> AsyncIterator[bytes]:
         async with core().events.subscribe(1000) as events:
@@ -307,6 +309,8 @@ def _live(
                 received: SessionEvent | None = None
                 with anyio.move_on_after(PING_INTERVAL):
                     received = await events.receive()
+                if ui_auth.store().get(cookie, touch=False) is None:
+                    return  # signed out (or idle too long): this page shows nothing more
                 if received is None:
                     yield b": ping\n\n"
                 elif wanted(received):

@@ -70,12 +70,15 @@ class BrowserSessions:
         )
         return cookie
 
-    def get(self, cookie: str) -> BrowserSession | None:
+    def get(self, cookie: str, *, touch: bool = True) -> BrowserSession | None:
+        """The session, if still open; `touch` counts this as activity (an open event stream
+        does not, so a page left open still signs out after the idle time)."""
         found = self._by_hash.get(self._key(cookie))
         now = time.monotonic()
         if found is None or now - found.last_seen >= self._idle:
             return None
-        found.last_seen = now
+        if touch:
+            found.last_seen = now
         return found
 
     def close(self, cookie: str) -> None:

@@ -241,3 +241,23 @@ async def test_a_pending_session_shows_why_and_an_impossible_one_is_refused(
     status, html, _ = await admin.post("/ui/sessions", {"image": "python", "cpu": "64"})
     assert status == 400
     assert 'role="alert"' in html and "no node can ever provide" in html
+
+
+async def test_an_open_event_stream_ends_once_its_browser_signs_out(
+    api: API, node: FakeNode
+) -> None:
+    admin = await sign_in(api, api.admin)
+    async with admin.client.request("/ui/sessions/events") as connection:
+        await connection.send_complete()
+        with anyio.fail_after(10):
+            assert (await connection.receive()).startswith(b"event: sessions")
+        status, _, _ = await admin.post("/ui/sign-out")
+        assert status == 303
+        # the next change the stream hears about is not shown: the stream ends
+        created = await api.call("POST", "/session", {"image": "python", "enqueueOnly": True})
+        assert created.status == 201
+        rest = b""
+        with anyio.fail_after(10):
+            while chunk := await connection.receive():  # b"": the body is complete
+                rest += chunk
+        assert b"event: sessions" not in rest
