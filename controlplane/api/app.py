@@ -20,6 +20,7 @@ from controlplane.api import (
     ui,
     ui_admin,
     ui_auth,
+    ui_live,
 )
 from controlplane.api._context import CORE_KEY, is_browser, is_public
 from controlplane.api.auth import authenticate
@@ -81,6 +82,7 @@ def create_app(the_core: Core) -> Quart:
         apidocs.bp,
         ui.bp,
         ui_admin.bp,
+        ui_live.bp,
     ):
         app.register_blueprint(blueprint)
     return app

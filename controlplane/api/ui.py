@@ -11,10 +11,8 @@ own mistakes re-render the form with the message.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import (
     Blueprint,
@@ -24,7 +22,6 @@ from quart import (
     render_template,
     request,
     send_from_directory,
-    stream_with_context,
     url_for,
 )
 from quart_schema import hide
@@ -42,13 +39,11 @@ from controlplane.api._typed import field_errors
 from controlplane.api.ui_auth import browser, read_form
 from controlplane.db.models import Kernel, Keypair, Session
 from controlplane.errors import ControlPlaneError, InvalidAPIParams, SessionNotRunning
-from controlplane.events import SessionEvent
 from controlplane.nodecalls import NodeRefused
 
 bp = Blueprint("ui", __name__, template_folder=str(webui.TEMPLATES))
 
 
-PING_INTERVAL = 15.0
 GONE = ("TERMINATED", "CANCELLED")
 
 
@@ -174,12 +169,12 @@ async def sign_out() -> Response:
 
 # The keypair is passed in: `requester()` (flask's `g`) is gone by the time an event stream
 # renders again.
-async def _mine(me: Keypair) -> list[Session]:
+async def mine(me: Keypair) -> list[Session]:
     async with core().db() as db:
         return await sessions_db.list_for(db, me, include_dead=False)
 
 
-async def _find(ref: str, me: Keypair) -> Session:
+async def find(ref: str, me: Keypair) -> Session:
     """The caller's own session (another's is a 404, as in the API)."""
     async with core().db() as db:
         return await sessions_db.find(db, me, ref)
@@ -189,7 +184,7 @@ async def _find(ref: str, me: Keypair) -> Session:
 @hide
 @browser
 async def sessions() -> Response:
-    return await page("sessions.html", active="sessions", sessions=await _mine(requester()))
+    return await page("sessions.html", active="sessions", sessions=await mine(requester()))
 
 
 @bp.get("/ui/sessions/new")
@@ -226,7 +221,7 @@ async def launch() -> Response:
 @hide
 @browser
 async def session_page(ref: str) -> Response:
-    return await page("session.html", active="sessions", session=await _find(ref, requester()))
+    return await page("session.html", active="sessions", session=await find(ref, requester()))
 
 
 @bp.get("/ui/sessions/<ref>/logs")
@@ -234,7 +229,7 @@ async def session_page(ref: str) -> Response:
 @browser
 async def session_logs(ref: str) -> Response:
     """The logs as a fragment (the detail page loads it, and again on demand)."""
-    session = await _find(ref, requester())
+    session = await find(ref, requester())
     async with core().db() as db:
         kernel = await db.scalar(select(Kernel).where(Kernel.session_id == session.id))
     problem = None
@@ -256,75 +251,7 @@ async def session_logs(ref: str) -> Response:
 @hide
 @browser
 async def destroy(ref: str) -> Response:
-    session = await _find(ref, requester())
+    session = await find(ref, requester())
     if session.status not in GONE:
         await lifecycle.destroy_session(core(), session)
     return redirect(url_for("ui.session_page", ref=str(session.id)), 303)  # type: ignore[return-value]
-
-
-# --- live updates ---------------------------------------------------------------------------------
-
-
-@bp.get("/ui/sessions/events")
-@hide
-@browser
-async def session_list_events() -> Response:
-    """The caller's session list again (event `sessions`) each time one of them changes."""
-    me = requester()
-
-    async def rows() -> str:
-        return await render_template("_session_rows.html", sessions=await _mine(me))
-
-    return _live("sessions", rows, lambda event: event.access_key == me.access_key)
-
-
-@bp.get("/ui/sessions/<ref>/events")
-@hide
-@browser
-async def session_events(ref: str) -> Response:
-    """The session's status and history again (event `status`) each time it changes."""
-    me = requester()
-    session_id = (await _find(ref, me)).id
-
-    async def status() -> str:
-        session = await _find(str(session_id), me)
-        return await render_template("_session_status.html", session=session)
-
-    return _live("status", status, lambda event: event.session_id == session_id)
-
-
-def _live(
-    name: str, render: Callable[[], Awaitable[str]], wanted: Callable[[SessionEvent], bool]
-) -> Response:
-    """A text/event-stream that sends `render()` as event `name` once subscribed (so nothing
-    between the page and the stream is missed) and again after each wanted event."""
-
-    cookie = request.cookies.get(ui_auth.COOKIE, "")
-
-    @stream_with_context
-    async def stream() -> AsyncIterator[bytes]:
-        async with core().events.subscribe(1000) as events:
-            yield _sse(name, await render())
-            while True:
-                received: SessionEvent | None = None
-                with anyio.move_on_after(PING_INTERVAL):
-                    received = await events.receive()
-                if ui_auth.store().get(cookie, touch=False) is None:
-                    return  # signed out (or idle too long): this page shows nothing more
-                if received is None:
-                    yield b": ping\n\n"
-                elif wanted(received):
-                    yield _sse(name, await render())
-
-    response = Response(
-        stream(),
-        content_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-    response.timeout = None  # as long as the page is open
-    return response
-
-
-def _sse(name: str, html: str) -> bytes:
-    data = "\n".join(f"data: {line}" for line in html.strip().splitlines() or [""])
-    return f"event: {name}\n{data}\n\n".encode()
