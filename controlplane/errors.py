@@ -40,6 +40,12 @@ class InsufficientPrivilege(ControlPlaneError):
     status, slug, title = 403, "insufficient-privilege", "Insufficient privilege."
 
 
+class CSRFRefused(ControlPlaneError):
+    """A web UI request that changes something without this sign-in's CSRF token."""
+
+    status, slug, title = 403, "csrf-refused", "Refused: missing or wrong CSRF token."
+
+
 class URLNotFound(ControlPlaneError):
     status, slug, title = 404, "url-not-found", "Unknown URL path."
 

@@ -286,6 +286,10 @@ async def _start(layout: Layout, spawn: Callable[[str, list[str], Path], Child])
         write_client_env(layout.client_env, layout.endpoint, *keypair)
         env = shlex.quote(str(layout.client_env))
         click.echo(f"shipyard: ready. Try:\n\n  . {env} && shipyard run -c 'print(6*7)'\n")
+        click.echo(
+            f"shipyard: web UI at {layout.endpoint}/ui/ (sign in with the access and secret"
+            f" key in {layout.client_env})"
+        )
     click.echo("shipyard: Ctrl-C stops both services (session containers are kept).")
 
 

@@ -32,6 +32,12 @@ def is_public(view: Callable[..., Any] | None) -> bool:
     return view is None or bool(getattr(view, "_shipyard_public", False))
 
 
+def is_browser(view: Callable[..., Any] | None) -> bool:
+    """Whether `view` is a web UI route, which a browser's session cookie authenticates instead
+    of a signature (controlplane/api/ui_auth.py)."""
+    return bool(getattr(view, "_shipyard_browser", False))
+
+
 def core() -> Core:
     return cast(Core, current_app.extensions[CORE_KEY])
 

@@ -22,11 +22,15 @@ from controlplane.api import (
     session,
     sshkeys,
     tenancy,
+    ui,
+    ui_admin,
+    ui_auth,
+    ui_live,
     vfolder_files,
     vfolder_sharing,
     vfolders,
 )
-from controlplane.api._context import CORE_KEY, is_public
+from controlplane.api._context import CORE_KEY, is_browser, is_public
 from controlplane.api._typed import parse_json
 from controlplane.api.auth import authenticate
 from controlplane.core import Core
@@ -46,6 +50,7 @@ def _raw_target(scope: dict[str, Any]) -> str:
 def create_app(the_core: Core) -> Quart:
     app = Quart("shipyard.controlplane", static_folder=None)
     app.extensions[CORE_KEY] = the_core
+    app.extensions[ui_auth.STORE_KEY] = ui_auth.BrowserSessions()
     app.config["MAX_CONTENT_LENGTH"] = 64 * 2**20
     problems.install(app)
     apidocs.install(app)
@@ -54,7 +59,8 @@ def create_app(the_core: Core) -> Quart:
     async def _check(
         endpoint: str | None, method: str, scope: dict[str, Any], headers: Any, scheme: str
     ) -> None:
-        if is_public(current_app.view_functions.get(endpoint or "")):
+        view = current_app.view_functions.get(endpoint or "")
+        if is_public(view) or is_browser(view):  # the web UI checks its own cookie
             return
         async with the_core.db() as db:
             g.keypair = await authenticate(
@@ -127,6 +133,9 @@ def create_app(the_core: Core) -> Quart:
         vfolders.bp,
         vfolder_sharing.bp,
         vfolder_files.bp,
+        ui.bp,
+        ui_admin.bp,
+        ui_live.bp,
     ):
         app.register_blueprint(blueprint)
     return app

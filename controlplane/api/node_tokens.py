@@ -8,6 +8,7 @@ from controlplane import jointokens, nodewatch
 from controlplane.api._context import core, require_admin
 from controlplane.api._models import CreateNodeToken, NodeToken, NodeTokenList, NodeTokenView
 from controlplane.api._typed import body, returns
+from controlplane.db.models import JoinToken
 
 bp = Blueprint("node_tokens", __name__)
 
@@ -43,6 +44,11 @@ async def revoke_node_token(token_id: str) -> NodeTokenView:
     disconnected, and its node id may be claimed again (by the machine re-joining with a new
     token)."""
     require_admin()
+    return NodeTokenView.of(await revoke(token_id))
+
+
+async def revoke(token_id: str) -> JoinToken:
+    """Revoke the token and drop the node that joined with it (the REST API and the web UI)."""
     the_core = core()
     async with the_core.db() as db:
         row, now = await jointokens.revoke(db, token_id)
@@ -50,4 +56,4 @@ async def revoke_node_token(token_id: str) -> NodeTokenView:
     if now and row.node_id is not None:
         reason = f"node {row.node_id} was terminated: its join token {row.id} was revoked"
         await nodewatch.end_node(the_core, row.node_id, "TERMINATED", reason)
-    return NodeTokenView.of(row)
+    return row

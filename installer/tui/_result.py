@@ -27,6 +27,8 @@ def next_steps(summary: dict[str, Any]) -> list[str]:
         ]
     client_env = summary.get("client_env", "/etc/shipyard/client.env")
     return [
+        f"Open the web UI at {endpoint}/ui/ and sign in with the admin's access and secret key"
+        f" (in {client_env})",
         f"Use the admin's settings (they hold the secret key): source {client_env}",
         "Run something: shipyard run -c 'print(6*7)'",
         f"Scripts and the official backend.ai client use the API at {endpoint}",

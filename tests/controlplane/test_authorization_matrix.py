@@ -28,6 +28,7 @@ OK = "ok"  # authenticated and authorized: the handler ran (its own 4xx included
 DENIED = "denied"  # not authenticated: 401, or 400 invalid-auth-params
 FORBIDDEN = "forbidden"  # authenticated, not allowed: 403
 HIDDEN = "hidden"  # someone else's session: 404 as if it did not exist
+SIGN_IN = "sign in"  # a web UI page: no browser session cookie, so off to the sign-in page
 
 CALLERS = (
     "no auth",
@@ -48,6 +49,9 @@ NODE = (DENIED, DENIED, DENIED, DENIED, DENIED, DENIED, OK, DENIED)
 ADMIN_OF_REACHABLE = (DENIED, DENIED, DENIED, DENIED, FORBIDDEN, FORBIDDEN, DENIED, HIDDEN)
 # folder transfers carry a token from request-upload/-download instead of a signature
 TOKEN = (DENIED,) * 8
+# The web UI's pages take a session cookie, never a signature: every caller here is sent to
+# sign in. Who may open which page once signed in: tests/controlplane/test_webui_routes.py.
+UI = (SIGN_IN,) * 8
 
 # (method, rule) -> expected outcome per caller, in CALLERS order
 ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -130,6 +134,26 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/folders/<name>/request-download"): OWNER,
     ("PATCH", "/folders/_/tus/upload"): TOKEN,
     ("GET", "/folders/_/download"): TOKEN,
+    ("GET", "/ui/static/<path:name>"): PUBLIC,
+    ("GET", "/ui/sign-in"): PUBLIC,
+    # without the token of the sign-in form (and its cookie) nobody signs in
+    ("POST", "/ui/sign-in"): (FORBIDDEN,) * 8,
+    ("POST", "/ui/sign-out"): UI,
+    ("GET", "/ui/"): UI,
+    ("GET", "/ui/sessions"): UI,
+    ("POST", "/ui/sessions"): UI,
+    ("GET", "/ui/sessions/new"): UI,
+    ("GET", "/ui/sessions/events"): UI,
+    ("GET", "/ui/sessions/<ref>"): UI,
+    ("GET", "/ui/sessions/<ref>/logs"): UI,
+    ("GET", "/ui/sessions/<ref>/events"): UI,
+    ("POST", "/ui/sessions/<ref>/destroy"): UI,
+    ("GET", "/ui/admin/nodes"): UI,
+    ("GET", "/ui/admin/images"): UI,
+    ("GET", "/ui/admin/keypairs"): UI,
+    ("GET", "/ui/admin/tokens"): UI,
+    ("POST", "/ui/admin/tokens"): UI,
+    ("POST", "/ui/admin/tokens/<token_id>/revoke"): UI,
 }
 _SSH = sshkeys.generate("matrix")
 BODIES: dict[tuple[str, str], Any] = {
@@ -186,7 +210,9 @@ class World:
             "project": "default",
             "email": "victim@example.com",
             "folder_id": self.trashed,
-            "name": TEST_IMAGE if rule.startswith("/images/") else "redoc.standalone.js",
+            "name": {"/images/": TEST_IMAGE, "/ui/stat": "app.css"}.get(
+                rule[:8], "redoc.standalone.js"
+            ),
         }
         if rule.startswith("/folders/"):
             values["name"] = "matrix-folder"
@@ -275,6 +301,8 @@ async def _http(world: World, caller: str, method: str, rule: str) -> str:
     headers = {**world.headers(caller, method, path, content_type), "Content-Type": content_type}
     client = world.api.app.test_client()
     response = await client.open(path, method=method, headers=headers, data=content)
+    if response.status_code == 303 and response.headers["Location"].endswith("/ui/sign-in"):
+        return SIGN_IN
     raw = await response.get_data()
     is_json = "json" in (response.content_type or "")
     return _classify(response.status_code, json.loads(raw) if is_json and raw else None)

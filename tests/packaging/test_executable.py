@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -219,6 +220,13 @@ def test_control_plane_migrates_a_fresh_database_and_serves(
         scripts.set_main_option("script_location", str(MIGRATIONS))
         assert database.revision() == ScriptDirectory.from_config(scripts).get_current_head()
         assert json.loads(config.admin_keypair_file.read_text())["access_key"]
+        # the web UI's templates and vendored assets travelled too
+        base = f"http://127.0.0.1:{config.port}/ui"
+        sign_in = httpx.get(f"{base}/sign-in", timeout=5)
+        assert sign_in.status_code == 200 and "Sign in to Shipyard" in sign_in.text
+        for asset in re.findall(r'(?:src|href)="/ui(/static/[^"]+)"', sign_in.text):
+            assert httpx.get(f"{base}{asset}", timeout=5).status_code == 200, asset
+        assert "htmx.min.js" in sign_in.text
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, log.read_text()

@@ -1,0 +1,263 @@
+"""The web UI's routes without a browser (tests/webui drives a real one): signing in, the
+session cookie's flags, CSRF on every state-changing route, and who may open which page."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import anyio
+import pytest
+from quart.testing import QuartClient
+from sqlalchemy import func, select
+
+from controlplane.db.models import JoinToken, Session
+from controlplane.testing import FakeNode
+from tests.controlplane.conftest import API, Keypair
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Browser:
+    client: QuartClient
+    csrf: str
+    cookie: str = ""  # the session cookie's value
+
+    async def get(self, path: str) -> tuple[int, str]:
+        response = await self.client.get(path)
+        return response.status_code, await response.get_data(as_text=True)
+
+    async def post(self, path: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """POST a form with this sign-in's CSRF token (unless `form` says otherwise)."""
+        fields = {"csrf_token": self.csrf, **(form or {})}
+        response = await self.client.post(path, form=fields)
+        body = await response.get_data(as_text=True)
+        return response.status_code, body, response.headers.get("Location", "")
+
+
+def _field(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no {name} field in:\n{html}"
+    return found.group(1)
+
+
+async def sign_in(api: API, keypair: Keypair, secret: str | None = None) -> Browser:
+    client = api.app.test_client()
+    form_page = await client.get("/ui/sign-in")
+    token = _field(await form_page.get_data(as_text=True), "csrf_token")
+    response = await client.post(
+        "/ui/sign-in",
+        form={
+            "csrf_token": token,
+            "access_key": keypair.access_key,
+            "secret_key": secret or keypair.secret_key,
+        },
+    )
+    if response.status_code != 303:
+        return Browser(client, "")
+    cookie = re.search(r"shipyard_ui=([^;]+)", response.headers["Set-Cookie"])
+    assert cookie
+    sessions = await client.get("/ui/sessions")
+    html = await sessions.get_data(as_text=True)
+    found = re.search(r'"X-CSRF-Token": "([^"]+)"', html)
+    assert found, html
+    return Browser(client, found.group(1), cookie.group(1))
+
+
+async def _user(api: API, email: str) -> Keypair:
+    created = await api.call("POST", "/admin/keypairs", {"user": email})
+    return Keypair(access_key=created.body["accessKey"], secret_key=created.body["secretKey"])
+
+
+async def test_wrong_credentials_get_one_message_and_no_cookie(api: API) -> None:
+    user = await _user(api, "ui@example.com")
+    messages = []
+    for access_key, secret in ((user.access_key, "wrong"), ("AKIANOBODY0000000000", "wrong")):
+        browser = await sign_in(api, Keypair(access_key, secret))
+        status, html = await browser.get("/ui/sessions")
+        assert status == 303  # still not signed in
+        client = api.app.test_client()
+        page = await client.get("/ui/sign-in")
+        token = _field(await page.get_data(as_text=True), "csrf_token")
+        form = {"csrf_token": token, "access_key": access_key, "secret_key": secret}
+        refused = await client.post("/ui/sign-in", form=form)
+        assert refused.status_code == 401
+        assert "shipyard_ui=" not in refused.headers.get("Set-Cookie", "")
+        html = await refused.get_data(as_text=True)
+        messages.append(re.search(r'role="alert">(.*?)</div>', html, re.S).group(1))  # type: ignore[union-attr]
+    assert messages[0] == messages[1]
+    assert "The access key or the secret key is wrong." in messages[0]
+
+
+async def test_session_cookie_is_httponly_samesite_and_secure_behind_tls(api: API) -> None:
+    for scheme, secure in (("http", False), ("https", True)):
+        client = api.app.test_client()
+        page = await client.get("/ui/sign-in", scheme=scheme)
+        token = _field(await page.get_data(as_text=True), "csrf_token")
+        form = {
+            "csrf_token": token,
+            "access_key": api.admin.access_key,
+            "secret_key": api.admin.secret_key,
+        }
+        response = await client.post("/ui/sign-in", form=form, scheme=scheme)
+        assert response.status_code == 303
+        [cookie] = [c for c in response.headers.getlist("Set-Cookie") if "shipyard_ui=" in c]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Lax" in cookie
+        assert "Path=/ui" in cookie
+        assert ("Secure" in cookie) is secure
+
+
+async def test_every_state_changing_request_without_csrf_is_refused(
+    api: API, node: FakeNode
+) -> None:
+    admin = await sign_in(api, api.admin)
+    status, _, where = await admin.post("/ui/sessions", {"image": "python", "name": "kept"})
+    assert status == 303, where
+    session_path = where
+    async with api.core.db() as db:
+        sessions_before = await db.scalar(select(func.count()).select_from(Session))
+        tokens_before = await db.scalar(select(func.count()).select_from(JoinToken))
+    changes = [
+        ("/ui/sessions", {"image": "python", "name": "forged"}),
+        (f"{session_path}/destroy", {}),
+        ("/ui/admin/tokens", {}),
+        ("/ui/sign-out", {}),
+    ]
+    for token in ("", "not-the-token"):
+        for path, form in changes:
+            status, html, _ = await admin.post(path, {**form, "csrf_token": token})
+            assert status == 403, (path, html)
+            assert "CSRF" in html
+    # and nothing happened: no session, no token, still signed in, the session still there
+    async with api.core.db() as db:
+        assert await db.scalar(select(func.count()).select_from(Session)) == sessions_before
+        assert await db.scalar(select(func.count()).select_from(JoinToken)) == tokens_before
+    status, html = await admin.get(session_path)
+    assert status == 200
+    assert "Destroyed" not in html and "TERMINATED" not in html
+    # signing in needs the token of the sign-in form too
+    client = api.app.test_client()
+    forged = {"access_key": api.admin.access_key, "secret_key": api.admin.secret_key}
+    assert (await client.post("/ui/sign-in", form=forged)).status_code == 403
+
+
+async def test_pages_open_only_to_those_allowed(api: API, node: FakeNode) -> None:
+    owner = await sign_in(api, await _user(api, "owner@example.com"))
+    other = await sign_in(api, await _user(api, "other@example.com"))
+    admin = await sign_in(api, api.admin)
+    nobody = Browser(api.app.test_client(), "")
+    status, _, mine = await owner.post("/ui/sessions", {"image": "python", "name": "mine"})
+    assert status == 303
+    owners_pages = [mine, f"{mine}/logs", f"{mine}/events"]
+    admin_pages = ["/ui/admin/nodes", "/ui/admin/images", "/ui/admin/keypairs", "/ui/admin/tokens"]
+    for path in [*owners_pages[:2], *admin_pages, "/ui/sessions", "/ui/sessions/new"]:
+        status, _ = await nobody.get(path)
+        assert status == 303, path  # to the sign-in page
+    for path in owners_pages:  # not even the admin sees another keypair's session here
+        for stranger in (other, admin):
+            status, html = await stranger.get(path)
+            assert status == 404, (path, html)
+            assert "does not exist" in html
+    for path in admin_pages:
+        status, html = await owner.get(path)
+        assert status == 403, path
+        assert "Insufficient privilege" in html
+        status, _ = await admin.get(path)
+        assert status == 200, path
+    for path, form in ((f"{mine}/destroy", {}), ("/ui/admin/tokens", {})):
+        status, _, _ = await other.post(path, form)
+        assert status in (403, 404), path
+    status, html = await owner.get(mine)
+    assert status == 200 and "Session mine" in html
+
+
+async def test_a_bad_launch_form_says_what_to_fix_and_creates_nothing(
+    api: API, node: FakeNode
+) -> None:
+    admin = await sign_in(api, api.admin)
+    status, html, _ = await admin.post("/ui/sessions", {"image": "python", "cpu": "lots"})
+    assert status == 400
+    assert 'role="alert"' in html and "cpu" in html
+    status, html, _ = await admin.post("/ui/sessions", {"image": "no-such-image"})
+    assert status == 400 or status == 404
+    assert 'role="alert"' in html and "no-such-image" in html
+    async with api.core.db() as db:
+        assert await db.scalar(select(func.count()).select_from(Session)) == 0
+
+
+async def test_sign_out_ends_the_session_on_the_server(api: API) -> None:
+    admin = await sign_in(api, api.admin)
+    replayed = {"Cookie": f"shipyard_ui={admin.cookie}"}
+    assert (await api.app.test_client().get("/ui/sessions", headers=replayed)).status_code == 200
+    status, _, where = await admin.post("/ui/sign-out")
+    assert status == 303 and where.endswith("/ui/sign-in")
+    # the old cookie, sent again, no longer signs anyone in
+    assert (await api.app.test_client().get("/ui/sessions", headers=replayed)).status_code == 303
+
+
+async def test_event_streams_start_with_what_the_page_shows(api: API, node: FakeNode) -> None:
+    owner = await sign_in(api, api.admin)
+    status, _, mine = await owner.post("/ui/sessions", {"image": "python", "name": "live"})
+    assert status == 303
+    for path, event, shown in (
+        ("/ui/sessions/events", "sessions", 'data-session="live"'),
+        (f"{mine}/events", "status", 'id="status-value"'),
+    ):
+        async with owner.client.request(path) as connection:
+            await connection.send_complete()
+            first = b""
+            with anyio.fail_after(10):
+                while b"\n\n" not in first:
+                    first += await connection.receive()
+            text = first.decode()
+            assert text.startswith(f"event: {event}\ndata: "), text
+            assert shown in text
+            await connection.disconnect()
+
+
+async def test_a_pending_session_shows_why_and_an_impossible_one_is_refused(
+    api: API, node: FakeNode
+) -> None:
+    admin = await sign_in(api, api.admin)
+    # the fake node has 2 CPUs: the first takes both, the second waits
+    for name in ("big-1", "big-2"):
+        status, _, where = await admin.post(
+            "/ui/sessions", {"image": "python", "name": name, "cpu": "2"}
+        )
+        assert status == 303
+    with anyio.fail_after(10):
+        while True:  # the scheduler has no event to wait for here: poll, bounded
+            async with api.core.db() as db:
+                waiting = await db.scalar(select(Session).where(Session.name == "big-2"))
+            assert waiting is not None and waiting.status == "PENDING"
+            if waiting.status_info != "enqueued":
+                break
+            await anyio.sleep(0.05)
+    status, html = await admin.get(where)
+    assert status == 200
+    assert "PENDING" in html and waiting.status_info in html
+    status, html, _ = await admin.post("/ui/sessions", {"image": "python", "cpu": "64"})
+    assert status == 400
+    assert 'role="alert"' in html and "no node can ever provide" in html
+
+
+async def test_an_open_event_stream_ends_once_its_browser_signs_out(
+    api: API, node: FakeNode
+) -> None:
+    admin = await sign_in(api, api.admin)
+    async with admin.client.request("/ui/sessions/events") as connection:
+        await connection.send_complete()
+        with anyio.fail_after(10):
+            assert (await connection.receive()).startswith(b"event: sessions")
+        status, _, _ = await admin.post("/ui/sign-out")
+        assert status == 303
+        # the next change the stream hears about is not shown: the stream ends
+        created = await api.call("POST", "/session", {"image": "python", "enqueueOnly": True})
+        assert created.status == 201
+        rest = b""
+        with anyio.fail_after(10):
+            while chunk := await connection.receive():  # b"": the body is complete
+                rest += chunk
+        assert b"event: sessions" not in rest

@@ -1,0 +1,183 @@
+"""The web UI in Debian's Chromium against a real appliance (real control plane, node and
+containers): what a user sees and does, screenshots of each main page into docs/screenshots/."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from shipyard.testing import Appliance, wait_for
+from tests.webui.conftest import PHONE, admin_credentials, new_user, screenshot, sign_in
+
+pytestmark = pytest.mark.docker
+LIVE = 90_000  # ms: a container start on a busy 2-core machine
+
+
+def _stays_on_this_page(page: Page) -> None:
+    """Mark the page's JavaScript world: the mark is gone after any reload or navigation."""
+    page.evaluate("window.__stillHere = true")
+
+
+def _did_not_reload(page: Page) -> bool:
+    return bool(page.evaluate("window.__stillHere === true"))
+
+
+def test_sign_in_launch_watch_logs_destroy_sign_out(
+    appliance: Appliance, context: BrowserContext
+) -> None:
+    me = new_user(appliance, "alice@example.com")
+    page = context.new_page()
+    # `shipyard up` says where the UI is; that address opens it
+    wait_for(lambda: "web UI at" in appliance.up_log(), "shipyard up to print the UI's address")
+    printed = re.search(r"web UI at (\S+)", appliance.up_log())
+    assert printed and printed.group(1) == f"{appliance.endpoint}/ui/", appliance.up_log()
+    page.goto(printed.group(1))
+    expect(page.get_by_role("heading", name="Sign in to Shipyard")).to_be_visible()
+    screenshot(page, "sign-in")
+
+    # a wrong secret: one message that does not say which part was wrong
+    page.get_by_label("Access key").fill(me.access_key)
+    page.get_by_label("Secret key").fill("not-my-secret")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("The access key or the secret key is wrong.")
+
+    sign_in(page, appliance, me)
+    expect(page.get_by_text("No active sessions.")).to_be_visible()
+    # a second tab keeps the list open while the first launches
+    watcher = context.new_page()
+    watcher.goto(f"{appliance.endpoint}/ui/sessions")
+    expect(watcher.get_by_text("No active sessions.")).to_be_visible()
+    _stays_on_this_page(watcher)
+
+    page.get_by_role("link", name="Launch a session").click()
+    expect(page.get_by_label("Image")).to_have_value("python")
+    page.get_by_label("Name").fill("web-1")
+    page.get_by_label("CPU cores").fill("1")
+    screenshot(page, "launch")
+    page.get_by_role("button", name="Launch").click()
+    page.wait_for_url(re.compile(r".*/ui/sessions/[0-9a-f-]{36}$"))
+    _stays_on_this_page(page)
+    expect(page.locator("#status-value")).to_have_text("RUNNING", timeout=LIVE)
+    assert _did_not_reload(page)
+    history = page.get_by_role("table")
+    expect(history).to_contain_text("PENDING")
+    expect(history).to_contain_text("RUNNING")
+
+    # the list in the other tab followed, without reloading
+    row = watcher.locator('tr[data-session="web-1"]')
+    expect(row).to_contain_text("RUNNING", timeout=LIVE)
+    assert _did_not_reload(watcher)
+    screenshot(watcher, "sessions")
+    watcher.set_viewport_size(PHONE)
+    screenshot(watcher, "sessions-phone")
+
+    # the container's logs (the runner says where it dials in, on its stderr)
+    page.get_by_role("button", name="Refresh logs").click()
+    expect(page.locator("#logs pre")).to_contain_text("runner: dialling")
+    screenshot(page, "session")
+
+    page.get_by_role("button", name="Destroy").click()
+    expect(page.locator("#status-value")).to_have_text("TERMINATED", timeout=LIVE)
+    expect(row).to_have_count(0, timeout=LIVE)  # only active sessions are listed
+    assert _did_not_reload(watcher)
+    assert appliance.containers() == []
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in to Shipyard")).to_be_visible()
+    page.goto(f"{appliance.endpoint}/ui/sessions")
+    expect(page.get_by_role("heading", name="Sign in to Shipyard")).to_be_visible()
+
+
+def test_admin_sees_nodes_and_revokes_a_join_token(
+    appliance: Appliance, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    sign_in(page, appliance, admin_credentials(appliance))
+    page.get_by_role("link", name="Nodes").click()
+    expect(page.get_by_role("cell", name=appliance.node_id)).to_be_visible()
+    expect(page.get_by_text("ALIVE")).to_be_visible()
+    screenshot(page, "admin-nodes")
+    page.get_by_role("link", name="Images").click()
+    expect(page.get_by_role("cell", name="python", exact=True)).to_be_visible()
+    page.get_by_role("link", name="Keypairs").click()
+    expect(page.get_by_role("heading", name="Keypairs")).to_be_visible()
+
+    page.get_by_role("link", name="Join tokens").click()
+    page.get_by_role("button", name="Create a join token").click()
+    token = page.locator("#new-token").inner_text()
+    assert token.startswith("syj_")
+    screenshot(page, "admin-tokens")
+    [listed] = page.locator("tr[data-token]").all()
+    token_id = listed.get_attribute("data-token")
+    expect(listed).to_contain_text("unused")
+    page.get_by_role("button", name=f"Revoke token {token_id}").click()
+    expect(page.locator(f'tr[data-token="{token_id}"]')).to_contain_text("revoked")
+    # the control plane agrees: a node can no longer join with it
+    listed_by_cli = appliance.cli("node", "token", "ls")
+    assert listed_by_cli.returncode == 0, listed_by_cli.stderr
+    [line] = [x for x in listed_by_cli.stdout.splitlines() if x.startswith(str(token_id))]
+    assert "revoked" in line, listed_by_cli.stdout
+
+
+def test_a_user_reaches_neither_another_users_session_nor_admin_pages(
+    appliance: Appliance, context: BrowserContext, other_context: BrowserContext
+) -> None:
+    owner = context.new_page()
+    sign_in(owner, appliance, new_user(appliance, "owner@example.com"))
+    owner.goto(f"{appliance.endpoint}/ui/sessions/new")
+    owner.get_by_label("Name").fill("private")
+    owner.get_by_role("button", name="Launch").click()
+    owner.wait_for_url(re.compile(r".*/ui/sessions/[0-9a-f-]{36}$"))
+    theirs = owner.url
+
+    other = other_context.new_page()
+    sign_in(other, appliance, new_user(appliance, "mallory@example.com"))
+    expect(other.get_by_role("link", name="Nodes")).to_have_count(0)
+    for path in (theirs, f"{theirs}/logs"):
+        response = other.goto(path)
+        assert response is not None and response.status == 404
+        expect(other.get_by_role("alert")).to_contain_text("does not exist")
+    for page_path in ("nodes", "images", "keypairs", "tokens"):
+        response = other.goto(f"{appliance.endpoint}/ui/admin/{page_path}")
+        assert response is not None and response.status == 403
+        expect(other.get_by_role("heading", level=1)).to_contain_text("Insufficient privilege")
+    screenshot(other, "forbidden")
+    owner.get_by_role("button", name="Destroy").click()
+    expect(owner.locator("#status-value")).to_have_text(
+        re.compile("TERMINATED|CANCELLED"), timeout=LIVE
+    )
+
+
+def test_a_state_changing_request_without_the_csrf_token_is_refused(
+    appliance: Appliance, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    sign_in(page, appliance, new_user(appliance, "carol@example.com"))
+    # the browser's own cookie goes with these requests; only the token is missing or wrong
+    for headers in ({}, {"X-CSRF-Token": "forged"}):
+        refused = context.request.post(
+            f"{appliance.endpoint}/ui/sessions",
+            form={"image": "python", "name": "forged"},
+            headers=headers,
+            max_redirects=0,
+        )
+        assert refused.status == 403
+        assert "CSRF" in refused.text()
+    page.reload()
+    expect(page.get_by_text("No active sessions.")).to_be_visible()
+
+
+def test_an_api_error_reads_as_a_message_on_the_form(
+    appliance: Appliance, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    sign_in(page, appliance, new_user(appliance, "dave@example.com"))
+    page.goto(f"{appliance.endpoint}/ui/sessions/new")
+    page.get_by_label("CPU cores").fill("64")
+    page.get_by_role("button", name="Launch").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("no node can ever provide cpu=64")
+    expect(page.get_by_label("CPU cores")).to_have_value("64")  # what was typed is kept
+    screenshot(page, "launch-error")
