@@ -1,7 +1,7 @@
 """virtual folders: folders, shares, invitations, session mounts
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0008
 Create Date: 2026-11-28 01:00:00.000000
 """
 
@@ -14,7 +14,7 @@ from controlplane.db.types import UTCDateTime
 
 
 revision: str = "0009"
-down_revision: str | None = "0004"
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """SSH key pairs of keypairs
 
 Revision ID: 0010
-Revises: 0004
+Revises: 0009
 Create Date: 2026-11-28 01:40:00.000000
 """
 
@@ -14,7 +14,7 @@ from controlplane.db.types import UTCDateTime
 
 
 revision: str = '0010'
-down_revision: str | None = '0004'
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
