@@ -13,7 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 from sqlalchemy.orm import QueryableAttribute
 
 from controlplane import listing
-from controlplane.db.models import Domain, Keypair, Project, User
+from controlplane.db.models import (
+    DEFAULT_SCALING_GROUP,
+    Domain,
+    Keypair,
+    Project,
+    ScalingGroupDomain,
+    User,
+)
 from controlplane.errors import InvalidAPIParams, KeypairNotFound
 from controlplane.secretbox import SecretBox, SecretBoxError
 
@@ -67,6 +74,9 @@ async def bootstrap(db: DBSession, box: SecretBox) -> tuple[Keypair, str] | None
     if await db.get(Domain, DEFAULT_DOMAIN) is None:
         db.add(Domain(name=DEFAULT_DOMAIN))
         db.add(Project(name=DEFAULT_PROJECT, domain_name=DEFAULT_DOMAIN))
+        await db.flush()
+        # the default scaling group (migration 0006 makes it) is the default domain's
+        db.add(ScalingGroupDomain(scaling_group=DEFAULT_SCALING_GROUP, domain_name=DEFAULT_DOMAIN))
         await db.flush()
     admins = await db.scalar(
         select(func.count()).select_from(User).where(User.role == "superadmin")

@@ -68,6 +68,9 @@ class Slots(Mapping[str, Decimal]):
     def __getitem__(self, key: str) -> Decimal:
         return self._data.get(key, Decimal(0))
 
+    def __contains__(self, key: object) -> bool:  # named ones only, though any reads as 0
+        return key in self._data
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 

@@ -1,0 +1,181 @@
+"""Resource policies: the limits a keypair is under, from its own policy, its user's and its
+project's; the strictest applies.
+
+Counted limits (concurrent sessions, total slots, vfolder count) are counted per level: a
+keypair's policy counts that keypair's sessions, a user's policy all of the user's, a project's
+all of the project's; the scheduler checks each level (`Bound`). Per-session limits (lifetime,
+idle timeout, vfolder size, allowed scaling groups and images) merge into one value, the
+strictest, which `EffectivePolicy` gives together with the policy it came from, so that a
+refusal or an idle end can name it. 0 means "no limit" for every count and duration.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession as DBSession
+
+import wire
+from controlplane.db.models import Keypair, Project, ResourcePolicy, User
+
+Level = Literal["keypair", "user", "project"]
+LEVELS: tuple[Level, ...] = ("keypair", "user", "project")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One policy's values, detached from the database."""
+
+    name: str
+    total_slots: wire.Slots
+    limited_unspecified: bool  # slots missing from total_slots: none allowed (else unlimited)
+    max_concurrent_sessions: int
+    max_session_lifetime: int
+    idle_timeout: int
+    max_containers_per_session: int
+    max_vfolder_count: int
+    max_vfolder_size: int
+    allowed_scaling_groups: frozenset[str] | None
+    allowed_images: frozenset[str] | None
+
+    @classmethod
+    def of(cls, row: ResourcePolicy) -> Limits:
+        return cls(
+            name=row.name,
+            total_slots=wire.Slots.from_wire(row.total_resource_slots),
+            limited_unspecified=row.default_for_unspecified == "LIMITED",
+            max_concurrent_sessions=row.max_concurrent_sessions,
+            max_session_lifetime=row.max_session_lifetime,
+            idle_timeout=row.idle_timeout,
+            max_containers_per_session=row.max_containers_per_session,
+            max_vfolder_count=row.max_vfolder_count,
+            max_vfolder_size=row.max_vfolder_size,
+            allowed_scaling_groups=_names(row.allowed_scaling_groups),
+            allowed_images=_names(row.allowed_images),
+        )
+
+    def slot_limit(self, slot: str) -> Decimal | None:
+        """How much of `slot` may be held at once; None: no limit."""
+        if slot in self.total_slots:
+            return self.total_slots[slot]
+        return Decimal(0) if self.limited_unspecified else None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a keypair, a user or a project holds now: sessions and their slots."""
+
+    sessions: int = 0
+    slots: wire.Slots = field(default_factory=wire.Slots)
+
+    def plus(self, slots: wire.Slots, sign: int = 1) -> Usage:
+        return Usage(self.sessions + sign, self.slots + slots if sign > 0 else self.slots - slots)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A policy at one level."""
+
+    level: Level
+    limits: Limits
+
+    @property
+    def label(self) -> str:
+        return f"{self.level} resource policy '{self.limits.name}'"
+
+    def refuses(self, request: wire.Slots, used: Usage) -> str | None:
+        """Why one more session asking for `request` would break this policy, or None."""
+        cap = self.limits.max_concurrent_sessions
+        if cap and used.sessions + 1 > cap:
+            plural = "session" if cap == 1 else "sessions"
+            return f"{self.label}: at most {cap} concurrent {plural}"
+        for slot, quantity in sorted(request.items()):
+            limit = self.limits.slot_limit(slot)
+            if quantity > 0 and limit is not None and used.slots[slot] + quantity > limit:
+                held = wire.Slots({slot: used.slots[slot]}).describe()
+                allowed = wire.Slots({slot: limit}).describe()
+                return f"{self.label}: at most {allowed} in all ({held} in use)"
+        return None
+
+
+@dataclass(frozen=True)
+class EffectivePolicy:
+    bounds: tuple[Bound, ...]  # keypair, user, then project (when known)
+
+    def strictest(self, field: str) -> tuple[int, Bound | None]:
+        """The smallest non-zero value of an integer limit and whose it is; (0, None): none."""
+        best: tuple[int, Bound | None] = (0, None)
+        for bound in self.bounds:
+            value = int(getattr(bound.limits, field))
+            if value > 0 and (best[1] is None or value < best[0]):
+                best = (value, bound)
+        return best
+
+    @property
+    def idle_timeout(self) -> int:
+        return self.strictest("idle_timeout")[0]
+
+    @property
+    def max_session_lifetime(self) -> int:
+        return self.strictest("max_session_lifetime")[0]
+
+    @property
+    def max_vfolder_count(self) -> int:
+        return self.strictest("max_vfolder_count")[0]
+
+    @property
+    def max_vfolder_size(self) -> int:
+        return self.strictest("max_vfolder_size")[0]
+
+    def refuses_scaling_group(self, name: str) -> str | None:
+        for bound in self.bounds:
+            allowed = bound.limits.allowed_scaling_groups
+            if allowed is not None and name not in allowed:
+                return f"{bound.label} does not allow the scaling group {name!r}"
+        return None
+
+    def refuses_image(self, image: str) -> str | None:
+        for bound in self.bounds:
+            allowed = bound.limits.allowed_images
+            if allowed is not None and image not in allowed:
+                return f"{bound.label} does not allow the image {image!r}"
+        return None
+
+
+async def load_all(db: DBSession) -> dict[str, Limits]:
+    return {row.name: Limits.of(row) for row in await db.scalars(select(ResourcePolicy))}
+
+
+async def effective_policy(
+    db: DBSession, keypair: Keypair, project_id: uuid.UUID | None = None
+) -> EffectivePolicy:
+    """The policies `keypair` is under: its own, its user's and, given one, the project's."""
+    names: list[tuple[Level, str]] = [("keypair", keypair.resource_policy)]
+    user = await db.get(User, keypair.user_id)
+    assert user is not None, "a keypair's user is never deleted before it"
+    names.append(("user", user.resource_policy))
+    if project_id is not None:
+        project = await db.get(Project, project_id)
+        if project is not None:
+            names.append(("project", project.resource_policy))
+    rows = await db.scalars(
+        select(ResourcePolicy).where(ResourcePolicy.name.in_({n for _, n in names}))
+    )
+    limits = {row.name: Limits.of(row) for row in rows}
+    return EffectivePolicy(tuple(Bound(level, limits[name]) for level, name in names))
+
+
+def effective_from(
+    policies: Mapping[str, Limits], names: Iterable[tuple[Level, str]]
+) -> EffectivePolicy:
+    """The same as `effective_policy`, from policies already loaded (the scheduler's way)."""
+    return EffectivePolicy(tuple(Bound(level, policies[name]) for level, name in names))
+
+
+def _names(value: list[str] | None) -> frozenset[str] | None:
+    return None if value is None else frozenset(value)
