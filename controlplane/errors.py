@@ -92,3 +92,7 @@ class NodeDisconnected(NodeUnavailable):
 
 class ServiceBusy(ControlPlaneError):
     status, slug, title = 503, "service-unavailable", "Service unavailable."
+
+
+class ScalingGroupNotFound(ObjectNotFound):
+    title = "No such scaling group."

@@ -12,13 +12,14 @@ from typing import Any
 
 import anyio
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 import wire
 from controlplane import images as images_db
-from controlplane import keypairs, nodecalls
+from controlplane import keypairs, nodecalls, scalinggroups, tenancy
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
-from controlplane.db.models import Kernel, Keypair, Session, StatusChange
+from controlplane.db.models import Kernel, Keypair, Project, Session, StatusChange
 from controlplane.errors import (
     InsufficientPrivilege,
     InvalidAPIParams,
@@ -56,7 +57,8 @@ async def create_session(
                 data={"existingSessionId": str(existing.id)},
             )
         await sessions_db.check_satisfiable(db, params.resources)
-        project = await keypairs.default_project_id(db)
+        project = await _project(db, owner, params.group)
+        scaling_group = await scalinggroups.choose(db, project, params.scaling_group, params.type)
         session = Session(
             name=params.name,
             access_key=owner.access_key,
@@ -69,6 +71,7 @@ async def create_session(
             status="PENDING",
             status_info="enqueued",
             requested_slots=params.resources.to_wire(),
+            scaling_group=scaling_group,
             environ=params.environ,
             startup_command=params.startup_command,
         )
@@ -78,6 +81,20 @@ async def create_session(
         event = SessionEvent(session.id, session.name, session.access_key, "PENDING", "enqueued")
         await core.publish(db, event)
         return session, True
+
+
+async def _project(db: DBSession, owner: Keypair, name: str | None) -> Project:
+    """The project a session is created in: by name in the owner's domain, which a superadmin
+    may name any of and a user only one of its own (docs/backendai-api.md §13.2)."""
+    if name is None:
+        return await keypairs.default_project_id(db)
+    user = owner.user
+    found = await tenancy.list_projects(db, domain_name=user.domain_name, name=name)
+    if not found or not (user.role == "superadmin" or tenancy.is_member(user, found[0])):
+        raise InvalidAPIParams(
+            "Invalid group", data={"group": name, "hint": "a project of your domain you are in"}
+        )
+    return found[0]
 
 
 async def wait_started(core: Core, session_id: uuid.UUID, max_wait: float) -> str:

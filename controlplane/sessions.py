@@ -6,11 +6,12 @@ racing a kernel start cannot be overwritten; every transition writes a history r
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
@@ -38,7 +39,10 @@ from controlplane.events import SessionEvent
 # session names: 4-64 of these, starting and ending with a letter, digit or "_"
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*[A-Za-z0-9_]$"
 NAME_LENGTH = (4, 64)
-KNOWN_SLOTS = ("cpu", "mem")
+KNOWN_SLOTS = ("cpu", "mem", "cuda.device", "cuda.shares", "rocm.device")
+WHOLE_SLOTS = ("cuda.device", "rocm.device")  # whole devices only
+# what accelerator plugins declare besides the well-known ones: `<vendor>.<kind>`
+PLUGIN_SLOT = re.compile(r"^[a-z][a-z0-9]*\.[a-z][a-z0-9_]*$")
 DEFAULT_RESOURCES = {"cpu": "1", "mem": "1g"}
 # The smallest CPU share cgroups enforce as docker sets it: NanoCpus below 10_000_000 (0.01 CPU)
 # is refused by the engine, and NanoCpus=1 would become "no limit" (quota -1).
@@ -60,19 +64,25 @@ class CreateParams:
     reuse: bool
     tag: str | None
     owner_access_key: str | None
+    group: str | None = None  # a project name in the owner's domain; None: the default one
+    scaling_group: str | None = None  # None: the first the project may use
 
 
 def requested_slots(raw: Mapping[str, str | int | float]) -> wire.Slots:
     """What a create asks for, with the defaults filled in; ValueError says what to fix."""
-    unknown = sorted(set(raw) - set(KNOWN_SLOTS))
+    unknown = sorted(k for k in raw if k not in KNOWN_SLOTS and not PLUGIN_SLOT.match(k))
     if unknown:
         raise ValueError(
             f"unknown resource slot(s) {', '.join(unknown)}; known: {', '.join(KNOWN_SLOTS)}"
+            " and accelerator plugins' <vendor>.<kind> names"
         )
     try:
         slots = wire.Slots({**DEFAULT_RESOURCES, **{k: _quantity(v) for k, v in raw.items()}})
     except wire.SlotsError as exc:
         raise ValueError(str(exc)) from exc
+    for name in WHOLE_SLOTS:
+        if slots[name] != slots[name].to_integral_value():
+            raise ValueError(f"{name} counts whole devices, not {slots[name]}; use cuda.shares")
     if not MIN_CPU <= slots["cpu"] <= MAX_CPU:
         raise ValueError(f"cpu must be between {MIN_CPU} and {MAX_CPU}, not {slots['cpu']}")
     if not MIN_MEM <= slots["mem"] <= MAX_MEM:
@@ -149,9 +159,20 @@ async def list_for(db: DBSession, owner: Keypair, *, include_dead: bool) -> list
     return list(await db.scalars(query.order_by(Session.created_at)))
 
 
+class SessionRef(Protocol):
+    """What a transition needs to know of a session (a row, or the scheduler's copy)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def access_key(self) -> str: ...
+
+
 async def transition(
     db: DBSession,
-    session: Session,
+    session: SessionRef,
     to: str,
     reason: str,
     *,

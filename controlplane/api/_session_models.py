@@ -38,6 +38,12 @@ class SessionConfig(CompatRequest):
     mounts: list[Any] | None = None
     mount_map: dict[str, Any] | None = _alias("mount_map", "mountMap")
     preopen_ports: list[Any] | None = _alias("preopen_ports", "preopenPorts")
+    scaling_group: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("scalingGroup", "scaling_group"),
+        max_length=64,
+        description="the scaling group (node pool) to run in; null: the first the project may use",
+    )
 
     @field_validator("resources")
     @classmethod
@@ -94,6 +100,12 @@ class CreateSession(CompatRequest):
     reuse_if_exists: StrictBool | None = _alias("reuseIfExists", "reuse_if_exists")
     tag: str | None = Field(default=None, max_length=64)
     owner_access_key: str | None = _alias("owner_access_key", "ownerAccessKey")
+    group: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("group", "group_name"),
+        max_length=64,
+        description="the project (Backend.AI's group) by name; null: the default project",
+    )
     config: SessionConfig | None = None
 
     @field_validator("image")
@@ -129,6 +141,8 @@ class CreateSession(CompatRequest):
             reuse=self.reuse_if_exists is not False,
             tag=self.tag,
             owner_access_key=self.owner_access_key or None,
+            group=self.group,
+            scaling_group=config.scaling_group,
         )
 
 
