@@ -60,6 +60,12 @@ class Pending:
     created_at: datetime
     status_info: str
 
+    def scope(self, level: Level) -> str:
+        """Whose usage a policy at `level` counts for this session."""
+        if level == "keypair":
+            return self.access_key
+        return str(self.user_id if level == "user" else self.project_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Held:

@@ -59,6 +59,11 @@ class Limits:
             allowed_images=_names(row.allowed_images),
         )
 
+    @property
+    def counts(self) -> bool:
+        """Whether it limits what is held at once (sessions or slots) at all."""
+        return bool(self.max_concurrent_sessions or self.total_slots or self.limited_unspecified)
+
     def slot_limit(self, slot: str) -> Decimal | None:
         """How much of `slot` may be held at once; None: no limit."""
         if slot in self.total_slots:

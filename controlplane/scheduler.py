@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import anyio
 from sqlalchemy import select
@@ -98,9 +97,9 @@ class Scheduler:
             images: dict[str, set[str]] = {}
             for holder, name in await db.execute(select(Image.node_id, Image.name)):
                 images.setdefault(holder, set()).add(name)
-            owners = await _policy_names(db)
-            limits = await policies.load_all(db)
-            batch = _Batch()
+            policy_of = await _policies(db)
+            placements: list[tuple[Pending, str, str | None]] = []
+            reasons: list[tuple[Pending, str, str | None]] = []
             for group_name in self.ledger.groups_with_pending():
                 group = groups.get(group_name)
                 opts = group.scheduler_opts if group is not None else {}
@@ -116,64 +115,54 @@ class Scheduler:
                     if group is None or not group.is_active:
                         reason = f"waiting: the scaling group {group_name!r} is not active"
                     else:
-                        node_id, reason = self._place(session, pool, owners, limits)
+                        node_id, reason = self._place(session, pool, policy_of(session))
                     if node_id is not None:
-                        event = await sessions_db.transition(
-                            db,
-                            session,
-                            "SCHEDULED",
-                            f"placed on node {node_id}",
-                            expect=("PENDING",),
-                            node_id=node_id,
-                        )
-                        if event is None:  # destroyed meanwhile: its slots are free again
-                            self.ledger.forget(session.id)
-                            continue
-                        batch.add(event, placed=session.id)
-                        if len(batch.placed) >= COMMIT_EVERY:
-                            await self._commit(db, batch)
-                            batch = _Batch()
+                        placements.append((session, f"placed on node {node_id}", node_id))
                     elif reason != session.status_info:
                         session.status_info = reason
-                        event = await sessions_db.transition(
-                            db, session, "PENDING", reason, expect=("PENDING",)
-                        )
-                        batch.add(event)
-            await self._commit(db, batch)
+                        reasons.append((session, reason, None))
+            for start in range(0, len(placements), COMMIT_EVERY):
+                chunk = placements[start : start + COMMIT_EVERY]
+                events = await sessions_db.transition_many(
+                    db, chunk, "SCHEDULED", expect=("PENDING",)
+                )
+                await db.commit()
+                self._told(events, placed=True)
+                moved = {e.session_id for e in events}
+                for session, _, _ in chunk:
+                    if session.id not in moved:
+                        self.ledger.forget(session.id)  # destroyed meanwhile: slots are free
+            for start in range(0, len(reasons), COMMIT_EVERY):
+                chunk = reasons[start : start + COMMIT_EVERY]
+                events = await sessions_db.transition_many(
+                    db, chunk, "PENDING", expect=("PENDING",)
+                )
+                await db.commit()
+                self._told(events, placed=False)
 
-    async def _commit(self, db: DBSession, batch: _Batch) -> None:
-        await db.commit()
-        for event in batch.events:
+    def _told(self, events: list[SessionEvent], *, placed: bool) -> None:
+        """Publish what a committed transaction did; hand placed sessions to their start."""
+        for event in events:
             self._core.events.publish(event)
-        for session_id in batch.placed:
-            self._on_placed(session_id)
+        if placed:
+            for event in events:
+                self._on_placed(event.session_id)
 
     def _place(
-        self,
-        session: Pending,
-        pool: NodePool,
-        owners: dict[str, dict[str, str]],
-        limits: dict[str, policies.Limits],
+        self, session: Pending, pool: NodePool, policy: policies.EffectivePolicy
     ) -> tuple[str | None, str]:
         """Choose a node and charge the ledger for it; or None and why the session waits."""
-        effective = policies.effective_from(
-            limits,
-            [
-                ("keypair", owners["keypair"].get(session.access_key, "default")),
-                ("user", owners["user"].get(str(session.user_id), "default")),
-                ("project", owners["project"].get(str(session.project_id), "default")),
-            ],
-        )
-        refusal = effective.refuses_scaling_group(session.scaling_group) or effective.refuses_image(
+        refusal = policy.refuses_scaling_group(session.scaling_group) or policy.refuses_image(
             session.image
         )
         if refusal:
             return None, f"waiting: {refusal}"
-        scopes = (session.access_key, str(session.user_id), str(session.project_id))
-        for bound, scope in zip(effective.bounds, scopes, strict=True):
-            refusal = bound.refuses(session.request, self.ledger.usage(bound.level, scope))
-            if refusal:
-                return None, f"waiting: {refusal}"
+        for bound in policy.bounds:
+            if bound.limits.counts:
+                scope = session.scope(bound.level)
+                refusal = bound.refuses(session.request, self.ledger.usage(bound.level, scope))
+                if refusal:
+                    return None, f"waiting: {refusal}"
         node_id, why = pool.choose(session.image, session.request)
         if node_id is None:
             return None, why
@@ -189,20 +178,6 @@ class Scheduler:
         )
         pool.charge(node_id, session.request)
         return node_id, ""
-
-
-@dataclass
-class _Batch:
-    """What one transaction of a pass did, told once it is committed."""
-
-    events: list[SessionEvent] = field(default_factory=list)
-    placed: list[uuid.UUID] = field(default_factory=list)
-
-    def add(self, event: SessionEvent | None, placed: uuid.UUID | None = None) -> None:
-        if event is not None:
-            self.events.append(event)
-        if placed is not None:
-            self.placed.append(placed)
 
 
 def _order(policy: str, ledger: Ledger, group: str, pool: NodePool) -> Iterator[Pending]:
@@ -235,14 +210,24 @@ def _share(held: wire.Slots, capacity: wire.Slots) -> float:
     return max((float(held[k] / capacity[k]) for k in held if capacity[k] > 0), default=0.0)
 
 
-async def _policy_names(db: DBSession) -> dict[str, dict[str, str]]:
-    """Which policy each keypair, user and project is under."""
-    return {
-        "keypair": dict(
-            (k, p) for k, p in await db.execute(select(Keypair.access_key, Keypair.resource_policy))
-        ),
+async def _policies(db: DBSession) -> Callable[[Pending], policies.EffectivePolicy]:
+    """The policies each waiting session is under (its keypair's, user's and project's)."""
+    limits = await policies.load_all(db)
+    names: dict[policies.Level, dict[str, str]] = {
+        "keypair": {
+            k: p for k, p in await db.execute(select(Keypair.access_key, Keypair.resource_policy))
+        },
         "user": {str(k): p for k, p in await db.execute(select(User.id, User.resource_policy))},
         "project": {
             str(k): p for k, p in await db.execute(select(Project.id, Project.resource_policy))
         },
     }
+    known: dict[tuple[str, ...], policies.EffectivePolicy] = {}
+
+    def policy_of(session: Pending) -> policies.EffectivePolicy:
+        key = tuple(names[level].get(session.scope(level), "default") for level in policies.LEVELS)
+        if key not in known:
+            known[key] = policies.effective_from(limits, zip(policies.LEVELS, key, strict=True))
+        return known[key]
+
+    return policy_of

@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 from sqlalchemy.orm import QueryableAttribute
 
@@ -198,6 +198,50 @@ async def transition(
         return None
     db.add(StatusChange(session_id=session.id, status=to, reason=reason, at=now))
     return SessionEvent(session.id, session.name, session.access_key, to, reason, exit_code)
+
+
+async def transition_many(
+    db: DBSession,
+    moves: Sequence[tuple[SessionRef, str, str | None]],
+    to: str,
+    *,
+    expect: tuple[str, ...],
+) -> list[SessionEvent]:
+    """`transition` for many sessions at once, for moves only the scheduler makes (placing,
+    saying why a session waits): each move is (session, reason, node id or None to leave it).
+    Returns the events of the sessions that were still in one of `expect`, which alone moved.
+    One prepared statement runs for all (executemany), then one query reads which moved: in
+    the same transaction, a session in `to` now is one this call moved."""
+    if not moves:
+        return []
+    now = utcnow()
+    table = cast(Table, Session.__table__)
+    values: dict[str, Any] = {
+        "status": to,
+        "status_info": bindparam("_reason"),
+        "status_changed": now,
+    }
+    if any(node is not None for _, _, node in moves):
+        values["node_id"] = bindparam("_node")
+    await db.execute(
+        update(table)
+        .where(table.c.id == bindparam("_id"), or_(*(table.c.status == s for s in expect)))
+        .values(values),
+        [{"_id": s.id, "_reason": reason, "_node": node} for s, reason, node in moves],
+    )
+    by_id = {session.id: (session, reason) for session, reason, _ in moves}
+    moved = list(
+        await db.scalars(select(Session.id).where(Session.id.in_(by_id), Session.status == to))
+    )
+    if not moved:
+        return []
+    await db.execute(
+        insert(StatusChange),
+        [{"session_id": i, "status": to, "reason": by_id[i][1], "at": now} for i in moved],
+    )
+    return [
+        SessionEvent(i, by_id[i][0].name, by_id[i][0].access_key, to, by_id[i][1]) for i in moved
+    ]
 
 
 def occupying(session: Session) -> dict[str, str]:
