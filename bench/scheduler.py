@@ -73,7 +73,7 @@ async def _populate(core: Core, nodes: int, pending: int) -> None:
                     "available_slots": {
                         "cpu": "32",
                         "mem": str(128 * GiB),
-                        "cuda.device": "4" if n % 4 == 0 else "0",
+                        "cuda.device": "4" if n % 2 == 0 else "0",
                     },
                 }
                 for n in range(nodes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from client._cli_policy import policy
 from client._clibase import Group, call
 from client._console import print_fields, print_table
 
@@ -12,6 +13,9 @@ from client._console import print_fields, print_table
 @click.group(cls=Group)
 def admin() -> None:
     """Administration (needs an admin keypair)."""
+
+
+admin.add_command(policy)
 
 
 @admin.group("keypair")

@@ -171,6 +171,13 @@ def session() -> None:
 @_environ_option
 @click.option("--enqueue-only", is_flag=True, help="Return at once, without waiting to start.")
 @_max_wait_option
+@click.option("-g", "--group", default="default", show_default=True, help="Project, by name.")
+@click.option(
+    "-s",
+    "--scaling-group",
+    default=None,
+    help="Node pool (default: the first the project may use).",
+)
 def session_create(
     image: str,
     name: str | None,
@@ -178,6 +185,8 @@ def session_create(
     environ: dict[str, str],
     enqueue_only: bool,
     max_wait: float,
+    group: str,
+    scaling_group: str | None,
 ) -> None:
     """Create a session and wait until it runs (unless --enqueue-only, or --max-wait passes:
     then it stays queued, with status TIMEOUT shown)."""
@@ -189,6 +198,8 @@ def session_create(
             environ=environ,
             enqueue_only=enqueue_only,
             max_wait=max_wait,
+            group=group,
+            scaling_group=scaling_group,
         )
     )
     fields = [

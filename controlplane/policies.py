@@ -11,17 +11,20 @@ refusal or an idle end can name it. 0 means "no limit" for every count and durat
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 import wire
 from controlplane.db.models import Keypair, Project, ResourcePolicy, User
+from controlplane.sessions import KNOWN_SLOTS as SLOT_NAMES
+from controlplane.sessions import PLUGIN_SLOT
 
 Level = Literal["keypair", "user", "project"]
 LEVELS: tuple[Level, ...] = ("keypair", "user", "project")
@@ -184,3 +187,77 @@ def effective_from(
 
 def _names(value: list[str] | None) -> frozenset[str] | None:
     return None if value is None else frozenset(value)
+
+
+# --- what admins change (GraphQL create/modify/delete_keypair_resource_policy, the CLI) -------
+
+INT_FIELDS = (
+    "max_concurrent_sessions",
+    "max_session_lifetime",
+    "idle_timeout",
+    "max_containers_per_session",
+    "max_vfolder_count",
+    "max_vfolder_size",
+)
+
+
+class PolicyError(ValueError):
+    """A policy change that cannot be made; the message says what to fix."""
+
+
+def apply_props(row: ResourcePolicy, props: Mapping[str, object]) -> None:
+    """Set the given fields on `row`, each checked; fields not given stay as they are.
+    `total_resource_slots` and `allowed_vfolder_hosts` may be JSON strings (Backend.AI's
+    client sends them so)."""
+    for field_name in INT_FIELDS:
+        value = props.get(field_name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise PolicyError(f"{field_name} must be a whole number, 0 or more (0: no limit)")
+        setattr(row, field_name, value)
+    unspecified = props.get("default_for_unspecified")
+    if unspecified is not None:
+        if unspecified not in ("UNLIMITED", "LIMITED"):
+            raise PolicyError("default_for_unspecified must be UNLIMITED or LIMITED")
+        row.default_for_unspecified = str(unspecified)
+    if props.get("total_resource_slots") is not None:
+        slots = _json_object(props["total_resource_slots"], "total_resource_slots")
+        unknown = [k for k in slots if k not in SLOT_NAMES and not PLUGIN_SLOT.match(k)]
+        if unknown:
+            raise PolicyError(f"total_resource_slots: unknown slot(s) {', '.join(unknown)}")
+        try:
+            row.total_resource_slots = wire.Slots(slots).to_wire()
+        except wire.SlotsError as exc:
+            raise PolicyError(f"total_resource_slots: {exc}") from exc
+    if props.get("allowed_vfolder_hosts") is not None:
+        row.allowed_vfolder_hosts = _json_object(
+            props["allowed_vfolder_hosts"], "allowed_vfolder_hosts"
+        )
+    for field_name in ("allowed_scaling_groups", "allowed_images"):
+        if field_name in props:  # null lifts the restriction
+            value = props[field_name]
+            if value is not None and not (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            ):
+                raise PolicyError(f"{field_name} must be a list of names, or null for any")
+            setattr(row, field_name, value)
+
+
+async def in_use(db: DBSession, name: str) -> str | None:
+    """What still uses the policy (a keypair, user or project), or None."""
+    for model, what in ((Keypair, "keypair"), (User, "user"), (Project, "project")):
+        if await db.scalar(select(model).where(model.resource_policy == name).limit(1)):
+            return what
+    return None
+
+
+def _json_object(value: object, field_name: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise PolicyError(f"{field_name} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise PolicyError(f"{field_name} must be a JSON object")
+    return value

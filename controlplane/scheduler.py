@@ -33,13 +33,13 @@ from controlplane import policies
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
 from controlplane.db.models import Image, Keypair, Node, Project, ScalingGroup, User
-from controlplane.events import SessionEvent
 from controlplane.ledger import Held, Ledger, Pending
 from controlplane.placement import NodePool
 
 log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 10.0
 REBUILD_EVERY = 6  # sweeps: the ledger is rebuilt from scratch once a minute when idle
+_Move = tuple[Pending, str, str | None]  # session, reason, node (placements only)
 COMMIT_EVERY = 500  # placements per transaction: bounds the latency of the first ones
 
 
@@ -98,8 +98,8 @@ class Scheduler:
             for holder, name in await db.execute(select(Image.node_id, Image.name)):
                 images.setdefault(holder, set()).add(name)
             policy_of = await _policies(db)
-            placements: list[tuple[Pending, str, str | None]] = []
-            reasons: list[tuple[Pending, str, str | None]] = []
+            placements: list[_Move] = []
+            reasons: list[_Move] = []
             for group_name in self.ledger.groups_with_pending():
                 group = groups.get(group_name)
                 opts = group.scheduler_opts if group is not None else {}
@@ -118,33 +118,30 @@ class Scheduler:
                         node_id, reason = self._place(session, pool, policy_of(session))
                     if node_id is not None:
                         placements.append((session, f"placed on node {node_id}", node_id))
+                        if len(placements) == COMMIT_EVERY:
+                            await self._write(db, placements, "SCHEDULED")
+                            placements = []
                     elif reason != session.status_info:
                         session.status_info = reason
                         reasons.append((session, reason, None))
-            for start in range(0, len(placements), COMMIT_EVERY):
-                chunk = placements[start : start + COMMIT_EVERY]
-                events = await sessions_db.transition_many(
-                    db, chunk, "SCHEDULED", expect=("PENDING",)
-                )
-                await db.commit()
-                self._told(events, placed=True)
-                moved = {e.session_id for e in events}
-                for session, _, _ in chunk:
-                    if session.id not in moved:
-                        self.ledger.forget(session.id)  # destroyed meanwhile: slots are free
-            for start in range(0, len(reasons), COMMIT_EVERY):
-                chunk = reasons[start : start + COMMIT_EVERY]
-                events = await sessions_db.transition_many(
-                    db, chunk, "PENDING", expect=("PENDING",)
-                )
-                await db.commit()
-                self._told(events, placed=False)
+                        if len(reasons) == COMMIT_EVERY:
+                            await self._write(db, reasons, "PENDING")
+                            reasons = []
+            await self._write(db, placements, "SCHEDULED")
+            await self._write(db, reasons, "PENDING")
 
-    def _told(self, events: list[SessionEvent], *, placed: bool) -> None:
-        """Publish what a committed transaction did; hand placed sessions to their start."""
+    async def _write(self, db: DBSession, moves: list[_Move], to: str) -> None:
+        """Record placements (`SCHEDULED`) or reasons (`PENDING`), commit, then tell: events
+        to subscribers, placed sessions to their start."""
+        events = await sessions_db.transition_many(db, moves, to, expect=("PENDING",))
+        await db.commit()
         for event in events:
             self._core.events.publish(event)
-        if placed:
+        if to == "SCHEDULED":
+            moved = {e.session_id for e in events}
+            for session, _, _ in moves:
+                if session.id not in moved:
+                    self.ledger.forget(session.id)  # destroyed meanwhile: its slots are free
             for event in events:
                 self._on_placed(event.session_id)
 

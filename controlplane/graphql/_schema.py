@@ -44,6 +44,7 @@ def schema() -> GraphQLSchema:
         _users.query,
         _tenancy.query,
         _policies.query,
+        _policies.mutation,
     )
 
 

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -16,8 +18,10 @@ from controlplane import policies
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
 from controlplane.db.engine import MIGRATIONS, create_engine, migrate
-from controlplane.db.models import Keypair, Project, ResourcePolicy, User
+from controlplane.db.models import Keypair, Project, ResourcePolicy, Session, User
+from controlplane.testing import FakeNode
 from tests.controlplane.conftest import API
+from tests.controlplane.test_graphql import errors, gql, user_keypair
 
 pytestmark = pytest.mark.anyio
 
@@ -146,3 +150,106 @@ async def test_the_strictest_of_keypair_user_and_project_applies(api: API) -> No
             " (cuda.shares=0 in use)"
         )
         assert user_bound.refuses(wire.Slots({"cpu": 4, "mem": "8g"}), policies.Usage()) is None
+
+
+POLICY_FIELDS = (
+    "name total_resource_slots max_concurrent_sessions max_vfolder_size idle_timeout"
+    " allowed_scaling_groups"
+)
+
+
+async def test_policies_through_graphql_are_enforced_and_shown(api: API, node: FakeNode) -> None:
+    create = (
+        "mutation($name: String!, $input: CreateKeyPairResourcePolicyInput!) {"
+        " create_keypair_resource_policy(name: $name, props: $input) {"
+        " ok msg resource_policy { name } } }"
+    )
+    # what Backend.AI's `admin keypair-resource-policy add` sends (docs/backendai-api.md §13.3)
+    props = {
+        "default_for_unspecified": "UNLIMITED",
+        "total_resource_slots": '{"cpu": "8", "cuda.shares": "2"}',
+        "max_session_lifetime": 0,
+        "max_concurrent_sessions": 2,
+        "max_concurrent_sftp_sessions": 30,
+        "max_containers_per_session": 1,
+        "idle_timeout": 1800,
+        "allowed_vfolder_hosts": '{"local:volume1": ["mount-in-session"]}',
+    }
+    created = await gql(api, create, {"name": "two", "input": props})
+    assert created["data"]["create_keypair_resource_policy"] == {
+        "ok": True,
+        "msg": "",
+        "resource_policy": {"name": "two"},
+    }
+    again = await gql(api, create, {"name": "two", "input": props})
+    assert again["data"]["create_keypair_resource_policy"]["ok"] is False
+    bad = await gql(api, create, {"name": "bad", "input": {"total_resource_slots": '{"gpu": 1}'}})
+    assert bad["data"]["create_keypair_resource_policy"]["msg"] == (
+        "total_resource_slots: unknown slot(s) gpu"
+    )
+
+    user = await user_keypair(api, "limited@example.com")
+    assign = (
+        "mutation($n: String!, $k: String) {"
+        " set_resource_policy(name: $n, access_key: $k) { ok msg } }"
+    )
+    assigned = await gql(api, assign, {"n": "two", "k": user.access_key})
+    assert assigned["data"]["set_resource_policy"] == {"ok": True, "msg": ""}
+    denied = await gql(api, assign, {"n": "default", "k": user.access_key}, keypair=user)
+    assert errors(denied) and "admin" in errors(denied)[0]
+
+    # a user sees only the own keypair's policy; an admin all of them
+    listing = f"query {{ keypair_resource_policies {{ {POLICY_FIELDS} }} }}"
+    mine = (await gql(api, listing, keypair=user))["data"]["keypair_resource_policies"]
+    assert mine == [
+        {
+            "name": "two",
+            "total_resource_slots": '{"cpu": "8", "cuda.shares": "2"}',
+            "max_concurrent_sessions": 2,
+            "max_vfolder_size": 0,
+            "idle_timeout": 1800,
+            "allowed_scaling_groups": None,
+        }
+    ]
+    everyone = (await gql(api, listing))["data"]["keypair_resource_policies"]
+    assert [p["name"] for p in everyone] == ["default", "two"]
+
+    for name in ("lim-1", "lim-2", "lim-3"):
+        small = {"resources": {"cpu": "0.25", "mem": "64m"}}
+        body = {"image": "python", "name": name, "enqueueOnly": True, "config": small}
+        assert (await api.call("POST", "/session", body, keypair=user)).status == 201
+    await _wait_for(api, "lim-3", lambda s: s.status_info != "enqueued")
+    third = await api.call("GET", "/session/lim-3", keypair=user)
+    assert third.body["status"] == "PENDING"
+    assert third.body["statusInfo"] == (
+        "waiting: keypair resource policy 'two': at most 2 concurrent sessions"
+    )
+
+    in_use = 'mutation { delete_keypair_resource_policy(name: "two") { ok msg } }'
+    refused = (await gql(api, in_use))["data"]["delete_keypair_resource_policy"]
+    assert refused == {"ok": False, "msg": "a keypair still has the policy 'two': move it first"}
+
+    modify = (
+        "mutation($n: String!, $p: ModifyKeyPairResourcePolicyInput!) {"
+        " modify_keypair_resource_policy(name: $n, props: $p) { ok msg } }"
+    )
+    raised = await gql(api, modify, {"n": "two", "p": {"max_concurrent_sessions": 3}})
+    assert raised["data"]["modify_keypair_resource_policy"] == {"ok": True, "msg": ""}
+    await _wait_for(api, "lim-3", lambda s: s.status == "RUNNING")
+
+    await gql(api, assign, {"n": "default", "k": user.access_key})
+    removed = (await gql(api, in_use))["data"]["delete_keypair_resource_policy"]
+    assert removed == {"ok": True, "msg": ""}
+
+
+async def _wait_for(api: API, name: str, condition: Callable[[Session], bool]) -> None:
+    """Wait, re-checking after each session event, until the session named `name` meets it."""
+    async with api.core.events.subscribe() as events:
+        with anyio.fail_after(15):
+            while True:
+                async with api.core.db() as db:
+                    session = await db.scalar(select(Session).where(Session.name == name))
+                    if session is not None and condition(session):
+                        return
+                with anyio.move_on_after(0.5):  # a commit before we subscribed
+                    await events.receive()
