@@ -118,6 +118,8 @@ async def test_sixty_concurrent_creates_never_overcommit_a_node_that_fits_five(a
 async def test_a_multi_slot_request_is_placed_whole_or_waits(api: API) -> None:
     node = FakeNode(api.core, "i-gpu", {"cpu": "8", "mem": str(16 * GiB), "cuda.device": "4"})
     await node.connect()
+    slots = await api.call("GET", "/config/resource-slots")
+    assert slots.body == {"cpu": "count", "cuda.device": "count", "mem": "bytes"}
     for name in ("two-a", "two-b", "two-c"):
         body = _body(name, resources={"cpu": "1", "mem": "1g", "cuda.device": "2"})
         assert (await api.call("POST", "/session", body)).status == 201
