@@ -54,11 +54,6 @@ class Scheduler:
     def wake(self) -> None:
         self._wakeup.set()
 
-    def rebuild_soon(self) -> None:
-        """Read the ledger from scratch on the next pass (after a reconciliation)."""
-        self._built = False
-        self.wake()
-
     async def run(self) -> None:
         sweeps = 0
         while True:
