@@ -193,6 +193,13 @@ def session() -> None:
 @click.option("--enqueue-only", is_flag=True, help="Return at once, without waiting to start.")
 @_max_wait_option
 @_mount_option
+@click.option("-g", "--group", default="default", show_default=True, help="Project, by name.")
+@click.option(
+    "-s",
+    "--scaling-group",
+    default=None,
+    help="Node pool (default: the first the project may use).",
+)
 def session_create(
     image: str,
     name: str | None,
@@ -201,6 +208,8 @@ def session_create(
     enqueue_only: bool,
     max_wait: float,
     mounts: tuple[str, ...],
+    group: str,
+    scaling_group: str | None,
 ) -> None:
     """Create a session and wait until it runs (unless --enqueue-only, or --max-wait passes:
     then it stays queued, with status TIMEOUT shown)."""
@@ -213,6 +222,8 @@ def session_create(
             enqueue_only=enqueue_only,
             max_wait=max_wait,
             mounts=mounts,
+            group=group,
+            scaling_group=scaling_group,
         )
     )
     fields = [

@@ -268,9 +268,12 @@ class Client:
         startup_command: str | None = None,
         reuse: bool = False,
         mounts: Sequence[str] = (),
+        group: str = "default",
+        scaling_group: str | None = None,
     ) -> dict[str, Any]:
         """POST /session; the server holds the answer until the session runs (unless
-        enqueue_only, or max_wait seconds pass). `mounts`: folders as NAME[:PATH][:ro]."""
+        enqueue_only, or max_wait seconds pass). `mounts`: folders as NAME[:PATH][:ro];
+        `group` is the project, by name; `scaling_group` None: the first the project may use."""
         names, paths, options = mount_config(mounts)
         body: dict[str, Any] = {
             "tag": None,
@@ -280,7 +283,7 @@ class Client:
                 "environ": dict(environ or {}),
                 "resources": dict(resources or {}),
                 "resource_opts": {},
-                "scalingGroup": None,
+                "scalingGroup": scaling_group,
                 "mount_map": paths,
                 "preopen_ports": [],
             },
@@ -293,7 +296,7 @@ class Client:
             "bootstrap_script": None,
             "owner_access_key": None,
             "domain": "default",
-            "group": "default",
+            "group": group,
             "type": type,
             "enqueueOnly": enqueue_only,
             "maxWaitSeconds": max_wait,
@@ -509,6 +512,14 @@ class Client:
         await self.request("DELETE", f"/images/aliases/{_segment(alias)}")
 
     # --- misc ------------------------------------------------------------------------------
+
+    async def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> Any:
+        """POST /admin/gql; the `data`, or a ClientError with the first error's message."""
+        body = {"query": query, "variables": dict(variables or {})}
+        answer = await self.request("POST", "/admin/gql", body=body)
+        if answer.get("errors"):
+            raise ClientError(answer["errors"][0].get("message", "GraphQL error"))
+        return answer["data"]
 
     async def health(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("GET", "/health", signed=False)

@@ -130,3 +130,7 @@ class VFolderQuotaExceeded(ControlPlaneError):
 
 class StorageHostUnusable(ControlPlaneError):
     status, slug, title = 503, "storage-unavailable", "The storage host cannot be used."
+
+
+class ScalingGroupNotFound(ObjectNotFound):
+    title = "No such scaling group."

@@ -14,7 +14,7 @@ import anyio
 from sqlalchemy import select
 
 import wire
-from controlplane import apps, keypairs, nodecalls, tenancy, vfolders
+from controlplane import apps, keypairs, nodecalls, scalinggroups, tenancy, vfolders
 from controlplane import images as images_db
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
@@ -58,6 +58,7 @@ async def create_session(
             )
         await sessions_db.check_satisfiable(db, params.resources)
         project = await tenancy.resolve_project(db, owner.user, params.domain, params.group)
+        scaling_group = await scalinggroups.choose(db, project, params.scaling_group, params.type)
         session = Session(
             name=params.name,
             access_key=owner.access_key,
@@ -70,6 +71,7 @@ async def create_session(
             status="PENDING",
             status_info="enqueued",
             requested_slots=params.resources.to_wire(),
+            scaling_group=scaling_group,
             environ=params.environ,
             startup_command=params.startup_command,
         )

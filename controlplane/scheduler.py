@@ -1,29 +1,46 @@
-"""Event-driven placement of pending sessions onto connected nodes.
+"""Event-driven placement of pending sessions onto connected nodes, per scaling group.
 
 Placing is all it does: a session it placed (now SCHEDULED, with its node) is handed to the
 `on_placed` callback the server wires in (the session lifecycle starts the kernel).
 
 Anything that frees or adds capacity (a create, a termination, a node registering) calls
-`wake()`; a slow periodic sweep is only a safety net. Placement is first-come first-served, but a
-session that does not fit does not block smaller ones behind it.
+`wake()`; a slow periodic sweep is only a safety net. What sessions hold and which wait is kept
+in memory (`Ledger`, controlplane/ledger.py): built from the database at start and on every
+sweep, and brought up to date on each wake from the status-history rows written since, so a
+pass costs what changed plus the pending sessions it looks at, never a re-read of all sessions.
+
+Each scaling group orders its pending sessions by its policy (`fifo`, `lifo`, or `drf`: the
+keypair with the smallest dominant share of the group's capacity goes first) and picks nodes
+`concentrated` (the fullest that fits) or `dispersed` (the emptiest, the default). A session
+that does not fit does not block the ones behind it. A request is placed whole on one node or
+not at all, and the ledger is charged before the next session is looked at, so concurrent
+creates cannot over-commit a node. Resource policies (controlplane/policies.py) are checked per
+level; a session they hold back says which policy and which limit.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import anyio
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 import wire
+from controlplane import policies
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
-from controlplane.db.models import OCCUPYING_STATUSES, Image, Node, Session
+from controlplane.db.models import Image, Keypair, Node, Project, ScalingGroup, User
+from controlplane.ledger import Held, Ledger, Pending
+from controlplane.placement import NodePool
 
 log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 10.0
+REBUILD_EVERY = 6  # sweeps: the ledger is rebuilt from scratch once a minute when idle
+_Move = tuple[Pending, str, str | None]  # session, reason, node (placements only)
+COMMIT_EVERY = 500  # placements per transaction: bounds the latency of the first ones
 
 
 class Scheduler:
@@ -31,100 +48,178 @@ class Scheduler:
         self._core = core
         self._on_placed = on_placed
         self._wakeup = anyio.Event()
+        self.ledger = Ledger()
+        self._built = False
 
     def wake(self) -> None:
         self._wakeup.set()
 
     async def run(self) -> None:
+        sweeps = 0
         while True:
+            woken = False
             with anyio.move_on_after(SWEEP_INTERVAL):
                 await self._wakeup.wait()
+                woken = True
             self._wakeup = anyio.Event()
+            if not woken:
+                sweeps += 1
+                if sweeps % REBUILD_EVERY == 0:
+                    self._built = False
             try:
                 await self.schedule_once()
             except Exception:  # the database went away for a moment: the next pass retries
                 log.exception("a scheduling pass failed")
+                self._built = False
 
     async def schedule_once(self) -> None:
         core = self._core
         connected = core.hub.connected()
         async with core.db() as db:
-            pending = list(
-                await db.scalars(
-                    select(Session).where(Session.status == "PENDING").order_by(Session.created_at)
-                )
-            )
-            if not pending:
+            if not self._built:
+                await self.ledger.rebuild(db)
+                self._built = True
+            else:
+                await self.ledger.catch_up(db)
+            if not self.ledger.has_pending():
                 return
+            groups = {g.name: g for g in await db.scalars(select(ScalingGroup))}
             nodes = [
                 n
                 for n in await db.scalars(select(Node).where(Node.status == "ALIVE"))
                 if n.id in connected
             ]
-            occupying = list(
-                await db.scalars(select(Session).where(Session.status.in_(OCCUPYING_STATUSES)))
-            )
-            free = {
-                n.id: sessions_db.free_slots(
-                    wire.Slots.from_wire(n.available_slots),
-                    [s for s in occupying if s.node_id == n.id],
-                )
-                for n in nodes
-            }
             images: dict[str, set[str]] = {}
-            for image in await db.scalars(select(Image)):
-                images.setdefault(image.node_id, set()).add(image.name)
-
-            events = []
-            placed: list[uuid.UUID] = []
-            for session in pending:
-                request = wire.Slots.from_wire(session.requested_slots)
-                holders = [n for n in nodes if session.image in images.get(n.id, set())]
-                fitting = [n for n in holders if request.fits_in(free[n.id])]
-                if not fitting:
-                    reason = _why_pending(session.image, request, nodes, holders, free)
-                    if reason != session.status_info:
-                        events.append(
-                            await sessions_db.transition(
-                                db, session, "PENDING", reason, expect=("PENDING",)
-                            )
-                        )
-                    continue
-                node = max(fitting, key=lambda n: (free[n.id]["mem"], free[n.id]["cpu"]))
-                event = await sessions_db.transition(
-                    db,
-                    session,
-                    "SCHEDULED",
-                    f"placed on node {node.id}",
-                    expect=("PENDING",),
-                    node_id=node.id,
+            for holder, name in await db.execute(select(Image.node_id, Image.name)):
+                images.setdefault(holder, set()).add(name)
+            policy_of = await _policies(db)
+            placements: list[_Move] = []
+            reasons: list[_Move] = []
+            for group_name in self.ledger.groups_with_pending():
+                group = groups.get(group_name)
+                opts = group.scheduler_opts if group is not None else {}
+                pool = NodePool(
+                    [n for n in nodes if n.scaling_group == group_name],
+                    self.ledger,
+                    images,
+                    spread=opts.get("agent_selection_strategy", "dispersed"),
                 )
-                if event is not None:
-                    free[node.id] = free[node.id] - request
-                    placed.append(session.id)
-                    events.append(event)
-            await db.commit()
+                policy = group.scheduler if group is not None else "fifo"
+                for session in _order(policy, self.ledger, group_name, pool):
+                    node_id: str | None = None
+                    if group is None or not group.is_active:
+                        reason = f"waiting: the scaling group {group_name!r} is not active"
+                    else:
+                        node_id, reason = self._place(session, pool, policy_of(session))
+                    if node_id is not None:
+                        placements.append((session, f"placed on node {node_id}", node_id))
+                        if len(placements) == COMMIT_EVERY:
+                            await self._write(db, placements, "SCHEDULED")
+                            placements = []
+                    elif reason != session.status_info:
+                        session.status_info = reason
+                        reasons.append((session, reason, None))
+                        if len(reasons) == COMMIT_EVERY:
+                            await self._write(db, reasons, "PENDING")
+                            reasons = []
+            await self._write(db, placements, "SCHEDULED")
+            await self._write(db, reasons, "PENDING")
+
+    async def _write(self, db: DBSession, moves: list[_Move], to: str) -> None:
+        """Record placements (`SCHEDULED`) or reasons (`PENDING`), commit, then tell: events
+        to subscribers, placed sessions to their start."""
+        events = await sessions_db.transition_many(db, moves, to, expect=("PENDING",))
+        await db.commit()
         for event in events:
-            if event is not None:
-                core.events.publish(event)
-        for session_id in placed:
-            self._on_placed(session_id)
+            self._core.events.publish(event)
+        if to == "SCHEDULED":
+            moved = {e.session_id for e in events}
+            for session, _, _ in moves:
+                if session.id not in moved:
+                    self.ledger.forget(session.id)  # destroyed meanwhile: its slots are free
+            for event in events:
+                self._on_placed(event.session_id)
+
+    def _place(
+        self, session: Pending, pool: NodePool, policy: policies.EffectivePolicy
+    ) -> tuple[str | None, str]:
+        """Choose a node and charge the ledger for it; or None and why the session waits."""
+        refusal = policy.refuses_scaling_group(session.scaling_group) or policy.refuses_image(
+            session.image
+        )
+        if refusal:
+            return None, f"waiting: {refusal}"
+        for bound in policy.bounds:
+            if bound.limits.counts:
+                scope = session.scope(bound.level)
+                refusal = bound.refuses(session.request, self.ledger.usage(bound.level, scope))
+                if refusal:
+                    return None, f"waiting: {refusal}"
+        node_id, why = pool.choose(session.image, session.request)
+        if node_id is None:
+            return None, why
+        self.ledger.hold(
+            Held(
+                session.id,
+                node_id,
+                session.request,
+                session.access_key,
+                session.user_id,
+                session.project_id,
+            )
+        )
+        pool.charge(node_id, session.request)
+        return node_id, ""
 
 
-def _why_pending(
-    image: str,
-    request: wire.Slots,
-    nodes: list[Node],
-    holders: list[Node],
-    free: dict[str, wire.Slots],
-) -> str:
-    if not nodes:
-        return "waiting for a node to connect"
-    if not holders:
-        return f"waiting for a connected node that has the image {image}"
-    best = max(holders, key=lambda n: (free[n.id]["mem"], free[n.id]["cpu"]))
-    short = ", ".join(request.shortfall(free[best.id]))
-    return (
-        f"waiting for resources: needs {request.describe()}; node {best.id} has"
-        f" {free[best.id].describe()} free (short of {short})"
-    )
+def _order(policy: str, ledger: Ledger, group: str, pool: NodePool) -> Iterator[Pending]:
+    waiting = ledger.pending_in(group)  # oldest first
+    if policy == "lifo":
+        return iter(waiting[::-1])
+    if policy == "drf":
+        return _dominant_resource_fairness(waiting, ledger, pool.capacity())
+    return iter(waiting)
+
+
+def _dominant_resource_fairness(
+    waiting: list[Pending], ledger: Ledger, capacity: wire.Slots
+) -> Iterator[Pending]:
+    """Round after round, the keypair holding the smallest dominant share of the group's
+    capacity gets its oldest waiting session looked at next."""
+    queues: dict[str, list[Pending]] = {}
+    for session in waiting:
+        queues.setdefault(session.access_key, []).append(session)
+    heads = dict.fromkeys(queues, 0)
+    while heads:
+        key = min(heads, key=lambda k: (_share(ledger.usage("keypair", k).slots, capacity), k))
+        yield queues[key][heads[key]]
+        heads[key] += 1
+        if heads[key] == len(queues[key]):
+            del heads[key]
+
+
+def _share(held: wire.Slots, capacity: wire.Slots) -> float:
+    return max((float(held[k] / capacity[k]) for k in held if capacity[k] > 0), default=0.0)
+
+
+async def _policies(db: DBSession) -> Callable[[Pending], policies.EffectivePolicy]:
+    """The policies each waiting session is under (its keypair's, user's and project's)."""
+    limits = await policies.load_all(db)
+    names: dict[policies.Level, dict[str, str]] = {
+        "keypair": {
+            k: p for k, p in await db.execute(select(Keypair.access_key, Keypair.resource_policy))
+        },
+        "user": {str(k): p for k, p in await db.execute(select(User.id, User.resource_policy))},
+        "project": {
+            str(k): p for k, p in await db.execute(select(Project.id, Project.resource_policy))
+        },
+    }
+    known: dict[tuple[str, ...], policies.EffectivePolicy] = {}
+
+    def policy_of(session: Pending) -> policies.EffectivePolicy:
+        key = tuple(names[level].get(session.scope(level), "default") for level in policies.LEVELS)
+        if key not in known:
+            known[key] = policies.effective_from(limits, zip(policies.LEVELS, key, strict=True))
+        return known[key]
+
+    return policy_of

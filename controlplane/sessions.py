@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 from sqlalchemy.orm import QueryableAttribute
 
@@ -40,9 +40,10 @@ from controlplane.vfolders import MountRequest
 # session names: 4-64 of these, starting and ending with a letter, digit or "_"
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*[A-Za-z0-9_]$"
 NAME_LENGTH = (4, 64)
-KNOWN_SLOTS = ("cpu", "mem")
-# what accelerator plugins declare ("cuda.device", "cuda.shares", "rocm.device"): any such name
-# is accepted here; whether some node offers it is `check_satisfiable`'s question
+KNOWN_SLOTS = ("cpu", "mem", "cuda.device", "cuda.shares", "rocm.device")
+WHOLE_SLOTS = ("cuda.device", "rocm.device")  # whole devices only
+# what accelerator plugins declare besides the well-known ones: `<vendor>.<kind>`; whether some
+# node offers it is `check_satisfiable`'s question
 PLUGIN_SLOT = re.compile(r"^[a-z][a-z0-9_-]{0,31}\.[a-z][a-z0-9_-]{0,31}$")
 DEFAULT_RESOURCES = {"cpu": "1", "mem": "1g"}
 # The smallest CPU share cgroups enforce as docker sets it: NanoCpus below 10_000_000 (0.01 CPU)
@@ -69,6 +70,7 @@ class CreateParams:
     group: str | None = None
     domain: str | None = None
     mounts: MountRequest = field(default_factory=MountRequest)
+    scaling_group: str | None = None  # None: the first the project may use
 
 
 def requested_slots(raw: Mapping[str, str | int | float]) -> wire.Slots:
@@ -77,12 +79,15 @@ def requested_slots(raw: Mapping[str, str | int | float]) -> wire.Slots:
     if unknown:
         raise ValueError(
             f"unknown resource slot(s) {', '.join(unknown)}; known: {', '.join(KNOWN_SLOTS)}"
-            " and accelerator slots such as cuda.device, cuda.shares, rocm.device"
+            " and accelerator plugins' <vendor>.<kind> names"
         )
     try:
         slots = wire.Slots({**DEFAULT_RESOURCES, **{k: _quantity(v) for k, v in raw.items()}})
     except wire.SlotsError as exc:
         raise ValueError(str(exc)) from exc
+    for name in WHOLE_SLOTS:
+        if slots[name] != slots[name].to_integral_value():
+            raise ValueError(f"{name} counts whole devices, not {slots[name]}; use cuda.shares")
     if not MIN_CPU <= slots["cpu"] <= MAX_CPU:
         raise ValueError(f"cpu must be between {MIN_CPU} and {MAX_CPU}, not {slots['cpu']}")
     if not MIN_MEM <= slots["mem"] <= MAX_MEM:
@@ -161,9 +166,20 @@ async def list_for(db: DBSession, owner: Keypair, *, include_dead: bool) -> list
     return list(await db.scalars(query.order_by(Session.created_at)))
 
 
+class SessionRef(Protocol):
+    """What a transition needs to know of a session (a row, or the scheduler's copy)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def access_key(self) -> str: ...
+
+
 async def transition(
     db: DBSession,
-    session: Session,
+    session: SessionRef,
     to: str,
     reason: str,
     *,
@@ -189,6 +205,50 @@ async def transition(
         return None
     db.add(StatusChange(session_id=session.id, status=to, reason=reason, at=now))
     return SessionEvent(session.id, session.name, session.access_key, to, reason, exit_code)
+
+
+async def transition_many(
+    db: DBSession,
+    moves: Sequence[tuple[SessionRef, str, str | None]],
+    to: str,
+    *,
+    expect: tuple[str, ...],
+) -> list[SessionEvent]:
+    """`transition` for many sessions at once, for moves only the scheduler makes (placing,
+    saying why a session waits): each move is (session, reason, node id or None to leave it).
+    Returns the events of the sessions that were still in one of `expect`, which alone moved.
+    One prepared statement runs for all (executemany), then one query reads which moved: in
+    the same transaction, a session in `to` now is one this call moved."""
+    if not moves:
+        return []
+    now = utcnow()
+    table = cast(Table, Session.__table__)
+    values: dict[str, Any] = {
+        "status": to,
+        "status_info": bindparam("_reason"),
+        "status_changed": now,
+    }
+    if any(node is not None for _, _, node in moves):
+        values["node_id"] = bindparam("_node")
+    await db.execute(
+        update(table)
+        .where(table.c.id == bindparam("_id"), or_(*(table.c.status == s for s in expect)))
+        .values(values),
+        [{"_id": s.id, "_reason": reason, "_node": node} for s, reason, node in moves],
+    )
+    by_id = {session.id: (session, reason) for session, reason, _ in moves}
+    moved = list(
+        await db.scalars(select(Session.id).where(Session.id.in_(by_id), Session.status == to))
+    )
+    if not moved:
+        return []
+    await db.execute(
+        insert(StatusChange),
+        [{"session_id": i, "status": to, "reason": by_id[i][1], "at": now} for i in moved],
+    )
+    return [
+        SessionEvent(i, by_id[i][0].name, by_id[i][0].access_key, to, by_id[i][1]) for i in moved
+    ]
 
 
 def occupying(session: Session) -> dict[str, str]:

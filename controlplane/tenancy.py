@@ -21,7 +21,15 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
-from controlplane.db.models import Domain, Keypair, Project, ProjectMember, User
+from controlplane.db.models import (
+    DEFAULT_SCALING_GROUP,
+    Domain,
+    Keypair,
+    Project,
+    ProjectMember,
+    ScalingGroupDomain,
+    User,
+)
 from controlplane.errors import InsufficientPrivilege, InvalidAPIParams, ObjectNotFound
 
 DEFAULT_DOMAIN = "default"
@@ -80,6 +88,9 @@ async def create_domain(db: DBSession, name: str) -> Domain:
     db.add(domain)
     await db.flush()
     db.add(Project(name=DEFAULT_PROJECT, domain_name=name))
+    # the default scaling group (migration 0006 makes it) serves every new domain until an
+    # admin binds others
+    db.add(ScalingGroupDomain(scaling_group=DEFAULT_SCALING_GROUP, domain_name=name))
     await db.flush()
     return domain
 

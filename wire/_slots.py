@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 
+_ZERO = Decimal(0)
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
 
@@ -66,7 +67,10 @@ class Slots(Mapping[str, Decimal]):
         return {k: _plain(v) for k, v in sorted(self._data.items())}
 
     def __getitem__(self, key: str) -> Decimal:
-        return self._data.get(key, Decimal(0))
+        return self._data.get(key, _ZERO)
+
+    def __contains__(self, key: object) -> bool:  # named ones only, though any reads as 0
+        return key in self._data
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -74,16 +78,29 @@ class Slots(Mapping[str, Decimal]):
     def __len__(self) -> int:
         return len(self._data)
 
-    def __add__(self, other: Mapping[str, Decimal]) -> Slots:
-        keys = set(self) | set(other)
-        return Slots({k: self[k] + other.get(k, Decimal(0)) for k in keys})
+    @classmethod
+    def _checked(cls, data: dict[str, Decimal]) -> Slots:
+        """Slots from values already read and checked (the results of arithmetic on Slots):
+        the scheduler does this arithmetic for every placement."""
+        slots = cls.__new__(cls)
+        slots._data = data
+        return slots
 
-    def __sub__(self, other: Mapping[str, Decimal]) -> Slots:
-        keys = set(self) | set(other)
-        return Slots({k: max(Decimal(0), self[k] - other.get(k, Decimal(0))) for k in keys})
+    def __add__(self, other: Slots) -> Slots:
+        data = dict(self._data)
+        for k, v in other._data.items():
+            data[k] = data.get(k, _ZERO) + v
+        return Slots._checked(data)
 
-    def fits_in(self, capacity: Mapping[str, Decimal]) -> bool:
-        return all(v <= capacity.get(k, Decimal(0)) for k, v in self._data.items() if v > 0)
+    def __sub__(self, other: Slots) -> Slots:
+        data = dict(self._data)
+        for k, v in other._data.items():
+            data[k] = max(_ZERO, data.get(k, _ZERO) - v)
+        return Slots._checked(data)
+
+    def fits_in(self, capacity: Slots) -> bool:
+        have = capacity._data
+        return all(v <= have.get(k, _ZERO) for k, v in self._data.items() if v > 0)
 
     def shortfall(self, capacity: Mapping[str, Decimal]) -> list[str]:
         """Names of the slots this request needs more of than `capacity` has."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, StrictBool
+from pydantic import AliasChoices, Field, RootModel, StrictBool
 
 from controlplane import jointokens
 from controlplane.api._typed import CompatRequest, Query, Reply, Request
@@ -37,6 +37,10 @@ class Hello(Reply):
 class Announcement(Reply):
     enabled: bool
     message: str
+
+
+class ResourceSlotTypes(RootModel[dict[str, Literal["count", "bytes"]]]):
+    """Slot name -> its type, e.g. {"cpu": "count", "mem": "bytes", "cuda.device": "count"}."""
 
 
 class Health(Reply):

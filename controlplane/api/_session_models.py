@@ -47,6 +47,12 @@ class SessionConfig(CompatRequest):
     )
     mount_options: dict[str, dict[str, str]] | None = _alias("mount_options", "mountOptions")
     preopen_ports: list[Any] | None = _alias("preopen_ports", "preopenPorts")
+    scaling_group: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("scalingGroup", "scaling_group"),
+        max_length=64,
+        description="the scaling group (node pool) to run in; null: the first the project may use",
+    )
 
     @field_validator("resources")
     @classmethod
@@ -104,8 +110,13 @@ class CreateSession(CompatRequest):
     reuse_if_exists: StrictBool | None = _alias("reuseIfExists", "reuse_if_exists")
     tag: str | None = Field(default=None, max_length=64)
     owner_access_key: str | None = _alias("owner_access_key", "ownerAccessKey")
+    group: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("group", "group_name"),
+        max_length=64,
+        description="the project (Backend.AI's group) by name; null: the default project",
+    )
     config: SessionConfig | None = None
-    group: str | None = Field(default=None, max_length=64, description="the project, by name")
     domain: str | None = Field(default=None, max_length=64)
 
     @field_validator("image")
@@ -144,6 +155,7 @@ class CreateSession(CompatRequest):
             group=self.group or None,
             domain=self.domain or None,
             mounts=config.mount_request(),
+            scaling_group=config.scaling_group,
         )
 
 

@@ -1,13 +1,15 @@
-"""Version probe, announcement, health."""
+"""Version probe, announcement, health, the resource slot names."""
 
 from __future__ import annotations
 
 from quart import Blueprint
+from sqlalchemy import select
 
 import wire
 from controlplane.api._context import core, public
-from controlplane.api._models import Announcement, Health, Hello
+from controlplane.api._models import Announcement, Health, Hello, ResourceSlotTypes
 from controlplane.api._typed import returns
+from controlplane.db.models import Node
 from hostlib import __version__
 
 bp = Blueprint("misc", __name__)
@@ -36,3 +38,15 @@ async def announcement() -> Announcement:
 async def health() -> Health:
     """Liveness, unsigned: how many nodes are connected."""
     return Health(status="ok", nodes_alive=len(core().hub.connected()))
+
+
+@bp.get("/config/resource-slots")
+@returns(ResourceSlotTypes)
+async def resource_slots() -> ResourceSlotTypes:
+    """Every slot a session may ask for, with its type (`count` or `bytes`): cpu and mem, and
+    what the nodes' accelerator plugins report (cuda.device, cuda.shares, ...)."""
+    names = {"cpu", "mem"}
+    async with core().db() as db:
+        for capacity in await db.scalars(select(Node.available_slots)):
+            names.update(capacity)
+    return ResourceSlotTypes({n: "bytes" if n == "mem" else "count" for n in sorted(names)})

@@ -25,6 +25,70 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, uuid.UUID: Uuid}
 
 
+DEFAULT_POLICY = "default"  # every keypair's, user's and project's policy until an admin says
+DEFAULT_SCALING_GROUP = "default"
+
+
+class ResourcePolicy(Base):
+    """Limits a keypair, a user or a project is under (controlplane/policies.py applies them;
+    the strictest of the three wins). 0 means "no limit" for every count and duration."""
+
+    __tablename__ = "resource_policies"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # slots missing from total_resource_slots: unlimited (UNLIMITED) or none at all (LIMITED)
+    default_for_unspecified: Mapped[str] = mapped_column(String(16), default="UNLIMITED")
+    total_resource_slots: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    max_concurrent_sessions: Mapped[int] = mapped_column(default=0)
+    max_session_lifetime: Mapped[int] = mapped_column(default=0)  # seconds
+    idle_timeout: Mapped[int] = mapped_column(default=0)  # seconds
+    max_containers_per_session: Mapped[int] = mapped_column(default=1)
+    max_vfolder_count: Mapped[int] = mapped_column(default=0)
+    max_vfolder_size: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes
+    allowed_vfolder_hosts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # null: any scaling group / image; a list: only these
+    allowed_scaling_groups: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    allowed_images: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+
+
+class ScalingGroup(Base):
+    """A pool of nodes with its own placement policy (controlplane/scheduler.py)."""
+
+    __tablename__ = "scaling_groups"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    scheduler: Mapped[str] = mapped_column(String(16), default="fifo")  # fifo | lifo | drf
+    # {"agent_selection_strategy": "concentrated" | "dispersed", "allowed_session_types": [...]}
+    scheduler_opts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScalingGroupDomain(Base):
+    """Every project of the domain may use the scaling group."""
+
+    __tablename__ = "scaling_groups_for_domains"
+    scaling_group: Mapped[str] = mapped_column(
+        ForeignKey("scaling_groups.name", ondelete="CASCADE"), primary_key=True
+    )
+    domain_name: Mapped[str] = mapped_column(
+        ForeignKey("domains.name", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class ScalingGroupProject(Base):
+    """The project may use the scaling group."""
+
+    __tablename__ = "scaling_groups_for_projects"
+    scaling_group: Mapped[str] = mapped_column(
+        ForeignKey("scaling_groups.name", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
 class Domain(Base):
     __tablename__ = "domains"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -36,6 +100,7 @@ class Project(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(64))
     domain_name: Mapped[str] = mapped_column(ForeignKey("domains.name"))
+    resource_policy: Mapped[str] = mapped_column(String(64), default=DEFAULT_POLICY)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (Index("ix_projects_domain_name", "domain_name", "name", unique=True),)
 
@@ -50,6 +115,7 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(256), default=None)
     # active | inactive | deleted: only an active user's keypairs sign requests or sign in
     status: Mapped[str] = mapped_column(String(16), default="active")
+    resource_policy: Mapped[str] = mapped_column(String(64), default=DEFAULT_POLICY)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     keypairs: Mapped[list[Keypair]] = relationship(back_populates="user")
 
@@ -96,6 +162,7 @@ class Keypair(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    resource_policy: Mapped[str] = mapped_column(String(64), default=DEFAULT_POLICY)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     user: Mapped[User] = relationship(back_populates="keypairs", lazy="joined")
 
@@ -165,6 +232,7 @@ class Session(Base):
     status_changed: Mapped[datetime] = mapped_column(default=utcnow)
     result: Mapped[str] = mapped_column(String(16), default="UNDEFINED")  # SUCCESS | FAILURE
     requested_slots: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    scaling_group: Mapped[str] = mapped_column(String(64), default=DEFAULT_SCALING_GROUP)
     environ: Mapped[dict[str, Any]] = mapped_column(default=dict)
     startup_command: Mapped[str | None] = mapped_column(Text, default=None)
     node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id"), default=None)

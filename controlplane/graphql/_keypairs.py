@@ -154,7 +154,7 @@ async def keypair_views(db: DBSession, found: list[Keypair]) -> list[dict[str, A
             "sealed_secret_key": kp.sealed_secret_key,  # unsealed only when asked (below)
             "is_active": kp.is_active,
             "is_admin": kp.is_admin,
-            "resource_policy": tenancy.RESOURCE_POLICY,
+            "resource_policy": kp.resource_policy,
             "created_at": kp.created_at,
             "modified_at": kp.created_at,
             "last_used": None,

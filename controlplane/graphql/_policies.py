@@ -1,23 +1,30 @@
-"""scaling_group(s) and keypair_resource_polic(y|ies): what Shipyard enforces, in Backend.AI's
-shapes (docs/backendai-api.md §13.2, §13.3, §16).
-
-There is one scaling group, `default`: every node is in it, any session may go to any node,
-first come first served. There is one keypair resource policy, `default`, every keypair's: it
-limits nothing beyond the nodes' capacity, so its limits are Backend.AI's "unlimited" values,
-numbers where the client formats numbers (§16: a null `max_vfolder_size` crashes it).
+"""scaling_group(s) and keypair_resource_polic(y|ies) with their mutations, in Backend.AI's
+shapes (docs/backendai-api.md §13.2, §13.3, §16): what the scheduler enforces
+(controlplane/policies.py, controlplane/scheduler.py). Numbers are numbers where the client
+formats numbers (§16: a null `max_vfolder_size` crashes it); 0 means no limit.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from ariadne import QueryType
+from ariadne import MutationType, QueryType
+from sqlalchemy import select
 
-from controlplane import tenancy
+from controlplane import policies
+from controlplane.db.models import (
+    DEFAULT_POLICY,
+    Keypair,
+    Project,
+    ResourcePolicy,
+    ScalingGroup,
+    User,
+)
 from controlplane.graphql._common import Info, admin_only, context
+from controlplane.tenancy import DEFAULT_DOMAIN
 
 query = QueryType()
+mutation = MutationType()
 # the session types the scheduler places (controlplane/sessions.py parse_create)
 SESSION_TYPES = ["interactive", "batch"]
 
@@ -27,10 +34,9 @@ async def resolve_scaling_group(
     _: Any, info: Info, name: str | None = None
 ) -> dict[str, Any] | None:
     ctx = admin_only(info)
-    if name != tenancy.SCALING_GROUP:
-        return None
     async with ctx.core.db() as db:
-        return scaling_group_view(await tenancy.bootstrapped_at(db))
+        group = await db.get(ScalingGroup, name) if name else None
+        return scaling_group_view(group) if group is not None else None
 
 
 @query.field("scaling_groups")
@@ -38,64 +44,168 @@ async def resolve_scaling_groups(
     _: Any, info: Info, name: str | None = None, is_active: bool | None = None
 ) -> list[dict[str, Any]]:
     ctx = admin_only(info)
-    if name not in (None, tenancy.SCALING_GROUP) or is_active is False:
-        return []
+    found = select(ScalingGroup).order_by(ScalingGroup.name)
+    if name is not None:
+        found = found.where(ScalingGroup.name == name)
+    if is_active is not None:
+        found = found.where(ScalingGroup.is_active.is_(is_active))
     async with ctx.core.db() as db:
-        return [scaling_group_view(await tenancy.bootstrapped_at(db))]
+        return [scaling_group_view(g) for g in await db.scalars(found)]
 
 
 @query.field("keypair_resource_policy")
 async def resolve_keypair_resource_policy(
     _: Any, info: Info, name: str | None = None
 ) -> dict[str, Any] | None:
-    # every keypair, the requester's too, has the one policy: users may see it
+    """Admins see any policy; users only their own keypair's (name null: that one)."""
     ctx = context(info)
-    if name not in (None, tenancy.RESOURCE_POLICY):
-        return None
     async with ctx.core.db() as db:
-        return resource_policy_view(await tenancy.bootstrapped_at(db))
+        keypair = await db.get(Keypair, ctx.requester.access_key)
+        assert keypair is not None
+        if name is None:
+            name = keypair.resource_policy
+        elif name != keypair.resource_policy and not ctx.requester.is_admin:
+            return None
+        row = await db.get(ResourcePolicy, name)
+        return resource_policy_view(row) if row is not None else None
 
 
 @query.field("keypair_resource_policies")
 async def resolve_keypair_resource_policies(_: Any, info: Info) -> list[dict[str, Any]]:
     ctx = context(info)
+    found = select(ResourcePolicy).order_by(ResourcePolicy.name)
     async with ctx.core.db() as db:
-        return [resource_policy_view(await tenancy.bootstrapped_at(db))]
+        if not ctx.requester.is_admin:
+            keypair = await db.get(Keypair, ctx.requester.access_key)
+            assert keypair is not None
+            found = found.where(ResourcePolicy.name == keypair.resource_policy)
+        return [resource_policy_view(row) for row in await db.scalars(found)]
 
 
-def scaling_group_view(created_at: datetime) -> dict[str, Any]:
+@mutation.field("create_keypair_resource_policy")
+async def resolve_create_policy(
+    _: Any, info: Info, name: str, props: dict[str, Any]
+) -> dict[str, Any]:
+    ctx = admin_only(info)
+    if not 1 <= len(name) <= 64:
+        return {"ok": False, "msg": "a policy name has 1 to 64 characters"}
+    async with ctx.core.db() as db:
+        if await db.get(ResourcePolicy, name) is not None:
+            return {"ok": False, "msg": f"a resource policy named {name!r} already exists"}
+        row = ResourcePolicy(name=name)
+        try:
+            policies.apply_props(row, props)
+        except policies.PolicyError as exc:
+            return {"ok": False, "msg": str(exc)}
+        db.add(row)
+        await db.commit()
+        return {"ok": True, "msg": "", "resource_policy": resource_policy_view(row)}
+
+
+@mutation.field("modify_keypair_resource_policy")
+async def resolve_modify_policy(
+    _: Any, info: Info, name: str, props: dict[str, Any]
+) -> dict[str, Any]:
+    ctx = admin_only(info)
+    async with ctx.core.db() as db:
+        row = await db.get(ResourcePolicy, name)
+        if row is None:
+            return {"ok": False, "msg": f"no resource policy named {name!r}"}
+        try:
+            policies.apply_props(row, props)
+        except policies.PolicyError as exc:
+            return {"ok": False, "msg": str(exc)}
+        await db.commit()
+    ctx.core.changed()  # a looser policy may let waiting sessions start
+    return {"ok": True, "msg": ""}
+
+
+@mutation.field("delete_keypair_resource_policy")
+async def resolve_delete_policy(_: Any, info: Info, name: str) -> dict[str, Any]:
+    ctx = admin_only(info)
+    if name == DEFAULT_POLICY:
+        return {"ok": False, "msg": "the default policy cannot be deleted"}
+    async with ctx.core.db() as db:
+        row = await db.get(ResourcePolicy, name)
+        if row is None:
+            return {"ok": False, "msg": f"no resource policy named {name!r}"}
+        user = await policies.in_use(db, name)
+        if user is not None:
+            return {"ok": False, "msg": f"a {user} still has the policy {name!r}: move it first"}
+        await db.delete(row)
+        await db.commit()
+    return {"ok": True, "msg": ""}
+
+
+def scaling_group_view(group: ScalingGroup) -> dict[str, Any]:
     return {
-        "name": tenancy.SCALING_GROUP,
-        "description": None,
-        "is_active": True,
-        "is_public": True,
-        "created_at": created_at,
+        "name": group.name,
+        "description": group.description,
+        "is_active": group.is_active,
+        "is_public": group.is_public,
+        "created_at": group.created_at,
         # no app proxy: session apps are not served yet
         "wsproxy_addr": None,
         "wsproxy_api_token": None,
         # Backend.AI's name for a fixed set of nodes that join on their own
         "driver": "static",
         "driver_opts": {},
-        "scheduler": "fifo",
-        "scheduler_opts": {"allowed_session_types": SESSION_TYPES},
+        "scheduler": group.scheduler,
+        "scheduler_opts": {"allowed_session_types": SESSION_TYPES, **group.scheduler_opts},
         "use_host_network": False,
     }
 
 
-def resource_policy_view(created_at: datetime) -> dict[str, Any]:
+def resource_policy_view(row: ResourcePolicy) -> dict[str, Any]:
     return {
-        "name": tenancy.RESOURCE_POLICY,
-        "created_at": created_at,
-        # slots missing from total_resource_slots ({}: all of them) are unlimited
-        "default_for_unspecified": "UNLIMITED",
-        "total_resource_slots": {},
-        "max_session_lifetime": 0,
-        "max_concurrent_sessions": None,
-        # a Shipyard session is one container
-        "max_containers_per_session": 1,
-        "idle_timeout": 0,
-        "allowed_vfolder_hosts": {},
-        "max_vfolder_count": 0,
-        "max_vfolder_size": 0,
+        "name": row.name,
+        "created_at": row.created_at,
+        "default_for_unspecified": row.default_for_unspecified,
+        "total_resource_slots": row.total_resource_slots,
+        "max_session_lifetime": row.max_session_lifetime,
+        "max_concurrent_sessions": row.max_concurrent_sessions,
+        "max_containers_per_session": row.max_containers_per_session,
+        "idle_timeout": row.idle_timeout,
+        "allowed_vfolder_hosts": row.allowed_vfolder_hosts,
+        "max_vfolder_count": row.max_vfolder_count,
+        "max_vfolder_size": row.max_vfolder_size,
         "max_quota_scope_size": 0,
+        "allowed_scaling_groups": row.allowed_scaling_groups,
+        "allowed_images": row.allowed_images,
     }
+
+
+@mutation.field("set_resource_policy")
+async def resolve_set_resource_policy(
+    _: Any,
+    info: Info,
+    name: str,
+    access_key: str | None = None,
+    email: str | None = None,
+    project: str | None = None,
+    domain_name: str | None = None,
+) -> dict[str, Any]:
+    """Put one keypair, user or project under the policy `name` (admin)."""
+    ctx = admin_only(info)
+    if sum(x is not None for x in (access_key, email, project)) != 1:
+        return {"ok": False, "msg": "name exactly one of access_key, email and project"}
+    async with ctx.core.db() as db:
+        if await db.get(ResourcePolicy, name) is None:
+            return {"ok": False, "msg": f"no resource policy named {name!r}"}
+        target: Keypair | User | Project | None
+        if access_key is not None:
+            target = await db.get(Keypair, access_key)
+        elif email is not None:
+            target = await db.scalar(select(User).where(User.email == email))
+        else:
+            target = await db.scalar(
+                select(Project).where(
+                    Project.name == project, Project.domain_name == (domain_name or DEFAULT_DOMAIN)
+                )
+            )
+        if target is None:
+            return {"ok": False, "msg": "no such keypair, user or project"}
+        target.resource_policy = name
+        await db.commit()
+    ctx.core.changed()  # a looser policy may let waiting sessions start
+    return {"ok": True, "msg": ""}

@@ -50,6 +50,7 @@ def schema() -> GraphQLSchema:
         _presets.mutation,
         _presets.session_type,
         _vfolders.query,
+        _policies.mutation,
     )
 
 

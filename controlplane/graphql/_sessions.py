@@ -11,7 +11,7 @@ from ariadne import QueryType
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
-from controlplane import apps, keypairs, tenancy
+from controlplane import apps, keypairs
 from controlplane import sessions as sessions_db
 from controlplane.db.models import DEAD_STATUSES, Kernel, Project, Session, User
 from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
@@ -180,7 +180,7 @@ def _session_view(
         "agent_ids": node_ids,
         "agents": node_ids,
         "resource_opts": {},
-        "scaling_group": tenancy.SCALING_GROUP,
+        "scaling_group": session.scaling_group,
         "mounts": [],
         "vfolder_mounts": [],
         "occupying_slots": occupying,

@@ -119,6 +119,6 @@ def group_view(project: Project) -> dict[str, Any]:
         "total_resource_slots": {},
         "allowed_vfolder_hosts": {},
         "integration_id": None,
-        "resource_policy": None,
+        "resource_policy": project.resource_policy,
         "scaling_groups": [tenancy.SCALING_GROUP],
     }

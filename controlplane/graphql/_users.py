@@ -156,7 +156,7 @@ async def user_views(db: DBSession, found: list[User]) -> list[dict[str, Any]]:
                 "modified_at": u.created_at,
                 "domain_name": u.domain_name,
                 "role": u.role,
-                "resource_policy": tenancy.RESOURCE_POLICY,
+                "resource_policy": u.resource_policy,
                 "allowed_client_ip": None,
                 "totp_activated": False,
                 "totp_activated_at": None,

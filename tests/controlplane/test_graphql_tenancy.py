@@ -136,7 +136,7 @@ async def test_domains_and_projects(api: API) -> None:
         "id": group["id"],
         "name": "default",
         "domain_name": "default",
-        "resource_policy": None,
+        "resource_policy": "default",
     }
     missing = {"gid": "00000000-0000-4000-8000-000000000000"}
     assert data(await gql(api, by_id, missing)) is None
@@ -170,7 +170,7 @@ async def test_scaling_group_and_resource_policy_say_what_is_enforced(
         # no limit beyond the nodes: Backend.AI's "unlimited" values, numbers where the
         # client formats numbers
         assert json.loads(policy["total_resource_slots"]) == {}
-        assert policy["max_concurrent_sessions"] is None
+        assert policy["max_concurrent_sessions"] == 0  # 0: no limit, as for every count
         assert (policy["max_vfolder_count"], policy["max_vfolder_size"]) == (0, 0)
         assert (policy["idle_timeout"], policy["max_containers_per_session"]) == (0, 1)
     single = "{ keypair_resource_policy { name default_for_unspecified max_session_lifetime } }"

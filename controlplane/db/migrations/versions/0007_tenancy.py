@@ -4,7 +4,7 @@ Every existing user becomes a member of its domain's `default` project, where it
 already are.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-28 01:00:00.000000
 """
 
@@ -18,7 +18,7 @@ from controlplane.db.types import UTCDateTime
 
 
 revision: str = '0007'
-down_revision: str | None = '0004'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
