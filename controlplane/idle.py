@@ -19,9 +19,9 @@ from datetime import datetime
 import anyio
 from sqlalchemy import select
 
-from controlplane import lifecycle
+from controlplane import lifecycle, policies
 from controlplane.core import Core
-from controlplane.db.models import Session
+from controlplane.db.models import Keypair, Session
 from controlplane.events import SessionEvent
 from controlplane.sessions import transition
 
@@ -49,10 +49,23 @@ class IdlePolicy:
 PolicyFor = Callable[[Session], Awaitable[IdlePolicy]]
 
 
-async def no_checks(session: Session) -> IdlePolicy:
-    """The policy of every session until keypair policies carry these values: Shipyard's
-    `default` policy has no idle timeout and no lifetime limit (controlplane/tenancy.py)."""
-    return IdlePolicy()
+def from_resource_policies(core: Core) -> PolicyFor:
+    """The idle timeout and lifetime limit of the strictest resource policy the session is
+    under (its keypair's, its user's, its project's; controlplane/policies.py). The
+    utilization thresholds have no policy fields yet: that check stays off."""
+
+    async def policy_for(session: Session) -> IdlePolicy:
+        async with core.db() as db:
+            keypair = await db.get(Keypair, session.access_key)
+            if keypair is None:
+                return IdlePolicy()
+            effective = await policies.effective_policy(db, keypair, session.project_id)
+        return IdlePolicy(
+            idle_timeout=effective.idle_timeout,
+            max_session_lifetime=effective.max_session_lifetime,
+        )
+
+    return policy_for
 
 
 def _running_since(session: Session) -> datetime:
@@ -79,9 +92,9 @@ def remaining(core: Core, session: Session, policy: IdlePolicy, now: datetime) -
 
 
 class IdleChecker:
-    def __init__(self, core: Core, policy_for: PolicyFor = no_checks) -> None:
+    def __init__(self, core: Core, policy_for: PolicyFor | None = None) -> None:
         self.core = core
-        self.policy_for = policy_for
+        self.policy_for = policy_for or from_resource_policies(core)
         self._warned: dict[uuid.UUID, set[str]] = {}
 
     async def run(self) -> None:

@@ -52,7 +52,7 @@ async def running_core(
     engine: AsyncEngine,
     *,
     clock: Clock | None = None,
-    idle_policy: idle.PolicyFor = idle.no_checks,
+    idle_policy: idle.PolicyFor | None = None,  # None: from the resource policies
 ) -> AsyncIterator[tuple[Core, tuple[Keypair, str, str] | None]]:
     """A prepared Core with its jobs running, wired to the scheduler, the session lifecycle and
     the idle checks; also the admin keypair, its secret key and password when they were just

@@ -18,7 +18,7 @@ from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import create_engine, dispose
 from controlplane.db.models import Session
 from controlplane.events import SessionEvent
-from controlplane.idle import IdleChecker, IdlePolicy, no_checks
+from controlplane.idle import IdleChecker, IdlePolicy
 from controlplane.server import running_core
 from controlplane.testing import FakeNode, ManualClock
 from tests.controlplane.conftest import API, Keypair
@@ -60,6 +60,9 @@ async def _idle(database_url: str, tmp_path: Path, checks: bool) -> AsyncIterato
 
     async def policy_for(session: Session) -> IdlePolicy:
         return policies.get(session.name, IdlePolicy())
+
+    async def no_checks(session: Session) -> IdlePolicy:
+        return IdlePolicy()
 
     policy = policy_for if checks else no_checks
     async with running_core(config, engine, clock=clock, idle_policy=policy) as (core, made):
@@ -115,6 +118,32 @@ async def test_an_unused_session_is_warned_then_ended_and_a_busy_one_stays(idle:
         ("TERMINATING", "idle-timeout"),
         ("TERMINATED", "idle-timeout"),
     ]
+
+
+async def test_the_idle_timeout_comes_from_the_keypairs_resource_policy(idle: Idle) -> None:
+    api = idle.api
+    made = await gql(
+        api,
+        'mutation { create_keypair_resource_policy(name: "brief", props: {idle_timeout: 120})'
+        " { ok msg } }",
+    )
+    assert made["data"]["create_keypair_resource_policy"]["ok"], made
+    assigned = await gql(
+        api,
+        'mutation($key: String) { set_resource_policy(name: "brief", access_key: $key)'
+        " { ok msg } }",
+        {"key": api.admin.access_key},
+    )
+    assert assigned["data"]["set_resource_policy"]["ok"], assigned
+    checker = IdleChecker(api.core)  # the resource policies' thresholds, as the server's
+    await idle.start("brief-1", IdlePolicy())  # (the fixture's own policy is not used here)
+    idle.clock.advance(70)
+    await checker.check_once()
+    status, info = await idle.info("brief-1")
+    assert status == "RUNNING" and info.startswith("idle warning: ends in"), info
+    idle.clock.advance(60)
+    await checker.check_once()
+    assert await idle.info("brief-1") == ("TERMINATED", "idle-timeout")
 
 
 async def test_a_session_past_its_lifetime_ends_even_in_use(idle: Idle) -> None:
