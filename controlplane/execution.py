@@ -57,9 +57,16 @@ def batch_options(options: Any) -> dict[str, str | None]:
 
 
 async def start_run(
-    core: Core, session: Session, mode: str, code: str = "", options: Any = None
+    core: Core,
+    session: Session,
+    mode: str,
+    code: str = "",
+    options: Any = None,
+    client_run_id: str | None = None,
 ) -> Run:
-    """Send the code to the session's kernel; the caller must `core.hub.close_run` it."""
+    """Send the code to the session's kernel; the caller must `core.hub.close_run` it.
+
+    `client_run_id` is the id the client chose for the run (None: the server's own)."""
     if mode not in ("query", "batch"):
         raise InvalidAPIParams(f"mode must be query or batch, not {mode!r}")
     if not isinstance(code, str):
@@ -81,7 +88,13 @@ async def start_run(
     )
     output = await nodecalls.execute(core.hub, kernel.node_id, request)
     return Run(
-        request.run_id, session.id, session.access_key, kernel.node_id, str(kernel.id), output
+        request.run_id,
+        session.id,
+        session.access_key,
+        kernel.node_id,
+        str(kernel.id),
+        output,
+        client_run_id=client_run_id or "",
     )
 
 

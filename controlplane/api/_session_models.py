@@ -294,7 +294,13 @@ class ExecuteRequest(CompatRequest):
 
     mode: Literal["query", "batch", "continue", "input"] = "query"
     code: str = ""
-    run_id: str | None = Field(default=None, validation_alias=AliasChoices("runId", "run_id"))
+    run_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("runId", "run_id"),
+        pattern=r"^[\x21-\x7e]{1,64}$",
+        description="the run's id: the client's choice for a new run (null: the server assigns"
+        " one), then echoed back to continue it or answer its prompt",
+    )
     options: dict[str, Any] | None = None
 
 

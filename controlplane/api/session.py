@@ -180,16 +180,22 @@ async def execute(ref: str, args: OwnerQuery, data: ExecuteRequest) -> Executed:
     session = await _find(ref, args.owner_access_key)
     runs = core().http_runs
     if data.mode in ("query", "batch"):
-        run = await start_run(core(), session, data.mode, data.code, data.options)
-        runs.add(run)
+        if data.run_id is not None:  # checked before the code reaches the kernel
+            runs.check_free(session.id, data.run_id)
+        run = await start_run(core(), session, data.mode, data.code, data.options, data.run_id)
+        try:
+            runs.add(run)
+        except InvalidAPIParams:  # another request started a run of that id meanwhile
+            core().hub.close_run(run.run_id)
+            raise
     else:  # continue or input
         run = runs.get(data.run_id, session.id, session.access_key)
         if data.mode == "input":
             await send_input(core(), run, data.code)
     chunk = await next_chunk(run, HTTP_CHUNK_WAIT)
     if run.finished:
-        runs.end(run.run_id)
-    return Executed(result=ExecuteResult.model_validate({**chunk, "runId": run.run_id}))
+        runs.end(run)
+    return Executed(result=ExecuteResult.model_validate({**chunk, "runId": run.client_run_id}))
 
 
 @bp.websocket("/stream/session/<ref>/execute")
