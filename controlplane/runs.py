@@ -113,6 +113,7 @@ class Run:
     output: RunBuffer
     client_run_id: str = ""  # the id the client knows it by ("" : run_id)
     finished: bool = False
+    end_reason: str = ""  # why it finished, when the program did not end on its own
     last_used: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:

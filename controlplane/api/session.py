@@ -42,7 +42,7 @@ from controlplane.api._typed import (
     validate,
 )
 from controlplane.db.models import Kernel, Session
-from controlplane.errors import InvalidAPIParams, SessionNotRunning
+from controlplane.errors import InvalidAPIParams, SessionNotFound, SessionNotRunning
 from controlplane.execution import next_chunk, open_run, send_input, start_run
 from controlplane.nodecalls import NodeRefused
 
@@ -110,7 +110,9 @@ async def destroy(ref: str, args: DestroyQuery) -> Destroyed:
     """End a session and remove its container."""
     session = await _find(ref, args.owner_access_key)
     if session.status in ("TERMINATED", "CANCELLED"):
-        return Destroyed(stats={"status": session.status.lower()})
+        # as the 23.09 manager: an ended session is not found for a destroy (ERROR ones are,
+        # and their containers removed)
+        raise SessionNotFound(f"Session (id={ref}) does not exist.")
     stats = await lifecycle.destroy_session(core(), session, forced=args.forced)
     return Destroyed(stats=stats)
 

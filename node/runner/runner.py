@@ -43,7 +43,10 @@ Requests (the first line a client sends) and the items the runner answers with:
     -> ``{"kind": "clean-finished", "exit_code": n}`` after clean and
     ``{"kind": "build-finished", "exit_code": n}`` after build; a non-zero code stops there.
     -> ``{"kind": "finished", "exit_code": n}`` last: the code of the last step run (0 if none).
-    The exit code is the shell's status; death by signal S gives 128 + S.
+    The exit code is the shell's status; death by signal S gives 128 + S. A step killed by
+    the kernel's out-of-memory killer (the container's memory cgroup counted an ``oom_kill``
+    while it ran) adds ``"reason": "killed: out of memory (memory limit N)"`` to ``finished``,
+    after a stderr item saying the same.
 
 Anything else (bad JSON, not an object, unknown op, wrong field types) ->
 ``{"kind": "stderr", "data": "runner: <what is wrong>\\n"}`` then ``{"kind": "finished",
@@ -317,18 +320,53 @@ def _pump(conn: Conn, proc: subprocess.Popen[bytes]) -> None:
             pipe.close()
 
 
-def run_batch(conn: Conn, req: dict[str, Any]) -> int:
-    code = 0
+def run_batch(conn: Conn, req: dict[str, Any]) -> tuple[int, str]:
+    """The batch steps' exit code, and why the last one died when it was not its own doing."""
+    code, reason = 0, ""
     for field, done_kind in BATCH_STEPS:
         cmd = req.get(field)
         if cmd is None or cmd.strip() in ("", "*"):
             continue
+        kills = oom_kills()
         code = run_command(conn, cmd)
+        if code == 128 + signal.SIGKILL and kills is not None and (oom_kills() or 0) > kills:
+            reason = f"killed: out of memory (memory limit {_memory_limit()})"
+            conn.send("stderr", data=f"shipyard: {reason}\n")
+            _tee("stderr", f"shipyard: {reason}\n")
         if done_kind is not None:
             conn.send(done_kind, exit_code=code)
             if code != 0:
                 break
-    return code
+    return code, reason
+
+
+# the container's own memory cgroup (cgroup v2, then v1), as Docker mounts it inside
+_OOM_FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def oom_kills() -> int | None:
+    """How many processes the out-of-memory killer ended in this container (None: unknown)."""
+    for path in _OOM_FILES:
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _memory_limit() -> str:
+    for path in _LIMIT_FILES:
+        try:
+            with open(path) as f:
+                return _size(int(f.read().strip()))
+        except (OSError, ValueError):
+            continue
+    return "unknown"
 
 
 # --- serving ----------------------------------------------------------------------------------
@@ -367,12 +405,15 @@ def serve_one(conn: Conn) -> None:
     if op == "ping":
         conn.send("pong", pid=os.getpid())
         return
-    code = run_query(conn, req["code"]) if op == "query" else run_batch(conn, req)
+    code, reason = (run_query(conn, req["code"]), "") if op == "query" else run_batch(conn, req)
     if code != 0:
         for note in full_filesystems():
             conn.send("stderr", data=note)
             _tee("stderr", note)
-    conn.send("finished", exit_code=code)
+    if reason:
+        conn.send("finished", exit_code=code, reason=reason)
+    else:
+        conn.send("finished", exit_code=code)
 
 
 def full_filesystems() -> list[str]:
