@@ -6,6 +6,8 @@ malformed result, or never answers raises NodeUnavailable (saying which node and
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 
 import wire
@@ -19,6 +21,7 @@ CREATE_TIMEOUT = 180.0
 DESTROY_TIMEOUT = 60.0
 LOGS_TIMEOUT = 30.0
 UPLOAD_TIMEOUT = 60.0
+FILES_TIMEOUT = 60.0
 
 
 class NodeRefused(NodeUnavailable):
@@ -88,3 +91,29 @@ async def execute(hub: NodeHub, node_id: str, request: wire.Execute) -> RunBuffe
 
 async def send_input(hub: NodeHub, node_id: str, kernel_id: str, run_id: str, text: str) -> None:
     await hub.get(node_id).send(wire.Input(kernel_id=kernel_id, run_id=run_id, text=text))
+
+
+async def list_files(hub: NodeHub, node_id: str, kernel_id: str, path: str) -> list[wire.FileEntry]:
+    request = wire.ListFiles(req_id="", kernel_id=kernel_id, path=path)
+    reply = await _call(hub, node_id, request, FILES_TIMEOUT)
+    return _read(node_id, reply, wire.FilesListed).entries
+
+
+async def download(
+    hub: NodeHub, node_id: str, kernel_id: str, paths: list[str], max_bytes: int
+) -> list[bytes]:
+    """One tar archive per path, each at most `max_bytes`."""
+    request = wire.DownloadFiles(req_id="", kernel_id=kernel_id, paths=paths, max_bytes=max_bytes)
+    reply = await _call(hub, node_id, request, FILES_TIMEOUT)
+    archives = _read(node_id, reply, wire.FilesArchived).archives_b64
+    if len(archives) != len(paths):
+        raise NodeUnavailable(f"node {node_id} sent {len(archives)} archives for {len(paths)}")
+    try:
+        return [base64.b64decode(a, validate=True) for a in archives]
+    except binascii.Error as exc:
+        raise NodeUnavailable(f"node {node_id} sent a malformed archive: {exc}") from exc
+
+
+async def interrupt(hub: NodeHub, node_id: str, kernel_id: str) -> None:
+    request = wire.InterruptKernel(req_id="", kernel_id=kernel_id)
+    _read(node_id, await _call(hub, node_id, request, FILES_TIMEOUT), wire.KernelInterrupted)

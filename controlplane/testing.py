@@ -4,6 +4,9 @@ benchmarks of the control plane alone)."""
 
 from __future__ import annotations
 
+import base64
+import io
+import tarfile
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ class FakeNode:
     died: bool = False
     runs: dict[str, str] = field(default_factory=dict)  # held run id -> kernel id
     inputs: list[wire.Input] = field(default_factory=list)
+    interrupts: list[str] = field(default_factory=list)  # kernel ids
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def connect(self, kernels: list[wire.KernelInfo] | None = None) -> NodeConnection:
@@ -111,6 +115,15 @@ class FakeNode:
                 self._reply(message.req_id, wire.KernelLogs("fake logs\n"))
             case wire.Input():
                 self.inputs.append(message)
+            case wire.ListFiles():
+                entry = wire.FileEntry("x.py", "-rw-r--r--", 5, 0.0, 0.0, 0.0)
+                self._reply(message.req_id, wire.FilesListed([entry]))
+            case wire.DownloadFiles():
+                archives = [_tar(path.rsplit("/", 1)[-1], b"fake\n") for path in message.paths]
+                self._reply(message.req_id, wire.FilesArchived(archives))
+            case wire.InterruptKernel():
+                self.interrupts.append(message.kernel_id)
+                self._reply(message.req_id, wire.KernelInterrupted())
             case wire.Execute() if self.hold_runs:
                 self.runs[message.run_id] = message.kernel_id
             case wire.Execute():
@@ -131,3 +144,13 @@ class FakeNode:
             self._reply(message.req_id, wire.KernelCreated(uuid.uuid4().hex))
             if self.die_after_create:
                 self.die()
+
+
+def _tar(name: str, data: bytes) -> str:
+    """A base64 tar archive of one file, as a node sends it."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return base64.b64encode(out.getvalue()).decode()

@@ -16,6 +16,7 @@ Kernels are never touched on shutdown or disconnect: sessions outlive the node p
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import platform
@@ -44,7 +45,10 @@ from wire import (
     PROTOCOL,
     CreateKernel,
     DestroyKernel,
+    DownloadFiles,
     Execute,
+    FilesArchived,
+    FilesListed,
     FilesWritten,
     FrameError,
     FrameRejected,
@@ -53,10 +57,13 @@ from wire import (
     ImageInfo,
     ImagesChanged,
     Input,
+    InterruptKernel,
     KernelCreated,
     KernelDestroyed,
     KernelExited,
+    KernelInterrupted,
     KernelLogs,
+    ListFiles,
     Message,
     Register,
     Reply,
@@ -229,7 +236,16 @@ class Agent:
             nursery.start_soon(self._runs.execute, message, self.send)
         elif isinstance(message, Input):
             await self._runs.input(message)  # in order, and quick: one line to a local socket
-        elif isinstance(message, CreateKernel | DestroyKernel | GetLogs | Upload):
+        elif isinstance(
+            message,
+            CreateKernel
+            | DestroyKernel
+            | GetLogs
+            | Upload
+            | ListFiles
+            | DownloadFiles
+            | InterruptKernel,
+        ):
             nursery.start_soon(self._answer, message)
         elif isinstance(message, FrameRejected):
             log.warning(
@@ -263,6 +279,16 @@ class Agent:
             return KernelDestroyed(await self._kernels.destroy(request.kernel_id), logs)
         if isinstance(request, GetLogs):
             return KernelLogs(await self._kernels.logs(request.kernel_id))
+        if isinstance(request, ListFiles):
+            return FilesListed(await self._kernels.list_files(request.kernel_id, request.path))
+        if isinstance(request, DownloadFiles):
+            archives = await self._kernels.download(
+                request.kernel_id, request.paths, request.max_bytes
+            )
+            return FilesArchived([base64.b64encode(a).decode() for a in archives])
+        if isinstance(request, InterruptKernel):
+            await self._kernels.interrupt(request.kernel_id)
+            return KernelInterrupted()
         return FilesWritten(await self._kernels.upload(request.kernel_id, request.files))
 
     # --- engine events ----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import trio
 
-from node import hostfs
+from node import hostfs, workfiles
 from node.accelerators import Accelerators, Allocation
 from node.config import NodeConfig
 from node.errors import (
@@ -36,7 +36,15 @@ from node.errors import (
 from node.runner_client import RunnerConnection, RunnerSocket, ping
 from node.runtime import Bind, ContainerRuntime, ContainerSpec, ContainerState
 from node.stats import Tracked
-from wire import CreateKernel, KernelInfo, Slots, SlotsError, UploadFile, format_bytes
+from wire import (
+    CreateKernel,
+    FileEntry,
+    KernelInfo,
+    Slots,
+    SlotsError,
+    UploadFile,
+    format_bytes,
+)
 
 log = logging.getLogger("shipyard.node.kernels")
 
@@ -433,6 +441,22 @@ class Kernels:
 
         await trio.to_thread.run_sync(write_all)
         return [f.path for f in files]
+
+    async def list_files(self, kernel_id: str, path: str) -> list[FileEntry]:
+        kernel = await self.get(kernel_id)
+        return await trio.to_thread.run_sync(workfiles.list_folder, kernel.work, path)
+
+    async def download(self, kernel_id: str, paths: list[str], max_bytes: int) -> list[bytes]:
+        kernel = await self.get(kernel_id)
+
+        def archive_all() -> list[bytes]:
+            return [workfiles.archive(kernel.work, path, max_bytes) for path in paths]
+
+        return await trio.to_thread.run_sync(archive_all)
+
+    async def interrupt(self, kernel_id: str) -> None:
+        kernel = await self.get(kernel_id)
+        await self._runtime.interrupt(kernel.container_id)
 
 
 # The smallest limits the engine enforces: below 0.01 CPU docker's NanoCpus give no quota at

@@ -4,14 +4,16 @@ The node dials `GET /node/connect` with `Authorization: Bearer <node token>`, th
 `Register` first. After that either side may send at any time:
 
   node -> control plane: Register, Heartbeat, ImagesChanged, KernelExited, Reply, RunOutput
-  control plane -> node: CreateKernel, DestroyKernel, Execute, Input, GetLogs, Upload
+  control plane -> node: CreateKernel, DestroyKernel, Execute, Input, GetLogs, Upload,
+                         ListFiles, DownloadFiles, InterruptKernel
   either way:            FrameRejected (the other side sent something it could not read)
 
 Every frame is a JSON object whose `type` names its class; together they are one tagged union,
 validated by pydantic. Requests carry `req_id`; the node answers each with exactly one `Reply`
 (ok with a `result`, or not ok with an `error` for a person). Each request kind has its own result
 type (CreateKernel: KernelCreated, DestroyKernel: KernelDestroyed, GetLogs: KernelLogs, Upload:
-FilesWritten), which the requester validates with `read_result`. `Execute` has no `Reply`: its
+FilesWritten, ListFiles: FilesListed, DownloadFiles: FilesArchived, InterruptKernel:
+KernelInterrupted), which the requester validates with `read_result`. `Execute` has no `Reply`: its
 answer is a stream of `RunOutput` frames for its `run_id` that always ends with one whose kind
 is "finished".
 
@@ -94,8 +96,50 @@ class FilesWritten:
     written: list[str]
 
 
-Result = KernelCreated | KernelDestroyed | KernelLogs | FilesWritten
-R = TypeVar("R", KernelCreated, KernelDestroyed, KernelLogs, FilesWritten)
+@dataclass(frozen=True, config=_CONFIG)
+class FileEntry:
+    name: str
+    mode: str  # as `ls -l` shows it: "-rw-r--r--", "drwxr-xr-x"
+    size: int
+    ctime: float  # seconds since the epoch
+    mtime: float
+    atime: float
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class FilesListed:
+    entries: list[FileEntry]
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class FilesArchived:
+    archives_b64: list[str]  # one tar archive per requested path, in order
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class KernelInterrupted:
+    interrupted: bool = True
+
+
+Result = (
+    KernelCreated
+    | KernelDestroyed
+    | KernelLogs
+    | FilesWritten
+    | FilesListed
+    | FilesArchived
+    | KernelInterrupted
+)
+R = TypeVar(
+    "R",
+    KernelCreated,
+    KernelDestroyed,
+    KernelLogs,
+    FilesWritten,
+    FilesListed,
+    FilesArchived,
+    KernelInterrupted,
+)
 
 
 # --- node -> control plane -------------------------------------------------------------------
@@ -155,6 +199,8 @@ class RunOutput:
     data: str = ""  # text for stdout/stderr; the prompt for waiting-input
     exit_code: int | None = None  # for *-finished
     password: bool = False  # for waiting-input
+    # for finished, when the program did not end on its own: "killed: out of memory (...)"
+    reason: str = ""
     type: Literal["run_output"] = _tag("run_output")
 
 
@@ -226,6 +272,38 @@ class Upload:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class ListFiles:
+    """Result: FilesListed, the entries of a folder of the kernel's work directory."""
+
+    req_id: str
+    kernel_id: str
+    path: str  # relative to the work directory, or absolute under /home/work
+    type: Literal["list_files"] = _tag("list_files")
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class DownloadFiles:
+    """Result: FilesArchived, one tar archive per path (a file under its own name, a folder
+    with its tree; links and special files are left out)."""
+
+    req_id: str
+    kernel_id: str
+    paths: list[str]  # as in ListFiles
+    max_bytes: int  # the most one archive may hold
+    type: Literal["download_files"] = _tag("download_files")
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class InterruptKernel:
+    """Result: KernelInterrupted. SIGINT to the kernel's runner: a running query gets
+    KeyboardInterrupt, a running batch command's process group SIGINT."""
+
+    req_id: str
+    kernel_id: str
+    type: Literal["interrupt_kernel"] = _tag("interrupt_kernel")
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class FrameRejected:
     """Sent back for a frame the receiver could not read; the connection stays up."""
 
@@ -247,9 +325,14 @@ Message = (
     | Input
     | GetLogs
     | Upload
+    | ListFiles
+    | DownloadFiles
+    | InterruptKernel
     | FrameRejected
 )
-Request = CreateKernel | DestroyKernel | GetLogs | Upload
+Request = (
+    CreateKernel | DestroyKernel | GetLogs | Upload | ListFiles | DownloadFiles | InterruptKernel
+)
 _FRAME: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discriminator="type")])
 _TYPES = {cls.__dataclass_fields__["type"].default for cls in Message.__args__}
 
@@ -290,7 +373,8 @@ def decode(text: str | bytes) -> Message:
 def read_result(reply: Reply, result_type: type[R]) -> R:
     """The typed result of an ok reply; FrameError if the node sent something else."""
     try:
-        return result_type(**reply.result)
+        # as JSON, so that nested results (FilesListed's entries) validate as the frames do
+        return TypeAdapter(result_type).validate_json(json.dumps(reply.result))
     except (ValidationError, TypeError) as exc:
         problem = _describe(exc, skip=0) if isinstance(exc, ValidationError) else str(exc)
         raise FrameError("reply", problem, reply.req_id) from exc

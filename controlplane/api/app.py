@@ -17,6 +17,7 @@ from controlplane.api import (
     node_tokens,
     problems,
     session,
+    session_files,
 )
 from controlplane.api._context import CORE_KEY, is_public
 from controlplane.api.auth import authenticate
@@ -68,6 +69,7 @@ def create_app(the_core: Core) -> Quart:
     for blueprint in (
         misc.bp,
         session.bp,
+        session_files.bp,
         admin.bp,
         node.bp,
         node_tokens.bp,
