@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -24,6 +25,7 @@ from controlplane import keypairs
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import migrate, sessionmaker
 from controlplane.db.models import ACTIVE_STATUSES, Keypair, Session
+from controlplane.db.types import utcnow
 from controlplane.dbwriter import DBWriter
 from controlplane.events import SessionEvent, SessionEvents
 from controlplane.httpruns import HttpRuns
@@ -46,6 +48,7 @@ class Core:
         self.events = SessionEvents()
         self.http_runs = HttpRuns(self.hub)
         self.writer = DBWriter()
+        self.clock: Callable[[], datetime] = utcnow  # tests set their own
         self._wakers: list[Callable[[], None]] = []
         self._tg: TaskGroup | None = None
         self._stopping = False

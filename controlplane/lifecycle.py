@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 import wire
 from controlplane import images as images_db
-from controlplane import keypairs, nodecalls
+from controlplane import keypairs, nodecalls, pipelines
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
-from controlplane.db.models import Kernel, Keypair, Session, StatusChange
+from controlplane.db.models import Kernel, Keypair, Session, SessionDependency, StatusChange
 from controlplane.errors import (
     InsufficientPrivilege,
     InvalidAPIParams,
@@ -57,6 +57,13 @@ async def create_session(
                 data={"existingSessionId": str(existing.id)},
             )
         await sessions_db.check_satisfiable(db, params.resources)
+        dependencies = await pipelines.resolve_dependencies(db, owner, params.dependencies)
+        starts_at = None
+        if params.starts_at is not None:
+            try:
+                starts_at = pipelines.parse_starts_at(params.starts_at, core.clock())
+            except ValueError as exc:
+                raise InvalidAPIParams(str(exc)) from exc
         project = await keypairs.default_project_id(db)
         session = Session(
             name=params.name,
@@ -72,9 +79,11 @@ async def create_session(
             requested_slots=params.resources.to_wire(),
             environ=params.environ,
             startup_command=params.startup_command,
+            starts_at=starts_at,
         )
         db.add(session)
         await db.flush()
+        db.add_all(SessionDependency(session_id=session.id, depends_on=d) for d in dependencies)
         db.add(StatusChange(session_id=session.id, status="PENDING", reason="enqueued"))
         event = SessionEvent(session.id, session.name, session.access_key, "PENDING", "enqueued")
         await core.publish(db, event)

@@ -18,6 +18,7 @@ import anyio
 from sqlalchemy import select
 
 import wire
+from controlplane import pipelines
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
 from controlplane.db.models import OCCUPYING_STATUSES, Image, Node, Session
@@ -54,7 +55,8 @@ class Scheduler:
                     select(Session).where(Session.status == "PENDING").order_by(Session.created_at)
                 )
             )
-            if not pending:
+            pending, events = await pipelines.hold_back(db, pending, core.clock())
+            if not pending and not events:
                 return
             nodes = [
                 n
@@ -75,7 +77,6 @@ class Scheduler:
             for image in await db.scalars(select(Image)):
                 images.setdefault(image.node_id, set()).add(image.name)
 
-            events = []
             placed: list[uuid.UUID] = []
             for session in pending:
                 request = wire.Slots.from_wire(session.requested_slots)

@@ -60,6 +60,8 @@ class CreateParams:
     reuse: bool
     tag: str | None
     owner_access_key: str | None
+    dependencies: tuple[str, ...] = ()  # session ids or names that must succeed first
+    starts_at: str | None = None  # as the client typed it (pipelines.parse_starts_at)
 
 
 def requested_slots(raw: Mapping[str, str | int | float]) -> wire.Slots:

@@ -95,6 +95,17 @@ class CreateSession(CompatRequest):
     tag: str | None = Field(default=None, max_length=64)
     owner_access_key: str | None = _alias("owner_access_key", "ownerAccessKey")
     config: SessionConfig | None = None
+    dependencies: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="sessions (ids or names, ended ones too) that must succeed before this starts",
+    )
+    starts_at: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("starts_at", "startsAt"),
+        max_length=64,
+        description="batch only: ISO 8601 time or a delay (30m, 1h, 1d1hr, seconds)",
+    )
 
     @field_validator("image")
     @classmethod
@@ -115,6 +126,13 @@ class CreateSession(CompatRequest):
             raise ValueError("a batch session needs a startup command")
         return value
 
+    @field_validator("starts_at")
+    @classmethod
+    def _batch_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("type") != "batch":
+            raise ValueError("only batch sessions can be scheduled to start later")
+        return value
+
     def params(self) -> sessions_db.CreateParams:
         config = self.config or SessionConfig()
         return sessions_db.CreateParams(
@@ -129,6 +147,8 @@ class CreateSession(CompatRequest):
             reuse=self.reuse_if_exists is not False,
             tag=self.tag,
             owner_access_key=self.owner_access_key or None,
+            dependencies=tuple(self.dependencies or ()),
+            starts_at=self.starts_at,
         )
 
 
