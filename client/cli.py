@@ -60,6 +60,17 @@ def _max_wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def _depends_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--depends",
+        "depends",
+        multiple=True,
+        metavar="SESSION",
+        help="Start only after this session (id or name) succeeded; repeatable. If it does not"
+        " succeed, this one is cancelled with the reason.",
+    )(f)
+
+
 def _code_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
         "--exec",
@@ -80,6 +91,7 @@ def _code_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @_resources_option
 @_environ_option
 @_max_wait_option
+@_depends_option
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def run(
     image: str,
@@ -88,6 +100,7 @@ def run(
     resources: dict[str, str],
     environ: dict[str, str],
     max_wait: float,
+    depends: tuple[str, ...],
     files: tuple[Path, ...],
 ) -> None:
     """Run code in a fresh session, then remove it; exits with the code's exit status.
@@ -104,7 +117,13 @@ def run(
                 # import the WebSocket code while the server starts the container
                 nursery.start_soon(trio.to_thread.run_sync, _preload_stream)
                 created = await create_showing_why(
-                    api, image, name=name, max_wait=max_wait, resources=resources, environ=environ
+                    api,
+                    image,
+                    name=name,
+                    max_wait=max_wait,
+                    resources=resources,
+                    environ=environ,
+                    dependencies=depends,
                 )
         except BaseException as exc:
             # it may exist even though no answer came, unless the request never left
@@ -171,6 +190,22 @@ def session() -> None:
 @_environ_option
 @click.option("--enqueue-only", is_flag=True, help="Return at once, without waiting to start.")
 @_max_wait_option
+@click.option(
+    "--type",
+    "session_type",
+    type=click.Choice(["interactive", "batch"]),
+    default="interactive",
+    show_default=True,
+    help="A batch session runs its --startup-command once and ends with its result.",
+)
+@click.option("-c", "--startup-command", default=None, help="The batch session's command.")
+@_depends_option
+@click.option(
+    "--starts-at",
+    default=None,
+    metavar="TIME",
+    help="Batch only: start not before TIME (ISO 8601, or a delay such as 30m, 1h, 1d1hr).",
+)
 def session_create(
     image: str,
     name: str | None,
@@ -178,6 +213,10 @@ def session_create(
     environ: dict[str, str],
     enqueue_only: bool,
     max_wait: float,
+    session_type: str,
+    startup_command: str | None,
+    depends: tuple[str, ...],
+    starts_at: str | None,
 ) -> None:
     """Create a session and wait until it runs (unless --enqueue-only, or --max-wait passes:
     then it stays queued, with status TIMEOUT shown)."""
@@ -185,10 +224,14 @@ def session_create(
         lambda api: api.create_session(
             image,
             name=name,
+            type=session_type,
             resources=resources,
             environ=environ,
             enqueue_only=enqueue_only,
             max_wait=max_wait,
+            startup_command=startup_command,
+            dependencies=depends,
+            starts_at=starts_at,
         )
     )
     fields = [

@@ -240,6 +240,8 @@ class Client:
         max_wait: float = 0,
         startup_command: str | None = None,
         reuse: bool = False,
+        dependencies: Sequence[str] = (),
+        starts_at: str | None = None,
     ) -> dict[str, Any]:
         """POST /session; the server holds the answer until the session runs (unless
         enqueue_only, or max_wait seconds pass)."""
@@ -255,12 +257,12 @@ class Client:
                 "mount_map": {},
                 "preopen_ports": [],
             },
-            "dependencies": None,
+            "dependencies": list(dependencies),
             "callback_url": None,
             "architecture": architecture(),
             "clusterSize": 1,
             "clusterMode": "single-node",
-            "starts_at": None,
+            "starts_at": starts_at,
             "bootstrap_script": None,
             "owner_access_key": None,
             "domain": "default",

@@ -69,8 +69,7 @@ async def create(data: CreateSession) -> SessionCreated | SessionReused:
             session_id=str(session.id), session_name=session.name, status=session.status
         )
     status = "PENDING"
-    # a pipeline's session waits for its dependencies or its time: answer at once
-    if not (params.enqueue_only or params.dependencies or params.starts_at):
+    if not params.enqueue_only:
         status = await lifecycle.wait_started(core(), session.id, params.max_wait)
     async with core().db() as db:
         current = await db.get(Session, session.id)

@@ -57,8 +57,7 @@ async def test_b_starts_after_a_succeeds(api: API, node: FakeNode) -> None:
     node.hold_runs = True
     await _batch(api, "job-a")
     await _until(api, "job-a", "RUNNING")
-    created = await _create(api, "job-b", dependencies=["job-a"])
-    assert created["status"] == "PENDING"  # answered at once: it waits for job-a
+    created = await _create(api, "job-b", dependencies=["job-a"], enqueueOnly=True)
     await _one_pass(api)  # leaves job-b alone while job-a runs, saying so
     waiting = ("PENDING", "waiting for dependencies to succeed: job-a")
     assert await _status(api, "job-b") == waiting
@@ -77,8 +76,8 @@ async def test_a_failed_dependency_cancels_with_the_reason(api: API, node: FakeN
     node.hold_runs = True
     await _batch(api, "fail-a")
     await _until(api, "fail-a", "RUNNING")
-    await _batch(api, "fail-b", dependencies=["fail-a"])
-    await _create(api, "fail-c", dependencies=["fail-b"])  # and its dependents in turn
+    await _batch(api, "fail-b", dependencies=["fail-a"], enqueueOnly=True)
+    await _create(api, "fail-c", dependencies=["fail-b"], enqueueOnly=True)  # in turn
     [run] = node.runs
     node.output(wire.RunOutput(run, "finished", exit_code=3))
     reason = await _until(api, "fail-b", "CANCELLED")
@@ -91,7 +90,7 @@ async def test_a_failed_dependency_cancels_with_the_reason(api: API, node: FakeN
 async def test_starts_at_holds_until_the_clock_says(api: API, node: FakeNode) -> None:
     now = T0
     api.core.clock = lambda: now
-    await _batch(api, "later-1", starts_at="1h")
+    await _batch(api, "later-1", starts_at="1h", enqueueOnly=True)
     await _one_pass(api)
     reason = "scheduled to start at 2026-11-28T13:00:00+00:00"
     assert await _status(api, "later-1") == ("PENDING", reason)
