@@ -121,6 +121,8 @@ class FakeNode:
             case wire.DownloadFiles():
                 archives = [_tar(path.rsplit("/", 1)[-1], b"fake\n") for path in message.paths]
                 self._reply(message.req_id, wire.FilesArchived(archives))
+            case wire.CompleteCode():
+                self._reply(message.req_id, wire.Completions([message.code + "_done"]))
             case wire.InterruptKernel():
                 self.interrupts.append(message.kernel_id)
                 self._reply(message.req_id, wire.KernelInterrupted())

@@ -43,6 +43,8 @@ from node.runs import Runs
 from node.runtime import ContainerRuntime, DockerRuntime, RuntimeEvent
 from wire import (
     PROTOCOL,
+    CompleteCode,
+    Completions,
     CreateKernel,
     DestroyKernel,
     DownloadFiles,
@@ -244,7 +246,8 @@ class Agent:
             | Upload
             | ListFiles
             | DownloadFiles
-            | InterruptKernel,
+            | InterruptKernel
+            | CompleteCode,
         ):
             nursery.start_soon(self._answer, message)
         elif isinstance(message, FrameRejected):
@@ -286,6 +289,8 @@ class Agent:
                 request.kernel_id, request.paths, request.max_bytes
             )
             return FilesArchived([base64.b64encode(a).decode() for a in archives])
+        if isinstance(request, CompleteCode):
+            return Completions(await self._kernels.complete(request.kernel_id, request.code))
         if isinstance(request, InterruptKernel):
             await self._kernels.interrupt(request.kernel_id)
             return KernelInterrupted()

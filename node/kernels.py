@@ -12,6 +12,7 @@ can write only to their work filesystem (a quota-sized ext4 image, see node/host
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pwd
 import re
@@ -33,7 +34,7 @@ from node.errors import (
     KernelStartFailed,
     NodeError,
 )
-from node.runner_client import RunnerConnection, RunnerSocket, ping
+from node.runner_client import RUNNER_GONE, RunnerConnection, RunnerSocket, ping
 from node.runtime import Bind, ContainerRuntime, ContainerSpec, ContainerState
 from node.stats import Tracked
 from wire import (
@@ -454,6 +455,19 @@ class Kernels:
 
         return await trio.to_thread.run_sync(archive_all)
 
+    async def complete(self, kernel_id: str, code: str) -> list[str]:
+        """The runner's completions for the last word of `code`; none when it does not answer
+        within COMPLETE_WAIT (busy with a run)."""
+        kernel = await self.get(kernel_id)
+        with trio.move_on_after(COMPLETE_WAIT), contextlib.suppress(*RUNNER_GONE):
+            async with self.connect(kernel) as conn:
+                await conn.send({"op": "complete", "code": code})
+                while (event := await conn.receive()) is not None:
+                    items = event.get("items")
+                    if event.get("kind") == "completions" and isinstance(items, list):
+                        return [i for i in items if isinstance(i, str)][:MAX_COMPLETIONS]
+        return []
+
     async def interrupt(self, kernel_id: str) -> None:
         kernel = await self.get(kernel_id)
         await self._runtime.interrupt(kernel.container_id)
@@ -463,6 +477,8 @@ class Kernels:
 # all, and no container starts in less memory. The control plane refuses such requests; the
 # node does not trust that it did.
 MIN_CPU = Decimal("0.01")
+COMPLETE_WAIT = 2.0  # seconds; a runner busy with a run offers no completions
+MAX_COMPLETIONS = 100
 MIN_MEM = 6 * 2**20
 
 

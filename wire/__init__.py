@@ -6,6 +6,8 @@ and the client can all import it.
 
 from wire._messages import (
     PROTOCOL,
+    CompleteCode,
+    Completions,
     CreateKernel,
     DestroyKernel,
     DownloadFiles,
@@ -64,6 +66,8 @@ __all__ = [
     "SUPPORTED_API_VERSIONS",
     "WORK_ROOT",
     "AuthHeader",
+    "CompleteCode",
+    "Completions",
     "CreateKernel",
     "DestroyKernel",
     "DownloadFiles",

@@ -5,7 +5,7 @@ The node dials `GET /node/connect` with `Authorization: Bearer <node token>`, th
 
   node -> control plane: Register, Heartbeat, ImagesChanged, KernelExited, Reply, RunOutput
   control plane -> node: CreateKernel, DestroyKernel, Execute, Input, GetLogs, Upload,
-                         ListFiles, DownloadFiles, InterruptKernel
+                         ListFiles, DownloadFiles, InterruptKernel, CompleteCode
   either way:            FrameRejected (the other side sent something it could not read)
 
 Every frame is a JSON object whose `type` names its class; together they are one tagged union,
@@ -13,9 +13,9 @@ validated by pydantic. Requests carry `req_id`; the node answers each with exact
 (ok with a `result`, or not ok with an `error` for a person). Each request kind has its own result
 type (CreateKernel: KernelCreated, DestroyKernel: KernelDestroyed, GetLogs: KernelLogs, Upload:
 FilesWritten, ListFiles: FilesListed, DownloadFiles: FilesArchived, InterruptKernel:
-KernelInterrupted), which the requester validates with `read_result`. `Execute` has no `Reply`: its
-answer is a stream of `RunOutput` frames for its `run_id` that always ends with one whose kind
-is "finished".
+KernelInterrupted, CompleteCode: Completions), which the requester validates with
+`read_result`. `Execute` has no `Reply`: its answer is a stream of `RunOutput` frames for its
+`run_id` that always ends with one whose kind is "finished".
 
 Versions: `Register.protocol` is "MAJOR.MINOR". Peers with the same major understand each other:
 a newer peer's unknown fields are ignored and an older peer's missing optional fields take their
@@ -121,6 +121,11 @@ class KernelInterrupted:
     interrupted: bool = True
 
 
+@dataclass(frozen=True, config=_CONFIG)
+class Completions:
+    items: list[str]
+
+
 Result = (
     KernelCreated
     | KernelDestroyed
@@ -129,6 +134,7 @@ Result = (
     | FilesListed
     | FilesArchived
     | KernelInterrupted
+    | Completions
 )
 R = TypeVar(
     "R",
@@ -139,6 +145,7 @@ R = TypeVar(
     FilesListed,
     FilesArchived,
     KernelInterrupted,
+    Completions,
 )
 
 
@@ -304,6 +311,17 @@ class InterruptKernel:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class CompleteCode:
+    """Result: Completions for the last word of `code` in the kernel's query interpreter
+    (none while the kernel is busy with a run)."""
+
+    req_id: str
+    kernel_id: str
+    code: str
+    type: Literal["complete_code"] = _tag("complete_code")
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class FrameRejected:
     """Sent back for a frame the receiver could not read; the connection stays up."""
 
@@ -328,10 +346,18 @@ Message = (
     | ListFiles
     | DownloadFiles
     | InterruptKernel
+    | CompleteCode
     | FrameRejected
 )
 Request = (
-    CreateKernel | DestroyKernel | GetLogs | Upload | ListFiles | DownloadFiles | InterruptKernel
+    CreateKernel
+    | DestroyKernel
+    | GetLogs
+    | Upload
+    | ListFiles
+    | DownloadFiles
+    | InterruptKernel
+    | CompleteCode
 )
 _FRAME: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discriminator="type")])
 _TYPES = {cls.__dataclass_fields__["type"].default for cls in Message.__args__}

@@ -1,5 +1,5 @@
 """A running session's files and its lifecycle besides create/destroy (docs/backendai-api.md
-§11, §6.4): `session ls`, `session download`, `session rename`, `interrupt`.
+§11, §6.4): `session ls`, `session download`, `session rename`, `interrupt`, `complete`.
 
 The paths a user names are checked here (inside /home/work, no '..') so that a bad one gets a
 400 at once, and resolved by the node, which opens them without following any link the
@@ -77,6 +77,27 @@ class DownloadRequest(CompatRequest):
     @classmethod
     def _paths(cls, value: list[str]) -> list[str]:
         return [_check_path(v) for v in value]
+
+
+class CompleteOptions(CompatRequest):
+    row: int = 0
+    col: int = 0
+    line: str = ""
+    post: str = ""
+
+
+class CompleteRequest(CompatRequest):
+    code: str = Field(max_length=65536, description="the code up to the cursor")
+    options: CompleteOptions | None = None
+
+
+class CompleteResult(Reply):
+    status: str = "finished"
+    completions: list[str]
+
+
+class Completed(Reply):
+    result: CompleteResult
 
 
 class RenameQuery(OwnerQuery):
@@ -191,3 +212,18 @@ async def interrupt(ref: str, args: OwnerQuery) -> Response:
     except NodeRefused as exc:
         raise SessionNotRunning(exc.msg) from exc
     return Response(status=204)
+
+
+@bp.post("/session/<ref>/complete")
+@returns(Completed)
+@query(OwnerQuery)
+@body(CompleteRequest)
+async def complete(ref: str, args: OwnerQuery, data: CompleteRequest) -> Completed:
+    """What the last word of the code could complete to, from the session's interpreter (none
+    while it is busy with a run)."""
+    _, node_id, kernel_id = await _running(ref, args)
+    try:
+        items = await nodecalls.complete(core().hub, node_id, kernel_id, data.code)
+    except NodeRefused as exc:
+        raise SessionNotRunning(exc.msg) from exc
+    return Completed(result=CompleteResult(completions=items))

@@ -21,6 +21,11 @@ Requests (the first line a client sends) and the items the runner answers with:
 ``{"op": "ping"}``
     -> ``{"kind": "pong", "pid": <int>}``, then the runner closes the connection.
 
+``{"op": "complete", "code": "<python source up to the cursor>"}``
+    -> ``{"kind": "completions", "items": [...]}``: names (and attributes, for ``a.b``) the
+    last word of the code could complete to, from the query interpreter's globals and the
+    builtins (``rlcompleter``; at most 100), then the runner closes the connection.
+
 ``{"op": "query", "code": "<python source>"}``
     Runs the code in one persistent interpreter (a single globals dict with
     ``__name__ == "__main__"`` kept for the runner's lifetime), compiled as ``"<input>"``.
@@ -73,6 +78,8 @@ import getpass
 import io
 import json
 import os
+import re
+import rlcompleter
 import selectors
 import signal
 import socket
@@ -320,6 +327,28 @@ def _pump(conn: Conn, proc: subprocess.Popen[bytes]) -> None:
             pipe.close()
 
 
+MAX_COMPLETIONS = 100
+_LAST_WORD = re.compile(r"[A-Za-z_][\w.]*$")
+
+
+def completions(code: str) -> list[str]:
+    """What the last word of `code` could complete to (rlcompleter, as the REPL's tab key)."""
+    match = _LAST_WORD.search(code)
+    if match is None:
+        return []
+    completer = rlcompleter.Completer(_globals)
+    items: list[str] = []
+    try:
+        while len(items) < MAX_COMPLETIONS:
+            item = completer.complete(match.group(), len(items))
+            if item is None:
+                break
+            items.append(item)
+    except Exception:  # an attribute lookup ran the session's code, which failed: no more
+        pass
+    return items
+
+
 def run_batch(conn: Conn, req: dict[str, Any]) -> tuple[int, str]:
     """The batch steps' exit code, and why the last one died when it was not its own doing."""
     code, reason = 0, ""
@@ -387,7 +416,9 @@ def _parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
         for field, _ in BATCH_STEPS:
             if not isinstance(req.get(field), (str, type(None))):
                 raise ValueError(f'"batch" field "{field}" must be a string or null')
-    if op not in ("ping", "query", "batch"):
+    if op == "complete" and not isinstance(req.get("code"), str):
+        raise ValueError('"complete" needs "code" as a string')
+    if op not in ("ping", "query", "batch", "complete"):
         raise ValueError(f"unknown op {op!r}")
     return op, req
 
@@ -404,6 +435,9 @@ def serve_one(conn: Conn) -> None:
         return
     if op == "ping":
         conn.send("pong", pid=os.getpid())
+        return
+    if op == "complete":
+        conn.send("completions", items=completions(req["code"]))
         return
     code, reason = (run_query(conn, req["code"]), "") if op == "query" else run_batch(conn, req)
     if code != 0:

@@ -147,3 +147,22 @@ def test_interrupt_stops_the_running_code(bai: BackendAI, session: str) -> None:
     stderr = "".join(d for s in steps for k, d in s["console"] if k == "stderr")
     assert "KeyboardInterrupt" in stderr
     assert (steps[-1]["status"], steps[-1]["exitCode"]) == ("finished", 1)
+
+
+COMPLETE = """
+import json
+from ai.backend.client.session import Session
+
+with Session() as api:
+    cs = api.ComputeSession(NAME)
+    cs.execute(None, "import json as my_json_module", mode="query")
+    print(json.dumps([cs.complete("my_json_mo"), cs.complete("my_json_module.dum")]))
+"""
+
+
+def test_complete_offers_the_sessions_names(bai: BackendAI, session: str) -> None:
+    result = bai.python(COMPLETE.replace("NAME", repr(session)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    names, attributes = json.loads(result.stdout.splitlines()[-1])
+    assert names == {"result": {"status": "finished", "completions": ["my_json_module"]}}
+    assert attributes["result"]["completions"] == ["my_json_module.dump(", "my_json_module.dumps("]

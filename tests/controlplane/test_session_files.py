@@ -76,3 +76,10 @@ async def test_interrupt_reaches_the_kernels_node(api: API, node: FakeNode) -> N
     assert response.status == 204
     [kernel] = node.kernels
     assert node.interrupts == [kernel]
+
+
+async def test_complete_answers_the_managers_shape(api: API, node: FakeNode) -> None:
+    await _create(api, "comp-1")
+    body = {"code": "pri", "options": {"row": 0, "col": 3, "line": "pri", "post": ""}}
+    response = await api.call("POST", "/session/comp-1/complete", body)
+    assert response.body == {"result": {"status": "finished", "completions": ["pri_done"]}}
