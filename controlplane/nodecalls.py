@@ -122,3 +122,8 @@ async def interrupt(hub: NodeHub, node_id: str, kernel_id: str) -> None:
 async def complete(hub: NodeHub, node_id: str, kernel_id: str, code: str) -> list[str]:
     request = wire.CompleteCode(req_id="", kernel_id=kernel_id, code=code)
     return _read(node_id, await _call(hub, node_id, request, FILES_TIMEOUT), wire.Completions).items
+
+
+async def restart(hub: NodeHub, node_id: str, kernel_id: str) -> None:
+    request = wire.RestartKernel(req_id="", kernel_id=kernel_id)
+    _read(node_id, await _call(hub, node_id, request, CREATE_TIMEOUT), wire.KernelRestarted)

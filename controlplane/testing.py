@@ -43,6 +43,7 @@ class FakeNode:
     runs: dict[str, str] = field(default_factory=dict)  # held run id -> kernel id
     inputs: list[wire.Input] = field(default_factory=list)
     interrupts: list[str] = field(default_factory=list)  # kernel ids
+    restarts: list[str] = field(default_factory=list)  # kernel ids
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def connect(self, kernels: list[wire.KernelInfo] | None = None) -> NodeConnection:
@@ -121,6 +122,9 @@ class FakeNode:
             case wire.DownloadFiles():
                 archives = [_tar(path.rsplit("/", 1)[-1], b"fake\n") for path in message.paths]
                 self._reply(message.req_id, wire.FilesArchived(archives))
+            case wire.RestartKernel():
+                self.restarts.append(message.kernel_id)
+                self._reply(message.req_id, wire.KernelRestarted())
             case wire.CompleteCode():
                 self._reply(message.req_id, wire.Completions([message.code + "_done"]))
             case wire.InterruptKernel():

@@ -65,11 +65,13 @@ from wire import (
     KernelExited,
     KernelInterrupted,
     KernelLogs,
+    KernelRestarted,
     ListFiles,
     Message,
     Register,
     Reply,
     Request,
+    RestartKernel,
     Result,
     Upload,
     decode,
@@ -247,7 +249,8 @@ class Agent:
             | ListFiles
             | DownloadFiles
             | InterruptKernel
-            | CompleteCode,
+            | CompleteCode
+            | RestartKernel,
         ):
             nursery.start_soon(self._answer, message)
         elif isinstance(message, FrameRejected):
@@ -289,6 +292,9 @@ class Agent:
                 request.kernel_id, request.paths, request.max_bytes
             )
             return FilesArchived([base64.b64encode(a).decode() for a in archives])
+        if isinstance(request, RestartKernel):
+            await self._kernels.restart(request.kernel_id)
+            return KernelRestarted()
         if isinstance(request, CompleteCode):
             return Completions(await self._kernels.complete(request.kernel_id, request.code))
         if isinstance(request, InterruptKernel):

@@ -13,6 +13,7 @@ can write only to their work filesystem (a quota-sized ext4 image, see node/host
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import pwd
 import re
@@ -136,8 +137,13 @@ class Kernels:
         self._disk = trio.CapacityLimiter(1)
         # kernels whose end the control plane caused or was told about in a Reply
         self._expected_exits: set[str] = set()
+        # kernels restarted in place, each expecting the one "die" event of its restart
+        self._restarting: set[str] = set()
 
     def exit_is_expected(self, kernel_id: str) -> bool:
+        if kernel_id in self._restarting:
+            self._restarting.discard(kernel_id)  # the stop of its restart: it lives on
+            return True
         return kernel_id in self._expected_exits
 
     def _dir(self, kernel_id: str) -> Path:
@@ -387,8 +393,23 @@ class Kernels:
         return exit_code
 
     def release_devices(self, kernel_id: str) -> None:
-        """The kernel stopped: its accelerator devices are free for others."""
-        self._accelerators.allocator.release(kernel_id)
+        """The kernel stopped: its accelerator devices are free for others (unless it stopped
+        to be restarted in place, keeping them)."""
+        if kernel_id not in self._restarting:
+            self._accelerators.allocator.release(kernel_id)
+
+    async def restart(self, kernel_id: str) -> None:
+        """Restart the kernel's container in place and wait until its runner answers."""
+        kernel = await self.get(kernel_id)
+        self._restarting.add(kernel_id)
+        try:
+            await self._runtime.restart(kernel.container_id)
+        except BaseException:
+            self._restarting.discard(kernel_id)
+            raise
+        pid = (await self._runtime.inspect(kernel.container_id)).pid
+        self._known[kernel_id] = dataclasses.replace(kernel, pid=pid)  # for live statistics
+        await self._wait_ready(kernel)
 
     def tracked(self) -> list[Tracked]:
         """The running kernels this node knows, for the statistics sampler."""

@@ -275,6 +275,11 @@ class MemoryRuntime:
             await self._stop(container_id, 137, oom=False)
         del self._containers[container_id]
 
+    async def restart(self, container_id: str) -> None:
+        self._get(container_id)
+        await self._stop(container_id, 137, oom=False)
+        await self.start(container_id)
+
     async def interrupt(self, container_id: str) -> None:
         container = self._get(container_id)
         if not container.running:

@@ -5,7 +5,8 @@ The node dials `GET /node/connect` with `Authorization: Bearer <node token>`, th
 
   node -> control plane: Register, Heartbeat, ImagesChanged, KernelExited, Reply, RunOutput
   control plane -> node: CreateKernel, DestroyKernel, Execute, Input, GetLogs, Upload,
-                         ListFiles, DownloadFiles, InterruptKernel, CompleteCode
+                         ListFiles, DownloadFiles, InterruptKernel, CompleteCode,
+                         RestartKernel
   either way:            FrameRejected (the other side sent something it could not read)
 
 Every frame is a JSON object whose `type` names its class; together they are one tagged union,
@@ -13,7 +14,8 @@ validated by pydantic. Requests carry `req_id`; the node answers each with exact
 (ok with a `result`, or not ok with an `error` for a person). Each request kind has its own result
 type (CreateKernel: KernelCreated, DestroyKernel: KernelDestroyed, GetLogs: KernelLogs, Upload:
 FilesWritten, ListFiles: FilesListed, DownloadFiles: FilesArchived, InterruptKernel:
-KernelInterrupted, CompleteCode: Completions), which the requester validates with
+KernelInterrupted, CompleteCode: Completions, RestartKernel: KernelRestarted), which the
+requester validates with
 `read_result`. `Execute` has no `Reply`: its answer is a stream of `RunOutput` frames for its
 `run_id` that always ends with one whose kind is "finished".
 
@@ -126,6 +128,11 @@ class Completions:
     items: list[str]
 
 
+@dataclass(frozen=True, config=_CONFIG)
+class KernelRestarted:
+    restarted: bool = True
+
+
 Result = (
     KernelCreated
     | KernelDestroyed
@@ -135,6 +142,7 @@ Result = (
     | FilesArchived
     | KernelInterrupted
     | Completions
+    | KernelRestarted
 )
 R = TypeVar(
     "R",
@@ -146,6 +154,7 @@ R = TypeVar(
     FilesArchived,
     KernelInterrupted,
     Completions,
+    KernelRestarted,
 )
 
 
@@ -322,6 +331,16 @@ class CompleteCode:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class RestartKernel:
+    """Result: KernelRestarted once the runner answers again. The container is restarted in
+    place: a fresh interpreter, /tmp emptied, the work directory kept."""
+
+    req_id: str
+    kernel_id: str
+    type: Literal["restart_kernel"] = _tag("restart_kernel")
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class FrameRejected:
     """Sent back for a frame the receiver could not read; the connection stays up."""
 
@@ -347,6 +366,7 @@ Message = (
     | DownloadFiles
     | InterruptKernel
     | CompleteCode
+    | RestartKernel
     | FrameRejected
 )
 Request = (
@@ -358,6 +378,7 @@ Request = (
     | DownloadFiles
     | InterruptKernel
     | CompleteCode
+    | RestartKernel
 )
 _FRAME: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discriminator="type")])
 _TYPES = {cls.__dataclass_fields__["type"].default for cls in Message.__args__}

@@ -1,5 +1,6 @@
 """A running session's files and its lifecycle besides create/destroy (docs/backendai-api.md
-§11, §6.4): `session ls`, `session download`, `session rename`, `interrupt`, `complete`.
+§11, §6.4): `session ls`, `session download`, `session rename`, `session restart`,
+`interrupt`, `complete`.
 
 The paths a user names are checked here (inside /home/work, no '..') so that a bad one gets a
 400 at once, and resolved by the node, which opens them without following any link the
@@ -227,3 +228,17 @@ async def complete(ref: str, args: OwnerQuery, data: CompleteRequest) -> Complet
     except NodeRefused as exc:
         raise SessionNotRunning(exc.msg) from exc
     return Completed(result=CompleteResult(completions=items))
+
+
+@bp.patch("/session/<ref>")
+@documented({204: None})
+@query(OwnerQuery)
+async def restart(ref: str, args: OwnerQuery) -> Response:
+    """Restart the session's kernel in place: a fresh interpreter (runs in progress end), the
+    files in /home/work kept. Answers once the kernel is ready again."""
+    _, node_id, kernel_id = await _running(ref, args)
+    try:
+        await nodecalls.restart(core().hub, node_id, kernel_id)
+    except NodeRefused as exc:
+        raise SessionNotRunning(exc.msg) from exc
+    return Response(status=204)

@@ -166,3 +166,19 @@ def test_complete_offers_the_sessions_names(bai: BackendAI, session: str) -> Non
     names, attributes = json.loads(result.stdout.splitlines()[-1])
     assert names == {"result": {"status": "finished", "completions": ["my_json_module"]}}
     assert attributes["result"]["completions"] == ["my_json_module.dump(", "my_json_module.dumps("]
+
+
+def test_restart_gives_a_fresh_interpreter_and_keeps_the_files(
+    bai: BackendAI, session: str
+) -> None:
+    kept = bai("run", "-t", session, "python", "-c", "remembered = 1; print('set')")
+    assert kept.returncode == 0 and kept.stdout == "set\n", kept.stderr
+    restarted = bai("session", "restart", session)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "Done." in restarted.stdout + restarted.stderr
+
+    check = "print('remembered' in globals(), open('x.py').read().strip())"
+    after = bai("run", "-t", session, "python", "-c", check)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout == "False print('x')\n"
+    assert bai.api("GET", f"/session/{session}").json()["status"] == "RUNNING"

@@ -65,6 +65,7 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/session/<ref>/rename"): OWNER,
     ("POST", "/session/<ref>/interrupt"): OWNER,
     ("POST", "/session/<ref>/complete"): OWNER,
+    ("PATCH", "/session/<ref>"): OWNER,
     ("GET", "/events/session"): OWNER,
     ("WS", "/stream/session/<ref>/execute"): OWNER,
     ("GET", "/admin/keypairs"): ADMIN,

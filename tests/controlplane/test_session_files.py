@@ -83,3 +83,14 @@ async def test_complete_answers_the_managers_shape(api: API, node: FakeNode) -> 
     body = {"code": "pri", "options": {"row": 0, "col": 3, "line": "pri", "post": ""}}
     response = await api.call("POST", "/session/comp-1/complete", body)
     assert response.body == {"result": {"status": "finished", "completions": ["pri_done"]}}
+
+
+async def test_restart_reaches_the_kernels_node_and_keeps_the_session(
+    api: API, node: FakeNode
+) -> None:
+    await _create(api, "again-1")
+    response = await api.call("PATCH", "/session/again-1")
+    assert response.status == 204
+    [kernel] = node.kernels
+    assert node.restarts == [kernel]
+    assert (await api.call("GET", "/session/again-1")).body["status"] == "RUNNING"
