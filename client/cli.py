@@ -73,6 +73,17 @@ def _mount_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def _depends_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--depends",
+        "depends",
+        multiple=True,
+        metavar="SESSION",
+        help="Start only after this session (id or name) succeeded; repeatable. If it does not"
+        " succeed, this one is cancelled with the reason.",
+    )(f)
+
+
 def _code_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
         "--exec",
@@ -94,6 +105,7 @@ def _code_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @_environ_option
 @_max_wait_option
 @_mount_option
+@_depends_option
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def run(
     image: str,
@@ -103,6 +115,7 @@ def run(
     environ: dict[str, str],
     max_wait: float,
     mounts: tuple[str, ...],
+    depends: tuple[str, ...],
     files: tuple[Path, ...],
 ) -> None:
     """Run code in a fresh session, then remove it; exits with the code's exit status.
@@ -126,6 +139,7 @@ def run(
                     resources=resources,
                     environ=environ,
                     mounts=mounts,
+                    dependencies=depends,
                 )
         except BaseException as exc:
             # it may exist even though no answer came, unless the request never left
@@ -200,6 +214,22 @@ def session() -> None:
     default=None,
     help="Node pool (default: the first the project may use).",
 )
+@click.option(
+    "--type",
+    "session_type",
+    type=click.Choice(["interactive", "batch"]),
+    default="interactive",
+    show_default=True,
+    help="A batch session runs its --startup-command once and ends with its result.",
+)
+@click.option("-c", "--startup-command", default=None, help="The batch session's command.")
+@_depends_option
+@click.option(
+    "--starts-at",
+    default=None,
+    metavar="TIME",
+    help="Batch only: start not before TIME (ISO 8601, or a delay such as 30m, 1h, 1d1hr).",
+)
 def session_create(
     image: str,
     name: str | None,
@@ -210,6 +240,10 @@ def session_create(
     mounts: tuple[str, ...],
     group: str,
     scaling_group: str | None,
+    session_type: str,
+    startup_command: str | None,
+    depends: tuple[str, ...],
+    starts_at: str | None,
 ) -> None:
     """Create a session and wait until it runs (unless --enqueue-only, or --max-wait passes:
     then it stays queued, with status TIMEOUT shown)."""
@@ -217,6 +251,7 @@ def session_create(
         lambda api: api.create_session(
             image,
             name=name,
+            type=session_type,
             resources=resources,
             environ=environ,
             enqueue_only=enqueue_only,
@@ -224,6 +259,9 @@ def session_create(
             mounts=mounts,
             group=group,
             scaling_group=scaling_group,
+            startup_command=startup_command,
+            dependencies=depends,
+            starts_at=starts_at,
         )
     )
     fields = [

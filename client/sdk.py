@@ -270,6 +270,8 @@ class Client:
         mounts: Sequence[str] = (),
         group: str = "default",
         scaling_group: str | None = None,
+        dependencies: Sequence[str] = (),
+        starts_at: str | None = None,
     ) -> dict[str, Any]:
         """POST /session; the server holds the answer until the session runs (unless
         enqueue_only, or max_wait seconds pass). `mounts`: folders as NAME[:PATH][:ro];
@@ -287,12 +289,12 @@ class Client:
                 "mount_map": paths,
                 "preopen_ports": [],
             },
-            "dependencies": None,
+            "dependencies": list(dependencies),
             "callback_url": None,
             "architecture": architecture(),
             "clusterSize": 1,
             "clusterMode": "single-node",
-            "starts_at": None,
+            "starts_at": starts_at,
             "bootstrap_script": None,
             "owner_access_key": None,
             "domain": "default",

@@ -26,7 +26,8 @@ from controlplane.errors import InvalidAPIParams, SessionNotRunning
 from controlplane.runs import Run
 
 
-async def _main_kernel(core: Core, session: Session) -> Kernel:
+async def main_kernel(core: Core, session: Session) -> Kernel:
+    """The session's running kernel; SessionNotRunning (409) when there is none."""
     if session.status != "RUNNING":
         detail = f": {session.status_info}" if session.status_info else ""
         raise SessionNotRunning(
@@ -57,15 +58,22 @@ def batch_options(options: Any) -> dict[str, str | None]:
 
 
 async def start_run(
-    core: Core, session: Session, mode: str, code: str = "", options: Any = None
+    core: Core,
+    session: Session,
+    mode: str,
+    code: str = "",
+    options: Any = None,
+    client_run_id: str | None = None,
 ) -> Run:
-    """Send the code to the session's kernel; the caller must `core.hub.close_run` it."""
+    """Send the code to the session's kernel; the caller must `core.hub.close_run` it.
+
+    `client_run_id` is the id the client chose for the run (None: the server's own)."""
     if mode not in ("query", "batch"):
         raise InvalidAPIParams(f"mode must be query or batch, not {mode!r}")
     if not isinstance(code, str):
         raise InvalidAPIParams("code must be a string")
     picked = batch_options(options) if mode == "batch" else {}
-    kernel = await _main_kernel(core, session)
+    kernel = await main_kernel(core, session)
     assert kernel.node_id is not None
     commands: dict[str, str | None] = {}
     if mode == "batch":
@@ -82,7 +90,13 @@ async def start_run(
     output = await nodecalls.execute(core.hub, kernel.node_id, request)
     core.activity.touch(session.id)  # running code is use: the idle checks (idle.py) read it
     return Run(
-        request.run_id, session.id, session.access_key, kernel.node_id, str(kernel.id), output
+        request.run_id,
+        session.id,
+        session.access_key,
+        kernel.node_id,
+        str(kernel.id),
+        output,
+        client_run_id=client_run_id or "",
     )
 
 
@@ -113,6 +127,8 @@ async def next_chunk(run: Run, wait: float = math.inf) -> dict[str, Any]:
                 _append(console, item.kind, item.data)
             else:
                 status, exit_code = item.kind, item.exit_code
+                if item.kind == "finished":
+                    run.end_reason = item.reason
                 if item.kind == "waiting-input":
                     options = {"is_password": item.password, "prompt": item.data}
                     if item.data and not item.password:
@@ -142,8 +158,9 @@ def _append(console: list[list[str]], kind: str, data: str) -> None:
 
 async def execute_collect(
     core: Core, session: Session, mode: str, *, code: str = "", options: Any = None
-) -> tuple[list[list[str]], int | None]:
-    """Run to completion without interaction; returns the console and the exit code."""
+) -> tuple[list[list[str]], int | None, str]:
+    """Run to completion without interaction; returns the console, the exit code and why it
+    ended when the program did not end on its own ("" otherwise)."""
     console: list[list[str]] = []
     async with open_run(core, session, mode, code, options) as run:
         while True:
@@ -151,6 +168,6 @@ async def execute_collect(
             for kind, data in chunk["console"]:
                 _append(console, kind, data)
             if chunk["status"] == "finished":
-                return console, chunk["exitCode"]
+                return console, chunk["exitCode"], run.end_reason
             if chunk["status"] == "waiting-input":
                 await send_input(core, run, "")

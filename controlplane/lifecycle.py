@@ -7,6 +7,7 @@ What nodes report (registration, kernel exits, lost nodes) is `controlplane.reco
 from __future__ import annotations
 
 import math
+import signal
 import uuid
 from typing import Any
 
@@ -14,11 +15,11 @@ import anyio
 from sqlalchemy import select
 
 import wire
-from controlplane import apps, keypairs, nodecalls, scalinggroups, tenancy, vfolders
+from controlplane import apps, keypairs, nodecalls, pipelines, scalinggroups, tenancy, vfolders
 from controlplane import images as images_db
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
-from controlplane.db.models import Kernel, Keypair, Session, StatusChange
+from controlplane.db.models import Kernel, Keypair, Session, SessionDependency, StatusChange
 from controlplane.errors import (
     InsufficientPrivilege,
     InvalidAPIParams,
@@ -57,6 +58,13 @@ async def create_session(
                 data={"existingSessionId": str(existing.id)},
             )
         await sessions_db.check_satisfiable(db, params.resources)
+        dependencies = await pipelines.resolve_dependencies(db, owner, params.dependencies)
+        starts_at = None
+        if params.starts_at is not None:
+            try:
+                starts_at = pipelines.parse_starts_at(params.starts_at, core.activity.clock.now())
+            except ValueError as exc:
+                raise InvalidAPIParams(str(exc)) from exc
         project = await tenancy.resolve_project(db, owner.user, params.domain, params.group)
         scaling_group = await scalinggroups.choose(db, project, params.scaling_group, params.type)
         session = Session(
@@ -74,10 +82,12 @@ async def create_session(
             scaling_group=scaling_group,
             environ=params.environ,
             startup_command=params.startup_command,
+            starts_at=starts_at,
         )
         db.add(session)
         await db.flush()
         await vfolders.mounts.attach(db, session, owner.user, params.mounts)
+        db.add_all(SessionDependency(session_id=session.id, depends_on=d) for d in dependencies)
         db.add(StatusChange(session_id=session.id, status="PENDING", reason="enqueued"))
         event = SessionEvent(session.id, session.name, session.access_key, "PENDING", "enqueued")
         await core.publish(db, event)
@@ -261,21 +271,49 @@ async def finish_termination(
 
 
 async def run_batch(core: Core, session_id: uuid.UUID) -> None:
-    """A batch session runs its startup command once, ends SUCCESS/FAILURE, and is removed."""
+    """A batch session runs its startup command once, ends SUCCESS/FAILURE with the reason its
+    command ended, and is removed; its exit code and logs stay with the session."""
     async with core.db() as db:
         session = await db.get(Session, session_id)
         assert session is not None
         command = session.startup_command or ""
     try:
-        _, exit_code = await execute_collect(core, session, "batch", options={"exec": command})
+        _, exit_code, killed = await execute_collect(
+            core, session, "batch", options={"exec": command}
+        )
     except NodeUnavailable as exc:
-        exit_code, why = None, exc.msg
+        exit_code, why = None, f"the startup command was lost: {exc.msg}"
     else:
-        why = f"startup command exited with code {exit_code}"
+        why = batch_ending(exit_code, killed)
     async with core.db() as db:
         current = await db.get(Session, session_id)
         assert current is not None
-        current.result = "SUCCESS" if exit_code == 0 else "FAILURE"
-        current.status_data = {**current.status_data, "exit_code": exit_code, "reason": why}
-        await db.commit()
-    await destroy_session(core, current, forced=True)
+        # ended meanwhile (destroyed by its user, lost with its node): that reason stands
+        event = await sessions_db.transition(
+            db, current, "TERMINATING", why, expect=("RUNNING",), exit_code=exit_code
+        )
+        if event is not None:
+            await db.refresh(current)
+            current.result = "SUCCESS" if exit_code == 0 else "FAILURE"
+            current.status_data = {**current.status_data, "exit_code": exit_code, "reason": why}
+        elif current.result == "UNDEFINED":
+            current.result = "FAILURE"  # it did not get to finish
+        await core.publish(db, event)
+    if event is not None:
+        with anyio.CancelScope(shield=True):
+            await finish_termination(core, session_id, why, forced=True)
+
+
+def batch_ending(exit_code: int | None, killed: str) -> str:
+    """Why a batch session's command ended, for `status_info`."""
+    if killed:
+        return f"the startup command was {killed} (exit code {exit_code})"
+    if exit_code == 0:
+        return "the startup command succeeded (exit code 0)"
+    if exit_code is not None and 128 < exit_code <= 128 + 64:
+        try:
+            name = signal.Signals(exit_code - 128).name
+        except ValueError:
+            name = f"signal {exit_code - 128}"
+        return f"the startup command was killed by {name} (exit code {exit_code})"
+    return f"the startup command failed with exit code {exit_code}"

@@ -6,6 +6,8 @@ malformed result, or never answers raises NodeUnavailable (saying which node and
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from dataclasses import replace
 
@@ -21,6 +23,7 @@ DESTROY_TIMEOUT = 60.0
 LOGS_TIMEOUT = 30.0
 UPLOAD_TIMEOUT = 60.0
 OPEN_STREAM_TIMEOUT = 180.0  # the kernel may start the app on demand first
+FILES_TIMEOUT = 60.0
 
 
 class NodeRefused(NodeUnavailable):
@@ -109,3 +112,39 @@ async def open_stream(
         stream.closed_by_peer(str(exc))
         raise
     return stream
+
+
+async def list_files(hub: NodeHub, node_id: str, kernel_id: str, path: str) -> list[wire.FileEntry]:
+    request = wire.ListFiles(req_id="", kernel_id=kernel_id, path=path)
+    reply = await _call(hub, node_id, request, FILES_TIMEOUT)
+    return _read(node_id, reply, wire.FilesListed).entries
+
+
+async def download(
+    hub: NodeHub, node_id: str, kernel_id: str, paths: list[str], max_bytes: int
+) -> list[bytes]:
+    """One tar archive per path, each at most `max_bytes`."""
+    request = wire.DownloadFiles(req_id="", kernel_id=kernel_id, paths=paths, max_bytes=max_bytes)
+    reply = await _call(hub, node_id, request, FILES_TIMEOUT)
+    archives = _read(node_id, reply, wire.FilesArchived).archives_b64
+    if len(archives) != len(paths):
+        raise NodeUnavailable(f"node {node_id} sent {len(archives)} archives for {len(paths)}")
+    try:
+        return [base64.b64decode(a, validate=True) for a in archives]
+    except binascii.Error as exc:
+        raise NodeUnavailable(f"node {node_id} sent a malformed archive: {exc}") from exc
+
+
+async def interrupt(hub: NodeHub, node_id: str, kernel_id: str) -> None:
+    request = wire.InterruptKernel(req_id="", kernel_id=kernel_id)
+    _read(node_id, await _call(hub, node_id, request, FILES_TIMEOUT), wire.KernelInterrupted)
+
+
+async def complete(hub: NodeHub, node_id: str, kernel_id: str, code: str) -> list[str]:
+    request = wire.CompleteCode(req_id="", kernel_id=kernel_id, code=code)
+    return _read(node_id, await _call(hub, node_id, request, FILES_TIMEOUT), wire.Completions).items
+
+
+async def restart(hub: NodeHub, node_id: str, kernel_id: str) -> None:
+    request = wire.RestartKernel(req_id="", kernel_id=kernel_id)
+    _read(node_id, await _call(hub, node_id, request, CREATE_TIMEOUT), wire.KernelRestarted)

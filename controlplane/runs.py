@@ -105,11 +105,16 @@ def _lost(run_id: str) -> wire.RunOutput:
 class Run:
     """One execution in a session's main kernel, as the control plane tracks it."""
 
-    run_id: str
+    run_id: str  # unique on the server: the node's output is routed by it
     session_id: uuid.UUID
     access_key: str  # the keypair that owns the session (only it may read or feed the run)
     node_id: str
     kernel_id: str
     output: RunBuffer
+    client_run_id: str = ""  # the id the client knows it by ("" : run_id)
     finished: bool = False
+    end_reason: str = ""  # why it finished, when the program did not end on its own
     last_used: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.client_run_id = self.client_run_id or self.run_id

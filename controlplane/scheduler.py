@@ -15,7 +15,9 @@ keypair with the smallest dominant share of the group's capacity goes first) and
 that does not fit does not block the ones behind it. A request is placed whole on one node or
 not at all, and the ledger is charged before the next session is looked at, so concurrent
 creates cannot over-commit a node. Resource policies (controlplane/policies.py) are checked per
-level; a session they hold back says which policy and which limit.
+level; a session they hold back says which policy and which limit. Sessions of a batch pipeline
+that are not ready (a dependency has not succeeded, or their start time has not come) are left
+alone (controlplane/pipelines.py); only such sessions are read for it.
 """
 
 from __future__ import annotations
@@ -25,14 +27,23 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import anyio
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 import wire
-from controlplane import policies
+from controlplane import pipelines, policies
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
-from controlplane.db.models import Image, Keypair, Node, Project, ScalingGroup, User
+from controlplane.db.models import (
+    Image,
+    Keypair,
+    Node,
+    Project,
+    ScalingGroup,
+    Session,
+    SessionDependency,
+    User,
+)
 from controlplane.ledger import Held, Ledger, Pending
 from controlplane.placement import NodePool
 
@@ -83,6 +94,7 @@ class Scheduler:
                 await self.ledger.catch_up(db)
             if not self.ledger.has_pending():
                 return
+            held_back = await self._not_ready(db)
             groups = {g.name: g for g in await db.scalars(select(ScalingGroup))}
             nodes = [
                 n
@@ -106,6 +118,8 @@ class Scheduler:
                 )
                 policy = group.scheduler if group is not None else "fifo"
                 for session in _order(policy, self.ledger, group_name, pool):
+                    if session.id in held_back:
+                        continue
                     node_id: str | None = None
                     if group is None or not group.is_active:
                         reason = f"waiting: the scaling group {group_name!r} is not active"
@@ -124,6 +138,24 @@ class Scheduler:
                             reasons = []
             await self._write(db, placements, "SCHEDULED")
             await self._write(db, reasons, "PENDING")
+
+    async def _not_ready(self, db: DBSession) -> set[uuid.UUID]:
+        """The pending sessions of pipelines that may not start yet; their waiting reasons (or
+        CANCELLED, when a dependency failed) are recorded and told here."""
+        query = select(Session).where(
+            Session.status == "PENDING",
+            or_(
+                Session.starts_at.is_not(None),
+                Session.id.in_(select(SessionDependency.session_id)),
+            ),
+        )
+        candidates = list(await db.scalars(query))
+        if not candidates:
+            return set()
+        now = self._core.activity.clock.now()
+        ready, events = await pipelines.hold_back(db, candidates, now)
+        await self._core.publish(db, *events)
+        return {s.id for s in candidates} - {s.id for s in ready}
 
     async def _write(self, db: DBSession, moves: list[_Move], to: str) -> None:
         """Record placements (`SCHEDULED`) or reasons (`PENDING`), commit, then tell: events

@@ -71,6 +71,8 @@ class CreateParams:
     domain: str | None = None
     mounts: MountRequest = field(default_factory=MountRequest)
     scaling_group: str | None = None  # None: the first the project may use
+    dependencies: tuple[str, ...] = ()  # session ids or names that must succeed first
+    starts_at: str | None = None  # as the client typed it (pipelines.parse_starts_at)
 
 
 def requested_slots(raw: Mapping[str, str | int | float]) -> wire.Slots:

@@ -4,6 +4,9 @@ benchmarks of the control plane alone)."""
 
 from __future__ import annotations
 
+import base64
+import io
+import tarfile
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,6 +48,8 @@ class FakeNode:
     inputs: list[wire.Input] = field(default_factory=list)
     image_labels: dict[str, str] = field(default_factory=dict)
     creates: list[wire.CreateKernel] = field(default_factory=list)  # every one received
+    interrupts: list[str] = field(default_factory=list)  # kernel ids
+    restarts: list[str] = field(default_factory=list)  # kernel ids
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def connect(self, kernels: list[wire.KernelInfo] | None = None) -> NodeConnection:
@@ -134,6 +139,20 @@ class FakeNode:
                 self._reply(message.req_id, wire.KernelLogs("fake logs\n"))
             case wire.Input():
                 self.inputs.append(message)
+            case wire.ListFiles():
+                entry = wire.FileEntry("x.py", "-rw-r--r--", 5, 0.0, 0.0, 0.0)
+                self._reply(message.req_id, wire.FilesListed([entry]))
+            case wire.DownloadFiles():
+                archives = [_tar(path.rsplit("/", 1)[-1], b"fake\n") for path in message.paths]
+                self._reply(message.req_id, wire.FilesArchived(archives))
+            case wire.RestartKernel():
+                self.restarts.append(message.kernel_id)
+                self._reply(message.req_id, wire.KernelRestarted())
+            case wire.CompleteCode():
+                self._reply(message.req_id, wire.Completions([message.code + "_done"]))
+            case wire.InterruptKernel():
+                self.interrupts.append(message.kernel_id)
+                self._reply(message.req_id, wire.KernelInterrupted())
             case wire.Execute() if self.hold_runs:
                 self.runs[message.run_id] = message.kernel_id
             case wire.Execute():
@@ -175,3 +194,13 @@ class ManualClock(Clock):
         self._now += timedelta(seconds=seconds)
         self._moved.set()
         self._moved = anyio.Event()
+
+
+def _tar(name: str, data: bytes) -> str:
+    """A base64 tar archive of one file, as a node sends it."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return base64.b64encode(out.getvalue()).decode()

@@ -17,6 +17,7 @@ Kernels are never touched on shutdown or disconnect: sessions outlive the node p
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import functools
@@ -48,10 +49,15 @@ from node.runtime import ContainerRuntime, DockerRuntime, RuntimeEvent
 from node.stats import Sampler, StatsSample
 from wire import (
     PROTOCOL,
+    CompleteCode,
+    Completions,
     CreateKernel,
     DestroyKernel,
     DeviceStats,
+    DownloadFiles,
     Execute,
+    FilesArchived,
+    FilesListed,
     FilesWritten,
     FrameError,
     FrameRejected,
@@ -60,17 +66,22 @@ from wire import (
     ImageInfo,
     ImagesChanged,
     Input,
+    InterruptKernel,
     KernelCreated,
     KernelDestroyed,
     KernelExited,
+    KernelInterrupted,
     KernelLogs,
+    KernelRestarted,
     KernelStats,
+    ListFiles,
     Message,
     OpenStream,
     Register,
     RelayStreams,
     Reply,
     Request,
+    RestartKernel,
     Result,
     Slots,
     StreamClose,
@@ -262,7 +273,18 @@ class Agent:
         elif isinstance(message, OpenStream):
             work = functools.partial(open_stream, self._kernels, message, streams, nursery)
             nursery.start_soon(self._answer, message, work)
-        elif isinstance(message, CreateKernel | DestroyKernel | GetLogs | Upload):
+        elif isinstance(
+            message,
+            CreateKernel
+            | DestroyKernel
+            | GetLogs
+            | Upload
+            | ListFiles
+            | DownloadFiles
+            | InterruptKernel
+            | CompleteCode
+            | RestartKernel,
+        ):
             nursery.start_soon(self._answer, message, functools.partial(self._handle, message))
         elif isinstance(message, FrameRejected):
             log.warning(
@@ -285,7 +307,18 @@ class Agent:
             reply = Reply(request.req_id, ok=True, result=result_dict(result))
         await self.send(reply)
 
-    async def _handle(self, request: CreateKernel | DestroyKernel | GetLogs | Upload) -> Result:
+    async def _handle(
+        self,
+        request: CreateKernel
+        | DestroyKernel
+        | GetLogs
+        | Upload
+        | ListFiles
+        | DownloadFiles
+        | InterruptKernel
+        | CompleteCode
+        | RestartKernel,
+    ) -> Result:
         if isinstance(request, CreateKernel):
             return KernelCreated(await self._kernels.create(request))
         if isinstance(request, DestroyKernel):
@@ -296,6 +329,21 @@ class Agent:
             return KernelDestroyed(await self._kernels.destroy(request.kernel_id), logs)
         if isinstance(request, GetLogs):
             return KernelLogs(await self._kernels.logs(request.kernel_id))
+        if isinstance(request, ListFiles):
+            return FilesListed(await self._kernels.list_files(request.kernel_id, request.path))
+        if isinstance(request, DownloadFiles):
+            archives = await self._kernels.download(
+                request.kernel_id, request.paths, request.max_bytes
+            )
+            return FilesArchived([base64.b64encode(a).decode() for a in archives])
+        if isinstance(request, RestartKernel):
+            await self._kernels.restart(request.kernel_id)
+            return KernelRestarted()
+        if isinstance(request, CompleteCode):
+            return Completions(await self._kernels.complete(request.kernel_id, request.code))
+        if isinstance(request, InterruptKernel):
+            await self._kernels.interrupt(request.kernel_id)
+            return KernelInterrupted()
         return FilesWritten(await self._kernels.upload(request.kernel_id, request.files))
 
     # --- engine events ----------------------------------------------------------------------

@@ -12,6 +12,8 @@ can write only to their work filesystem (a quota-sized ext4 image, see node/host
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import pwd
 import re
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import trio
 
-from node import hostfs, vfolders
+from node import hostfs, vfolders, workfiles
 from node.accelerators import Accelerators, Allocation
 from node.config import NodeConfig
 from node.errors import (
@@ -33,10 +35,18 @@ from node.errors import (
     KernelStartFailed,
     NodeError,
 )
-from node.runner_client import RunnerConnection, RunnerSocket, ping
+from node.runner_client import RUNNER_GONE, RunnerConnection, RunnerSocket, ping
 from node.runtime import Bind, ContainerRuntime, ContainerSpec, ContainerState
 from node.stats import Tracked
-from wire import CreateKernel, KernelInfo, Slots, SlotsError, UploadFile, format_bytes
+from wire import (
+    CreateKernel,
+    FileEntry,
+    KernelInfo,
+    Slots,
+    SlotsError,
+    UploadFile,
+    format_bytes,
+)
 
 log = logging.getLogger("shipyard.node.kernels")
 
@@ -128,8 +138,13 @@ class Kernels:
         self._disk = trio.CapacityLimiter(1)
         # kernels whose end the control plane caused or was told about in a Reply
         self._expected_exits: set[str] = set()
+        # kernels restarted in place, each expecting the one "die" event of its restart
+        self._restarting: set[str] = set()
 
     def exit_is_expected(self, kernel_id: str) -> bool:
+        if kernel_id in self._restarting:
+            self._restarting.discard(kernel_id)  # the stop of its restart: it lives on
+            return True
         return kernel_id in self._expected_exits
 
     def _dir(self, kernel_id: str) -> Path:
@@ -393,8 +408,23 @@ class Kernels:
         return exit_code
 
     def release_devices(self, kernel_id: str) -> None:
-        """The kernel stopped: its accelerator devices are free for others."""
-        self._accelerators.allocator.release(kernel_id)
+        """The kernel stopped: its accelerator devices are free for others (unless it stopped
+        to be restarted in place, keeping them)."""
+        if kernel_id not in self._restarting:
+            self._accelerators.allocator.release(kernel_id)
+
+    async def restart(self, kernel_id: str) -> None:
+        """Restart the kernel's container in place and wait until its runner answers."""
+        kernel = await self.get(kernel_id)
+        self._restarting.add(kernel_id)
+        try:
+            await self._runtime.restart(kernel.container_id)
+        except BaseException:
+            self._restarting.discard(kernel_id)
+            raise
+        pid = (await self._runtime.inspect(kernel.container_id)).pid
+        self._known[kernel_id] = dataclasses.replace(kernel, pid=pid)  # for live statistics
+        await self._wait_ready(kernel)
 
     def tracked(self) -> list[Tracked]:
         """The running kernels this node knows, for the statistics sampler."""
@@ -449,11 +479,42 @@ class Kernels:
         await trio.to_thread.run_sync(write_all)
         return [f.path for f in files]
 
+    async def list_files(self, kernel_id: str, path: str) -> list[FileEntry]:
+        kernel = await self.get(kernel_id)
+        return await trio.to_thread.run_sync(workfiles.list_folder, kernel.work, path)
+
+    async def download(self, kernel_id: str, paths: list[str], max_bytes: int) -> list[bytes]:
+        kernel = await self.get(kernel_id)
+
+        def archive_all() -> list[bytes]:
+            return [workfiles.archive(kernel.work, path, max_bytes) for path in paths]
+
+        return await trio.to_thread.run_sync(archive_all)
+
+    async def complete(self, kernel_id: str, code: str) -> list[str]:
+        """The runner's completions for the last word of `code`; none when it does not answer
+        within COMPLETE_WAIT (busy with a run)."""
+        kernel = await self.get(kernel_id)
+        with trio.move_on_after(COMPLETE_WAIT), contextlib.suppress(*RUNNER_GONE):
+            async with self.connect(kernel) as conn:
+                await conn.send({"op": "complete", "code": code})
+                while (event := await conn.receive()) is not None:
+                    items = event.get("items")
+                    if event.get("kind") == "completions" and isinstance(items, list):
+                        return [i for i in items if isinstance(i, str)][:MAX_COMPLETIONS]
+        return []
+
+    async def interrupt(self, kernel_id: str) -> None:
+        kernel = await self.get(kernel_id)
+        await self._runtime.interrupt(kernel.container_id)
+
 
 # The smallest limits the engine enforces: below 0.01 CPU docker's NanoCpus give no quota at
 # all, and no container starts in less memory. The control plane refuses such requests; the
 # node does not trust that it did.
 MIN_CPU = Decimal("0.01")
+COMPLETE_WAIT = 2.0  # seconds; a runner busy with a run offers no completions
+MAX_COMPLETIONS = 100
 MIN_MEM = 6 * 2**20
 
 

@@ -55,7 +55,12 @@ def _output(run_id: str, event: dict[str, Any]) -> RunOutput | None:
         )  # fmt: skip
     if kind.endswith("finished"):
         code = event.get("exit_code")
-        return RunOutput(run_id, kind, exit_code=int(code) if code is not None else None)
+        return RunOutput(
+            run_id,
+            kind,
+            exit_code=int(code) if code is not None else None,
+            reason=str(event.get("reason") or ""),
+        )
     return RunOutput(run_id, kind, data=str(event.get("data") or ""))
 
 
@@ -123,9 +128,9 @@ class Runs:
                     self._live.pop(req.run_id, None)
         except RUNNER_GONE as exc:
             log.info("run %s: lost the runner of kernel %s: %r", req.run_id, kernel.kernel_id, exc)
-        text, exit_code = await self._explain_death(kernel)
-        await emit(RunOutput(req.run_id, "stderr", data=text))
-        await emit(RunOutput(req.run_id, "finished", exit_code=exit_code))
+        reason, exit_code = await self._explain_death(kernel)
+        await emit(RunOutput(req.run_id, "stderr", data=f"\nshipyard: {reason}\n"))
+        await emit(RunOutput(req.run_id, "finished", exit_code=exit_code, reason=reason))
 
     async def input(self, req: Input) -> None:
         conn = self._live.get(req.run_id)
@@ -138,6 +143,7 @@ class Runs:
                 await conn.send({"op": "input", "text": req.text})
 
     async def _explain_death(self, kernel: Kernel) -> tuple[str, int]:
+        """Why the runner went away (for a person) and the run's exit code."""
         state: ContainerState | None = None
         try:
             with trio.move_on_after(DEATH_GRACE):
@@ -147,12 +153,12 @@ class Runs:
                         break
                     await trio.sleep(0.05)
         except ContainerNotFound:
-            return "\nshipyard: the kernel was removed\n", 1
+            return "the kernel was removed", 1
         if state is None or state.running:
-            return "\nshipyard: lost the connection to the kernel's runner\n", 1
+            return "lost the connection to the kernel's runner", 1
         if state.oom_killed:
             mem = state.mem_limit
             limit = f"memory limit {format_bytes(mem)}" if mem else "no memory limit"
-            return f"\nshipyard: the kernel was killed: out of memory ({limit})\n", 137
+            return f"the kernel was killed: out of memory ({limit})", 137
         code = state.exit_code if state.exit_code is not None else 1
-        return f"\nshipyard: the kernel exited unexpectedly (exit code {code})\n", code
+        return f"the kernel exited unexpectedly (exit code {code})", code

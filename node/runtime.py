@@ -116,6 +116,8 @@ class ContainerRuntime(Protocol):
     async def create(self, spec: ContainerSpec) -> str: ...
     async def start(self, container_id: str) -> None: ...
     async def remove(self, container_id: str) -> None: ...
+    async def interrupt(self, container_id: str) -> None: ...
+    async def restart(self, container_id: str) -> None: ...
     async def inspect(self, container_id: str) -> ContainerState: ...
     async def containers(self, labels: Mapping[str, str]) -> list[ContainerState]: ...
     async def logs(self, container_id: str, *, tail: int | None = None) -> str: ...
@@ -252,6 +254,20 @@ class DockerRuntime:
                     raise
 
         await self._run(f"removing container {container_id[:12]}", _remove)
+
+    async def restart(self, container_id: str) -> None:
+        """Stop (SIGKILL at once: the kernel's state is to be dropped) and start again."""
+        await self._run(
+            f"restarting container {container_id[:12]}",
+            lambda: self._api.restart(container_id, timeout=0),
+        )
+
+    async def interrupt(self, container_id: str) -> None:
+        """SIGINT to the container's main process (its init passes it to the runner)."""
+        await self._run(
+            f"interrupting container {container_id[:12]}",
+            lambda: self._api.kill(container_id, signal="SIGINT"),
+        )
 
     async def inspect(self, container_id: str) -> ContainerState:
         attrs = await self._run(

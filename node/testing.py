@@ -275,6 +275,17 @@ class MemoryRuntime:
             await self._stop(container_id, 137, oom=False)
         del self._containers[container_id]
 
+    async def restart(self, container_id: str) -> None:
+        self._get(container_id)
+        await self._stop(container_id, 137, oom=False)
+        await self.start(container_id)
+
+    async def interrupt(self, container_id: str) -> None:
+        container = self._get(container_id)
+        if not container.running:
+            raise NodeError(f"interrupting container {container_id[:12]}: it is not running")
+        container.interrupts += 1
+
     async def inspect(self, container_id: str) -> ContainerState:
         return self._get(container_id).state(container_id)
 
@@ -344,6 +355,7 @@ class _MemoryContainer:
     exit_code: int | None = None  # None until it stopped (a created container reports 0)
     oom_killed: bool = False
     log: str = ""
+    interrupts: int = 0  # SIGINTs it received
 
     def state(self, container_id: str) -> ContainerState:
         return ContainerState(

@@ -4,7 +4,9 @@ The node dials `GET /node/connect` with `Authorization: Bearer <node token>`, th
 `Register` first. After that either side may send at any time:
 
   node -> control plane: Register, Heartbeat, ImagesChanged, KernelExited, Reply, RunOutput
-  control plane -> node: CreateKernel, DestroyKernel, Execute, Input, GetLogs, Upload, OpenStream
+  control plane -> node: CreateKernel, DestroyKernel, Execute, Input, GetLogs, Upload,
+                         OpenStream, ListFiles, DownloadFiles, InterruptKernel, CompleteCode,
+                         RestartKernel
   either way:            FrameRejected (the other side sent something it could not read),
                          StreamWindow, StreamClose, and relay data (binary frames, below)
 
@@ -12,9 +14,11 @@ Every frame is a JSON object whose `type` names its class; together they are one
 validated by pydantic. Requests carry `req_id`; the node answers each with exactly one `Reply`
 (ok with a `result`, or not ok with an `error` for a person). Each request kind has its own result
 type (CreateKernel: KernelCreated, DestroyKernel: KernelDestroyed, GetLogs: KernelLogs, Upload:
-FilesWritten), which the requester validates with `read_result`. `Execute` has no `Reply`: its
-answer is a stream of `RunOutput` frames for its `run_id` that always ends with one whose kind
-is "finished".
+FilesWritten, ListFiles: FilesListed, DownloadFiles: FilesArchived, InterruptKernel:
+KernelInterrupted, CompleteCode: Completions, RestartKernel: KernelRestarted), which the
+requester validates with
+`read_result`. `Execute` has no `Reply`: its answer is a stream of `RunOutput` frames for its
+`run_id` that always ends with one whose kind is "finished".
 
 Relayed byte streams (since 1.2): `OpenStream` (answered by a Reply with `StreamOpened`) asks the
 node to connect stream `stream_id` to something inside a kernel through its runner: a TCP port
@@ -118,8 +122,66 @@ class StreamOpened:
     stream_id: int
 
 
-Result = KernelCreated | KernelDestroyed | KernelLogs | FilesWritten | StreamOpened
-R = TypeVar("R", KernelCreated, KernelDestroyed, KernelLogs, FilesWritten, StreamOpened)
+@dataclass(frozen=True, config=_CONFIG)
+class FileEntry:
+    name: str
+    mode: str  # as `ls -l` shows it: "-rw-r--r--", "drwxr-xr-x"
+    size: int
+    ctime: float  # seconds since the epoch
+    mtime: float
+    atime: float
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class FilesListed:
+    entries: list[FileEntry]
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class FilesArchived:
+    archives_b64: list[str]  # one tar archive per requested path, in order
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class KernelInterrupted:
+    interrupted: bool = True
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class Completions:
+    items: list[str]
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class KernelRestarted:
+    restarted: bool = True
+
+
+Result = (
+    KernelCreated
+    | StreamOpened
+    | KernelDestroyed
+    | KernelLogs
+    | FilesWritten
+    | FilesListed
+    | FilesArchived
+    | KernelInterrupted
+    | Completions
+    | KernelRestarted
+)
+R = TypeVar(
+    "R",
+    KernelCreated,
+    KernelDestroyed,
+    KernelLogs,
+    FilesWritten,
+    StreamOpened,
+    FilesListed,
+    FilesArchived,
+    KernelInterrupted,
+    Completions,
+    KernelRestarted,
+)
 
 
 # --- node -> control plane -------------------------------------------------------------------
@@ -207,6 +269,8 @@ class RunOutput:
     data: str = ""  # text for stdout/stderr; the prompt for waiting-input
     exit_code: int | None = None  # for *-finished
     password: bool = False  # for waiting-input
+    # for finished, when the program did not end on its own: "killed: out of memory (...)"
+    reason: str = ""
     type: Literal["run_output"] = _tag("run_output")
 
 
@@ -317,6 +381,59 @@ class StreamClose:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class ListFiles:
+    """Result: FilesListed, the entries of a folder of the kernel's work directory."""
+
+    req_id: str
+    kernel_id: str
+    path: str  # relative to the work directory, or absolute under /home/work
+    type: Literal["list_files"] = _tag("list_files")
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class DownloadFiles:
+    """Result: FilesArchived, one tar archive per path (a file under its own name, a folder
+    with its tree; links and special files are left out)."""
+
+    req_id: str
+    kernel_id: str
+    paths: list[str]  # as in ListFiles
+    max_bytes: int  # the most one archive may hold
+    type: Literal["download_files"] = _tag("download_files")
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class InterruptKernel:
+    """Result: KernelInterrupted. SIGINT to the kernel's runner: a running query gets
+    KeyboardInterrupt, a running batch command's process group SIGINT."""
+
+    req_id: str
+    kernel_id: str
+    type: Literal["interrupt_kernel"] = _tag("interrupt_kernel")
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class CompleteCode:
+    """Result: Completions for the last word of `code` in the kernel's query interpreter
+    (none while the kernel is busy with a run)."""
+
+    req_id: str
+    kernel_id: str
+    code: str
+    type: Literal["complete_code"] = _tag("complete_code")
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class RestartKernel:
+    """Result: KernelRestarted once the runner answers again. The container is restarted in
+    place: a fresh interpreter, /tmp emptied, the work directory kept."""
+
+    req_id: str
+    kernel_id: str
+    type: Literal["restart_kernel"] = _tag("restart_kernel")
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class FrameRejected:
     """Sent back for a frame the receiver could not read; the connection stays up."""
 
@@ -341,9 +458,25 @@ Message = (
     | OpenStream
     | StreamWindow
     | StreamClose
+    | ListFiles
+    | DownloadFiles
+    | InterruptKernel
+    | CompleteCode
+    | RestartKernel
     | FrameRejected
 )
-Request = CreateKernel | DestroyKernel | GetLogs | Upload | OpenStream
+Request = (
+    CreateKernel
+    | DestroyKernel
+    | GetLogs
+    | Upload
+    | OpenStream
+    | ListFiles
+    | DownloadFiles
+    | InterruptKernel
+    | CompleteCode
+    | RestartKernel
+)
 _FRAME: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discriminator="type")])
 _TYPES = {cls.__dataclass_fields__["type"].default for cls in Message.__args__}
 
@@ -400,7 +533,8 @@ def decode_data(frame: bytes) -> tuple[int, bytes]:
 def read_result(reply: Reply, result_type: type[R]) -> R:
     """The typed result of an ok reply; FrameError if the node sent something else."""
     try:
-        return result_type(**reply.result)
+        # as JSON, so that nested results (FilesListed's entries) validate as the frames do
+        return TypeAdapter(result_type).validate_json(json.dumps(reply.result))
     except (ValidationError, TypeError) as exc:
         problem = _describe(exc, skip=0) if isinstance(exc, ValidationError) else str(exc)
         raise FrameError("reply", problem, reply.req_id) from exc

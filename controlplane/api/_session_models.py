@@ -118,6 +118,17 @@ class CreateSession(CompatRequest):
     )
     config: SessionConfig | None = None
     domain: str | None = Field(default=None, max_length=64)
+    dependencies: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="sessions (ids or names, ended ones too) that must succeed before this starts",
+    )
+    starts_at: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("starts_at", "startsAt"),
+        max_length=64,
+        description="batch only: ISO 8601 time or a delay (30m, 1h, 1d1hr, seconds)",
+    )
 
     @field_validator("image")
     @classmethod
@@ -138,6 +149,13 @@ class CreateSession(CompatRequest):
             raise ValueError("a batch session needs a startup command")
         return value
 
+    @field_validator("starts_at")
+    @classmethod
+    def _batch_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("type") != "batch":
+            raise ValueError("only batch sessions can be scheduled to start later")
+        return value
+
     def params(self) -> sessions_db.CreateParams:
         config = self.config or SessionConfig()
         return sessions_db.CreateParams(
@@ -156,6 +174,8 @@ class CreateSession(CompatRequest):
             domain=self.domain or None,
             mounts=config.mount_request(),
             scaling_group=config.scaling_group,
+            dependencies=tuple(self.dependencies or ()),
+            starts_at=self.starts_at,
         )
 
 
@@ -346,7 +366,13 @@ class ExecuteRequest(CompatRequest):
 
     mode: Literal["query", "batch", "continue", "input"] = "query"
     code: str = ""
-    run_id: str | None = Field(default=None, validation_alias=AliasChoices("runId", "run_id"))
+    run_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("runId", "run_id"),
+        pattern=r"^[\x21-\x7e]{1,64}$",
+        description="the run's id: the client's choice for a new run (null: the server assigns"
+        " one), then echoed back to continue it or answer its prompt",
+    )
     options: dict[str, Any] | None = None
 
 

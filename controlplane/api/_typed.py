@@ -146,6 +146,10 @@ class ServerSentEvents:
     """Marks a route that answers text/event-stream (see `documented`)."""
 
 
+class TarArchives:
+    """Marks a route that answers multipart/mixed, one tar archive per part (see `documented`)."""
+
+
 def documented(
     responses: Mapping[int, Any], *, multipart: type[BaseModel] | None = None
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:

@@ -19,7 +19,7 @@ from werkzeug.routing.rules import Rule
 
 from controlplane.api._context import is_public, public
 from controlplane.api._models import Problem
-from controlplane.api._typed import ServerSentEvents
+from controlplane.api._typed import ServerSentEvents, TarArchives
 from hostlib import __version__
 
 bp = Blueprint("apidocs", __name__)
@@ -96,6 +96,9 @@ class _Provider(OpenAPIProvider):
         if model is ServerSentEvents:
             content = {"text/event-stream": {"schema": {"type": "string"}}}
             return {"description": "server-sent events", "content": content}, {}
+        if model is TarArchives:
+            content = {"multipart/mixed": {"schema": {"type": "string", "format": "binary"}}}
+            return {"description": "one tar archive per part", "content": content}, {}
         if not isinstance(model, type):  # a union of models, which quart-schema cannot read
             schema = TypeAdapter(model).json_schema(
                 ref_template="#/components/schemas/{model}", mode="serialization"

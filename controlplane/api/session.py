@@ -43,7 +43,7 @@ from controlplane.api._typed import (
     validate,
 )
 from controlplane.db.models import Kernel, Session
-from controlplane.errors import InvalidAPIParams, SessionNotRunning
+from controlplane.errors import InvalidAPIParams, SessionNotFound, SessionNotRunning
 from controlplane.execution import next_chunk, open_run, send_input, start_run
 from controlplane.nodecalls import NodeRefused
 
@@ -114,7 +114,9 @@ async def destroy(ref: str, args: DestroyQuery) -> Destroyed:
     """End a session and remove its container."""
     session = await _find(ref, args.owner_access_key)
     if session.status in ("TERMINATED", "CANCELLED"):
-        return Destroyed(stats={"status": session.status.lower()})
+        # as the 23.09 manager: an ended session is not found for a destroy (ERROR ones are,
+        # and their containers removed)
+        raise SessionNotFound(f"Session (id={ref}) does not exist.")
     stats = await lifecycle.destroy_session(core(), session, forced=args.forced)
     return Destroyed(stats=stats)
 
@@ -184,16 +186,22 @@ async def execute(ref: str, args: OwnerQuery, data: ExecuteRequest) -> Executed:
     session = await _find(ref, args.owner_access_key)
     runs = core().http_runs
     if data.mode in ("query", "batch"):
-        run = await start_run(core(), session, data.mode, data.code, data.options)
-        runs.add(run)
+        if data.run_id is not None:  # checked before the code reaches the kernel
+            runs.check_free(session.id, data.run_id)
+        run = await start_run(core(), session, data.mode, data.code, data.options, data.run_id)
+        try:
+            runs.add(run)
+        except InvalidAPIParams:  # another request started a run of that id meanwhile
+            core().hub.close_run(run.run_id)
+            raise
     else:  # continue or input
         run = runs.get(data.run_id, session.id, session.access_key)
         if data.mode == "input":
             await send_input(core(), run, data.code)
     chunk = await next_chunk(run, HTTP_CHUNK_WAIT)
     if run.finished:
-        runs.end(run.run_id)
-    return Executed(result=ExecuteResult.model_validate({**chunk, "runId": run.run_id}))
+        runs.end(run)
+    return Executed(result=ExecuteResult.model_validate({**chunk, "runId": run.client_run_id}))
 
 
 @bp.websocket("/stream/session/<ref>/execute")

@@ -238,6 +238,7 @@ class Session(Base):
     node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     terminated_at: Mapped[datetime | None] = mapped_column(default=None)
+    starts_at: Mapped[datetime | None] = mapped_column(default=None)  # batch: not before then
     kernels: Mapped[list[Kernel]] = relationship(back_populates="session", lazy="selectin")
     history: Mapped[list[StatusChange]] = relationship(
         back_populates="session", lazy="selectin", order_by="StatusChange.id"
@@ -245,6 +246,16 @@ class Session(Base):
     __table_args__ = (
         Index("ix_sessions_access_key_name", "access_key", "name"),
         Index("ix_sessions_status", "status"),
+    )
+
+
+class SessionDependency(Base):
+    """`session_id` starts only after `depends_on` ended with result SUCCESS."""
+
+    __tablename__ = "session_dependencies"
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
+    depends_on: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sessions.id"), primary_key=True, index=True
     )
 
 

@@ -11,7 +11,7 @@ from ariadne import QueryType
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
-from controlplane import apps, keypairs
+from controlplane import apps, keypairs, pipelines
 from controlplane import sessions as sessions_db
 from controlplane.db.models import DEAD_STATUSES, Kernel, Project, Session, User
 from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
@@ -86,13 +86,27 @@ async def session_views(db: DBSession, found: list[Session]) -> list[dict[str, A
     users = await keypairs.users_by_id(db, {s.user_id for s in found})
     archs = await sessions_db.architectures(db, found)
     ports = await apps.of_sessions(db, found)
-    return [
-        {
-            **_session_view(s, projects.get(s.project_id), users.get(s.user_id), archs[s.id]),
-            "service_ports": [app.record() for app in ports[s.id]],
-        }
-        for s in found
-    ]
+    deps = await pipelines.dependencies_of(db, [s.id for s in found])
+    views = []
+    for s in found:
+        view = _session_view(s, projects.get(s.project_id), users.get(s.user_id), archs[s.id])
+        view["service_ports"] = [app.record() for app in ports[s.id]]
+        view["dependencies"] = [_dependency_view(d) for d in deps.get(s.id, [])]
+        views.append(view)
+    return views
+
+
+def _dependency_view(session: Session) -> dict[str, Any]:
+    return {
+        "id": str(session.id),
+        "session_id": session.id,
+        "name": session.name,
+        "session_name": session.name,
+        "status": session.status,
+        "status_info": session.status_info,
+        "result": session.result,
+        "dependencies": [],
+    }
 
 
 async def sessions_of(db: DBSession, access_key: str, statuses: list[str] | None) -> list[Session]:
@@ -170,7 +184,7 @@ def _session_view(
         "status_history": {h.status.lower(): iso(h.at) for h in session.history},
         "created_at": session.created_at,
         "terminated_at": session.terminated_at,
-        "starts_at": None,
+        "starts_at": session.starts_at,
         "scheduled_at": _scheduled_at(session),
         "startup_command": session.startup_command,
         "result": session.result,
@@ -228,7 +242,7 @@ def _container_view(
         "status_data": {"exit_code": kernel.exit_code} if kernel.exit_code is not None else {},
         "created_at": kernel.created_at,
         "terminated_at": None if running else session.terminated_at,
-        "starts_at": None,
+        "starts_at": session.starts_at,
         "scheduled_at": _scheduled_at(session),
         "abusing_report": None,
         "agent": kernel.node_id,

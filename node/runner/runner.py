@@ -21,6 +21,11 @@ Requests (the first line a client sends) and the items the runner answers with:
 ``{"op": "ping"}``
     -> ``{"kind": "pong", "pid": <int>}``, then the runner closes the connection.
 
+``{"op": "complete", "code": "<python source up to the cursor>"}``
+    -> ``{"kind": "completions", "items": [...]}``: names (and attributes, for ``a.b``) the
+    last word of the code could complete to, from the query interpreter's globals and the
+    builtins (``rlcompleter``; at most 100), then the runner closes the connection.
+
 ``{"op": "query", "code": "<python source>"}``
     Runs the code in one persistent interpreter (a single globals dict with
     ``__name__ == "__main__"`` kept for the runner's lifetime), compiled as ``"<input>"``.
@@ -43,7 +48,10 @@ Requests (the first line a client sends) and the items the runner answers with:
     -> ``{"kind": "clean-finished", "exit_code": n}`` after clean and
     ``{"kind": "build-finished", "exit_code": n}`` after build; a non-zero code stops there.
     -> ``{"kind": "finished", "exit_code": n}`` last: the code of the last step run (0 if none).
-    The exit code is the shell's status; death by signal S gives 128 + S.
+    The exit code is the shell's status; death by signal S gives 128 + S. A step killed by
+    the kernel's out-of-memory killer (the container's memory cgroup counted an ``oom_kill``
+    while it ran) adds ``"reason": "killed: out of memory (memory limit N)"`` to ``finished``,
+    after a stderr item saying the same.
 
 Anything else (bad JSON, not an object, unknown op, wrong field types) ->
 ``{"kind": "stderr", "data": "runner: <what is wrong>\\n"}`` then ``{"kind": "finished",
@@ -74,6 +82,8 @@ import importlib.util
 import io
 import json
 import os
+import re
+import rlcompleter
 import selectors
 import signal
 import socket
@@ -322,18 +332,75 @@ def _pump(conn: Conn, proc: subprocess.Popen[bytes]) -> None:
             pipe.close()
 
 
-def run_batch(conn: Conn, req: dict[str, Any]) -> int:
-    code = 0
+MAX_COMPLETIONS = 100
+_LAST_WORD = re.compile(r"[A-Za-z_][\w.]*$")
+
+
+def completions(code: str) -> list[str]:
+    """What the last word of `code` could complete to (rlcompleter, as the REPL's tab key)."""
+    match = _LAST_WORD.search(code)
+    if match is None:
+        return []
+    completer = rlcompleter.Completer(_globals)
+    items: list[str] = []
+    try:
+        while len(items) < MAX_COMPLETIONS:
+            item = completer.complete(match.group(), len(items))
+            if item is None:
+                break
+            items.append(item)
+    except Exception:  # an attribute lookup ran the session's code, which failed: no more
+        pass
+    return items
+
+
+def run_batch(conn: Conn, req: dict[str, Any]) -> tuple[int, str]:
+    """The batch steps' exit code, and why the last one died when it was not its own doing."""
+    code, reason = 0, ""
     for field, done_kind in BATCH_STEPS:
         cmd = req.get(field)
         if cmd is None or cmd.strip() in ("", "*"):
             continue
+        kills = oom_kills()
         code = run_command(conn, cmd)
+        if code == 128 + signal.SIGKILL and kills is not None and (oom_kills() or 0) > kills:
+            reason = f"killed: out of memory (memory limit {_memory_limit()})"
+            conn.send("stderr", data=f"shipyard: {reason}\n")
+            _tee("stderr", f"shipyard: {reason}\n")
         if done_kind is not None:
             conn.send(done_kind, exit_code=code)
             if code != 0:
                 break
-    return code
+    return code, reason
+
+
+# the container's own memory cgroup (cgroup v2, then v1), as Docker mounts it inside
+_OOM_FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def oom_kills() -> int | None:
+    """How many processes the out-of-memory killer ended in this container (None: unknown)."""
+    for path in _OOM_FILES:
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _memory_limit() -> str:
+    for path in _LIMIT_FILES:
+        try:
+            with open(path) as f:
+                return _size(int(f.read().strip()))
+        except (OSError, ValueError):
+            continue
+    return "unknown"
 
 
 # --- serving ----------------------------------------------------------------------------------
@@ -354,7 +421,9 @@ def _parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
         for field, _ in BATCH_STEPS:
             if not isinstance(req.get(field), (str, type(None))):
                 raise ValueError(f'"batch" field "{field}" must be a string or null')
-    if op not in ("ping", "query", "batch"):
+    if op == "complete" and not isinstance(req.get("code"), str):
+        raise ValueError('"complete" needs "code" as a string')
+    if op not in ("ping", "query", "batch", "complete"):
         raise ValueError(f"unknown op {op!r}")
     return op, req
 
@@ -372,12 +441,18 @@ def serve_one(conn: Conn) -> None:
     if op == "ping":
         conn.send("pong", pid=os.getpid())
         return
-    code = run_query(conn, req["code"]) if op == "query" else run_batch(conn, req)
+    if op == "complete":
+        conn.send("completions", items=completions(req["code"]))
+        return
+    code, reason = (run_query(conn, req["code"]), "") if op == "query" else run_batch(conn, req)
     if code != 0:
         for note in full_filesystems():
             conn.send("stderr", data=note)
             _tee("stderr", note)
-    conn.send("finished", exit_code=code)
+    if reason:
+        conn.send("finished", exit_code=code, reason=reason)
+    else:
+        conn.send("finished", exit_code=code)
 
 
 def full_filesystems() -> list[str]:

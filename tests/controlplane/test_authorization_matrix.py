@@ -71,6 +71,12 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/session/<ref>/upload"): OWNER,
     ("POST", "/session/<ref>"): OWNER,
     ("DELETE", "/session/<ref>"): OWNER,
+    ("GET", "/session/<ref>/files"): OWNER,
+    ("GET", "/session/<ref>/download"): OWNER,
+    ("POST", "/session/<ref>/rename"): OWNER,
+    ("POST", "/session/<ref>/interrupt"): OWNER,
+    ("POST", "/session/<ref>/complete"): OWNER,
+    ("PATCH", "/session/<ref>"): OWNER,
     ("GET", "/events/session"): OWNER,
     ("WS", "/stream/session/<ref>/execute"): OWNER,
     ("GET", "/stream/session/<ref>/apps"): OWNER,
@@ -161,6 +167,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/session"): {"image": "python", "enqueueOnly": True},
     ("POST", "/admin/gql"): {"query": "{ images { name } }"},
     ("POST", "/session/<ref>"): {"mode": "query", "code": "print(1)"},
+    ("GET", "/session/<ref>/files"): {"path": "."},
+    ("GET", "/session/<ref>/download"): {"files": ["x.py"]},
+    ("POST", "/session/<ref>/complete"): {"code": "pri"},
     ("POST", "/admin/keypairs"): {"user": "matrix@example.com"},
     ("POST", "/images/aliases"): {"alias": "matrix-alias", "target": "python"},
     ("POST", "/images"): {"name": TEST_IMAGE},
@@ -220,6 +229,8 @@ class World:
         path = re.sub(r"<(?:[^:>]*:)?([^>]+)>", lambda m: values[m.group(1)], rule)
         if rule.endswith("proxy"):  # the app is required (the fake node's image has none)
             return path + "?app=web"
+        if rule == "/session/<ref>/rename":
+            return path + "?name=mine"  # the name it has: the world stays as it is
         # a single session's stream ends at once for a session that is gone
         return path + "?sessionName=gone" if rule == "/events/session" else path
 

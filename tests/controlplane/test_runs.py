@@ -159,3 +159,39 @@ def test_buffer_marks_each_gap_where_it_was() -> None:
     ]
     buffer.close()
     assert buffer.buffered_bytes == 0
+
+
+async def test_client_chosen_run_ids_are_per_session(api: API, node: FakeNode) -> None:
+    """A client-chosen runId names the run within its session only: two sessions may use the
+    same one, and a second run under an id in progress is refused before it starts."""
+    node.hold_runs = True
+    await _create(api, "mine-1")
+    await _create(api, "mine-2")
+    for name in ("mine-1", "mine-2"):
+        started = await api.call(
+            "POST", f"/session/{name}", {"mode": "query", "code": "input()", "runId": "job"}
+        )
+        assert started.body["result"]["runId"] == "job"
+    first, second = node.runs
+    assert first != second and "job" not in (first, second)  # the node sees unique ids
+    node.output(wire.RunOutput(second, "stdout", "from two\n"))
+    node.output(wire.RunOutput(first, "stdout", "from one\n"))
+
+    busy = await api.call("POST", "/session/mine-1", {"mode": "query", "code": "1", "runId": "job"})
+    assert busy.status == 400 and "in progress" in busy.body["msg"]
+    assert len(node.runs) == 2  # refused before anything reached the kernel
+
+    one = await api.call("POST", "/session/mine-1", {"mode": "continue", "runId": "job"})
+    assert one.body["result"]["console"] == [["stdout", "from one\n"]]
+    two = await api.call("POST", "/session/mine-2", {"mode": "continue", "runId": "job"})
+    assert two.body["result"]["console"] == [["stdout", "from two\n"]]
+
+
+@pytest.mark.parametrize("run_id", ["", "a b", "x" * 65, "tab\t"])
+async def test_unusable_client_run_ids_are_400(api: API, node: FakeNode, run_id: str) -> None:
+    await _create(api, "bad-ids")
+    response = await api.call(
+        "POST", "/session/bad-ids", {"mode": "query", "code": "1", "runId": run_id}
+    )
+    assert response.status == 400
+    assert response.content_type == "application/problem+json"

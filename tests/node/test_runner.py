@@ -341,3 +341,13 @@ def test_runner_log_holds_the_session_output(runner: Runner, tmp_path: Path) -> 
 def test_user_code_imports_from_the_cwd(runner: Runner) -> None:
     (runner.cwd / "mymod.py").write_text("VALUE = 'from cwd'\n")
     assert text(query(runner.sock, "import mymod\nprint(mymod.VALUE)"), "stdout") == "from cwd\n"
+
+
+def test_complete_offers_names_and_attributes_of_the_query_globals(runner: Runner) -> None:
+    assert finished(query(runner.sock, "import json as my_json_module\nmy_value = 1")) == 0
+    [names] = request(runner.sock, {"op": "complete", "code": "x = my_"})
+    assert names == {"kind": "completions", "items": ["my_json_module", "my_value"]}
+    [attrs] = request(runner.sock, {"op": "complete", "code": "my_json_module.dum"})
+    assert attrs["items"] == ["my_json_module.dump(", "my_json_module.dumps("]
+    [nothing] = request(runner.sock, {"op": "complete", "code": "1 + "})
+    assert nothing["items"] == []

@@ -4,7 +4,7 @@ Every existing keypair, user and project gets the `default` policy, which limits
 existing session and node is in the `default` scaling group, which every existing domain may use.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-28 01:00:00.000000
 """
 
@@ -18,7 +18,7 @@ from controlplane.db.types import UTCDateTime
 
 
 revision: str = '0006'
-down_revision: str | None = '0004'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
