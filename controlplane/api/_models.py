@@ -43,6 +43,32 @@ class ResourceSlotTypes(RootModel[dict[str, Literal["count", "bytes"]]]):
     """Slot name -> its type, e.g. {"cpu": "count", "mem": "bytes", "cuda.device": "count"}."""
 
 
+class NumberFormat(Reply):
+    binary: bool
+    round_length: int
+
+
+class SlotDetail(Reply):
+    """How a client shows a slot (Backend.AI's accelerator metadata)."""
+
+    slot_name: str
+    description: str
+    human_readable_name: str
+    display_unit: str
+    number_format: NumberFormat
+    display_icon: str
+
+
+class ResourceSlotDetails(RootModel[dict[str, SlotDetail]]):
+    """Slot name -> how to show it, for the known slots the nodes offer."""
+
+
+class SlotDetailsQuery(Query):
+    sgroup: str | None = Field(
+        default=None, max_length=64, description="only the slots this scaling group's nodes offer"
+    )
+
+
 class Health(Reply):
     status: Literal["ok"]
     nodes_alive: int

@@ -62,6 +62,7 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/docs/assets/<path:name>"): PUBLIC,
     ("GET", "/manager/announcement"): ANY_USER,
     ("GET", "/config/resource-slots"): ANY_USER,
+    ("GET", "/config/resource-slots/details"): ANY_USER,
     ("GET", "/session"): ANY_USER,
     ("POST", "/session"): ANY_USER,
     ("GET", "/images"): ANY_USER,

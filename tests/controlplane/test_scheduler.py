@@ -120,6 +120,12 @@ async def test_a_multi_slot_request_is_placed_whole_or_waits(api: API) -> None:
     await node.connect()
     slots = await api.call("GET", "/config/resource-slots")
     assert slots.body == {"cpu": "count", "cuda.device": "count", "mem": "bytes"}
+    details = await api.call("GET", "/config/resource-slots/details")
+    assert sorted(details.body) == ["cpu", "cuda.device", "mem"]
+    assert details.body["mem"]["slot_name"] == "ram"
+    assert details.body["cuda.device"]["display_unit"] == "GPU"
+    elsewhere = await api.call("GET", "/config/resource-slots/details?sgroup=nowhere")
+    assert sorted(elsewhere.body) == ["cpu", "mem"]
     for name in ("two-a", "two-b", "two-c"):
         body = _body(name, resources={"cpu": "1", "mem": "1g", "cuda.device": "2"})
         assert (await api.call("POST", "/session", body)).status == 201
