@@ -61,16 +61,13 @@ async def resource_slots() -> ResourceSlotTypes:
     return ResourceSlotTypes({n: "bytes" if n == "mem" else "count" for n in sorted(names)})
 
 
-def _detail(
-    name: str, label: str, description: str, unit: str, icon: str, digits: int
-) -> SlotDetail:
-    binary = name == "mem"
+def _detail(name: str, label: str, text: str, unit: str, icon: str, digits: int) -> SlotDetail:
     return SlotDetail(
         slot_name="ram" if name == "mem" else name,
-        description=description,
+        description=text,
         human_readable_name=label,
         display_unit=unit,
-        number_format=NumberFormat(binary=binary, round_length=digits),
+        number_format=NumberFormat(binary=name == "mem", round_length=digits),
         display_icon=icon,
     )
 
