@@ -101,6 +101,7 @@ def test_users_projects_and_sign_in_through_the_official_client(bai: BackendAI) 
         assert signed.status_code == 200, signed.text
         assert signed.json()["data"]["access_key"] == member["BACKEND_ACCESS_KEY"]
     finally:
+        bai.api("DELETE", "/session/lab-job", **member)  # the module's appliance is shared
         for keys in (member, outsider):
             bai.api("DELETE", f"/admin/keypairs/{keys['BACKEND_ACCESS_KEY']}")
 
