@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, RootModel, StrictBool
+from pydantic import AliasChoices, BaseModel, Field, RootModel, StrictBool
 
 from controlplane import jointokens
 from controlplane.api._typed import CompatRequest, Query, Reply, Request
@@ -43,13 +43,13 @@ class ResourceSlotTypes(RootModel[dict[str, Literal["count", "bytes"]]]):
     """Slot name -> its type, e.g. {"cpu": "count", "mem": "bytes", "cuda.device": "count"}."""
 
 
-class NumberFormat(Reply):
+class NumberFormat(BaseModel):  # snake_case keys, as the manager sends them
     binary: bool
     round_length: int
 
 
-class SlotDetail(Reply):
-    """How a client shows a slot (Backend.AI's accelerator metadata)."""
+class SlotDetail(BaseModel):
+    """How a client shows a slot (Backend.AI's accelerator metadata, in snake_case)."""
 
     slot_name: str
     description: str

@@ -125,7 +125,7 @@ async def _running(ref: str, args: OwnerQuery) -> tuple[Session, str, str]:
 @returns(FileListing)
 @query(OwnerQuery)
 @body(ListFilesRequest)
-async def list_files(ref: str, args: OwnerQuery, data: ListFilesRequest) -> FileListing:
+async def list_session_files(ref: str, args: OwnerQuery, data: ListFilesRequest) -> FileListing:
     """The entries of a folder in the session's work directory (links are not followed)."""
     _, node_id, kernel_id = await _running(ref, args)
     try:
@@ -150,7 +150,7 @@ async def list_files(ref: str, args: OwnerQuery, data: ListFilesRequest) -> File
 @documented({200: TarArchives})
 @query(OwnerQuery)
 @body(DownloadRequest)
-async def download(ref: str, args: OwnerQuery, data: DownloadRequest) -> Response:
+async def download_session_files(ref: str, args: OwnerQuery, data: DownloadRequest) -> Response:
     """Files or folders of the work directory: multipart/mixed, one tar archive per path (a
     file under its own name, a folder with its tree; links are left out), at most 1 MiB each."""
     _, node_id, kernel_id = await _running(ref, args)
