@@ -75,7 +75,7 @@ def test_sdk_lists_keypairs_users_projects_and_policies(bai: BackendAI) -> None:
     assert (scaling_group["name"], scaling_group["is_public"]) == ("default", True)
     [policy] = listed["policies"]
     assert policy["name"] == "default"
-    assert policy["max_concurrent_sessions"] is None
+    assert policy["max_concurrent_sessions"] == 0  # no limit (0, as §16 says null crashes)
     assert policy["max_vfolder_size"] == 0
 
 
