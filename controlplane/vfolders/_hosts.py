@@ -11,6 +11,7 @@ whether its filesystem is mounted with them (`project_quota_capable`) so that an
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from controlplane.errors import InvalidAPIParams, StorageHostUnusable
 
+log = logging.getLogger(__name__)
 QUOTA_OPTIONS = {"prjquota", "pquota", "pqnoenforce"}
 
 
@@ -96,8 +98,13 @@ class Hosts:
         self.default = default if default in self._hosts else None
 
     def prepare(self) -> None:
+        """Make each host's directories; a host that cannot be written stays configured and
+        its folder routes answer 503 saying why (the control plane still starts)."""
         for host in self._hosts.values():
-            host.prepare()
+            try:
+                host.prepare()
+            except OSError as exc:
+                log.warning("storage host %s (%s) cannot be used: %s", host.name, host.root, exc)
 
     def names(self) -> list[str]:
         return sorted(self._hosts)

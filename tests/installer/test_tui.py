@@ -131,7 +131,7 @@ async def _install_and_show(sandbox: Sandbox) -> None:
         assert str(result.summary["admin_access_key"]) in shown
         assert str(client_env) in shown
         assert "shipyard run -c 'print(6*7)'" in shown  # a next step that works as it is
-        assert "web UI" not in shown  # there is none yet
+        assert f"http://127.0.0.1:{sandbox.port}/ui/" in shown  # the web UI, first next step
 
         apply = next(s for s in app.screen_stack if isinstance(s, ApplyScreen))
         states = apply.query_one(StepList).steps
@@ -336,7 +336,7 @@ async def test_node_role_needs_the_control_plane_and_a_token() -> None:
         error = str(app.screen.query_one("#form-error").render())
         assert "controlplane_url is required" in error
         app.screen.query_one("#controlplane-url", Input).value = "http://cp.example:8081"
-        await pilot.click("#join-token")
+        await _choose(pilot, "#join-token")
         await pilot.press(*"jt-123")
         await pilot.press("ctrl+n")
         await wait_for_screen(pilot, ReviewScreen)
