@@ -34,7 +34,6 @@ pytestmark = pytest.mark.systemd
 
 REPO = Path(__file__).parents[2]
 EXAMPLE = REPO / "installer" / "examples" / "single-node.toml"
-SPEC = REPO / "packaging" / "pyinstaller" / "shipyard.spec"
 UNITS = ("shipyard-controlplane.service", "shipyard-node.service")
 WATCHDOG_PROOF = 35.0  # seconds up with WatchdogSec=30: the pings work
 # `systemd-analyze security`'s exposure (0-10): below 5.0 it rates a service "OK" or better;
@@ -50,43 +49,6 @@ def _required(env: str, default: Path, how: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
-
-
-def _executable(tmp_path: Path) -> Path:
-    """SHIPYARD_TEST_EXECUTABLE, else dist/shipyard when it is newer than the sources, else
-    (SHIPYARD_TEST_PACKAGE=1, as ./dev test sets) one built from this tree now."""
-    if os.environ.get("SHIPYARD_TEST_EXECUTABLE"):
-        return _required("SHIPYARD_TEST_EXECUTABLE", Path(), "")
-    built = REPO / "dist" / "shipyard"
-    packages = ("shipyard", "wire", "controlplane", "node", "client", "installer", "webui")
-    sources = [
-        f
-        for name in packages
-        for f in (REPO / name).rglob("*")
-        if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"
-    ]
-    newest = max(f.stat().st_mtime for f in sources)
-    if built.exists() and built.stat().st_mtime >= newest:
-        return built
-    if os.environ.get("SHIPYARD_TEST_PACKAGE") == "1":
-        out = tmp_path / "pyinstaller"
-        build = subprocess.run(
-            [
-                *(sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN"),
-                *("--distpath", str(out / "dist"), "--workpath", str(out / "build"), str(SPEC)),
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert build.returncode == 0, build.stderr[-4000:]
-        return out / "dist" / "shipyard"
-    why = "missing" if not built.exists() else "older than the sources"
-    message = f"dist/shipyard is {why}: run ./dev package (or set SHIPYARD_TEST_PACKAGE=1)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _last_line(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -126,7 +88,7 @@ def transcript() -> Iterator[Transcript]:
 
 
 def test_install_use_reinstall_uninstall_under_systemd(
-    tmp_path: Path, transcript: Transcript
+    tmp_path: Path, transcript: Transcript, executable: Path
 ) -> None:
     if reason := nspawn.available():
         pytest.skip(reason)
@@ -135,7 +97,6 @@ def test_install_use_reinstall_uninstall_under_systemd(
         REPO / ".state" / "systemd-host-bookworm.tar",
         "./dev test builds it with debootstrap",
     )
-    executable = _executable(tmp_path)
     engine = docker.from_env()
     try:
         engine.images.get(TEST_IMAGE)

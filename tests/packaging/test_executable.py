@@ -1,9 +1,8 @@
 """The single executable (PyInstaller one-file, packaging/pyinstaller/shipyard.spec) run as a
 user would: from a folder outside the repository, with an empty environment and no virtualenv.
 
-`./dev test` sets SHIPYARD_TEST_PACKAGE=1, which builds the executable from this tree once per
-test session (about 40 s) into a temporary folder. Without it the tests use dist/shipyard from
-`./dev package` when it exists, and skip otherwise.
+The executable comes from the `executable` fixture (tests/conftest.py): `./dev test` sets
+SHIPYARD_TEST_PACKAGE=1, which builds it from this tree once per run (about 40 s).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -42,35 +40,7 @@ from node.runner import RUNNER_PATH
 
 pytestmark = pytest.mark.package
 
-ROOT = Path(__file__).resolve().parents[2]
-SPEC = ROOT / "packaging" / "pyinstaller" / "shipyard.spec"
 TEST_IMAGE = "shipyard-test/python:3.11"
-
-
-@pytest.fixture(scope="session")
-def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if os.environ.get("SHIPYARD_TEST_PACKAGE") == "1":
-        out = tmp_path_factory.mktemp("pyinstaller")
-        build = subprocess.run(
-            [
-                *(sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN"),
-                *("--distpath", str(out / "dist"), "--workpath", str(out / "build"), str(SPEC)),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert build.returncode == 0, build.stderr[-4000:]
-        return out / "dist" / "shipyard"
-    built = ROOT / "dist" / "shipyard"
-    if not built.exists():
-        pytest.skip("no dist/shipyard: run ./dev package, or set SHIPYARD_TEST_PACKAGE=1")
-    sources = [ROOT / p for p in ("shipyard", "wire", "controlplane", "node", "client")]
-    newest = max(f.stat().st_mtime for folder in sources for f in folder.rglob("*.py"))
-    if built.stat().st_mtime < newest:
-        pytest.skip("dist/shipyard is older than the sources: run ./dev package again")
-    return built
 
 
 def clean_env(home: Path) -> dict[str, str]:

@@ -1,0 +1,92 @@
+"""What every test module shares: one PostgreSQL database per pytest-xdist worker (tests drop
+and recreate its schema, so two workers must never share one), and the single executable, built
+from this tree at most once per run however many workers ask for it."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "packaging" / "pyinstaller" / "shipyard.spec"
+PACKAGES = (
+    "shipyard", "wire", "controlplane", "node", "client", "installer", "webui", "hostlib",
+    "kernelimages",
+)  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, … (unset without -n)
+    dsn = os.environ.get("SHIPYARD_TEST_POSTGRES_DSN")
+    if worker and dsn:
+        # set before any test runs: the appliances and executables the tests start inherit it
+        os.environ["SHIPYARD_TEST_POSTGRES_DSN"] = asyncio.run(_worker_database(dsn, worker))
+
+
+async def _worker_database(dsn: str, worker: str) -> str:
+    url = make_url(dsn)
+    name = f"{url.database}_{worker}"
+    plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(plain)  # the shared test database: only to create ours
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SHIPYARD_TEST_EXECUTABLE; else (SHIPYARD_TEST_PACKAGE=1, as ./dev test sets) one built
+    from this tree now; else dist/shipyard when it is newer than the sources."""
+    if given := os.environ.get("SHIPYARD_TEST_EXECUTABLE"):
+        return Path(given)
+    if os.environ.get("SHIPYARD_TEST_PACKAGE") == "1":
+        return _built_once(tmp_path_factory)
+    built = REPO / "dist" / "shipyard"
+    sources = [
+        f
+        for name in PACKAGES
+        for f in (REPO / name).rglob("*")
+        if f.is_file() and "__pycache__" not in f.parts
+    ]
+    if built.exists() and built.stat().st_mtime >= max(f.stat().st_mtime for f in sources):
+        return built
+    why = "missing" if not built.exists() else "older than the sources"
+    message = f"dist/shipyard is {why}: run ./dev package (or set SHIPYARD_TEST_PACKAGE=1)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # with xdist every worker has its own base temp, under one folder of this run
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    out = shared / "pyinstaller"
+    with (shared / "pyinstaller.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker builds; the others wait, then reuse
+        if not (out / "dist" / "shipyard").exists():
+            build = subprocess.run(
+                [
+                    *(sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN"),
+                    *("--distpath", str(out / "dist"), "--workpath", str(out / "build")),
+                    str(SPEC),
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert build.returncode == 0, build.stderr[-4000:]
+    return out / "dist" / "shipyard"
