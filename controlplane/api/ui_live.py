@@ -73,14 +73,16 @@ def _figure(stat: dict[str, Any], metric: str, key: str) -> float:
         return 0.0
 
 
-def _points(values: list[float], top: float) -> str:
-    """An SVG polyline's points in a 100 x 40 box, the newest sample at the right edge."""
-    step = 100 / (SAMPLES - 1)
-    start = 100 - step * (len(values) - 1)
-    top = top or max(values, default=0) or 1
-    return " ".join(
-        f"{start + i * step:.1f},{40 - 40 * min(v / top, 1):.1f}" for i, v in enumerate(values)
-    )
+def _area(values: list[float]) -> tuple[str, float]:
+    """An SVG polygon's points in a 100 x 40 box: the samples across the whole width, oldest
+    at the left, scaled so that the highest reaches 4/5 of the height (small figures stay
+    readable); and that highest sample. A lone sample is a flat line."""
+    top = max(values, default=0.0)
+    scale = 32 / top if top > 0 else 0.0
+    shown = values if len(values) != 1 else values * 2
+    step = 100 / max(len(shown) - 1, 1)
+    line = [f"{i * step:.1f},{40 - v * scale:.1f}" for i, v in enumerate(shown)]
+    return " ".join(["0,40", *line, "100,40"]), top
 
 
 @bp.get("/ui/sessions/<ref>/stats")
@@ -120,13 +122,16 @@ async def session_stats(ref: str) -> Response:
                     _figure(stat, "mem", "capacity"),
                 )
             )
-        last = samples[-1] if running and samples else None
+        cpu, cpu_top = _area([s.cpu_pct for s in samples])
+        mem, mem_top = _area([s.mem for s in samples])
         return await render_template(
             "_session_stats.html",
-            last=last,
+            last=samples[-1] if running and samples else None,
             count=len(samples),
-            cpu=_points([s.cpu_pct for s in samples], last.cpu_capacity if last else 0),
-            mem=_points([s.mem for s in samples], last.mem_limit if last else 0),
+            cpu=cpu,
+            cpu_top=cpu_top,
+            mem=mem,
+            mem_top=mem_top,
         )
 
     @stream_with_context

@@ -405,7 +405,7 @@ async def test_live_stats_follow_the_heartbeats_and_the_terminal_needs_a_sign_in
         with anyio.fail_after(10):
             while b'data-stat="cpu"' not in text:
                 text += await connection.receive()
-        assert b"50.0 %" in text and b"<polyline" in text
+        assert b"50.0 %" in text and b"<polygon" in text
         await connection.disconnect()
     # the terminal's WebSocket: a sign-in, and a page of this site
     cookie = {"Cookie": f"shipyard_ui={admin.cookie}"}

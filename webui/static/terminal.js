@@ -16,7 +16,9 @@
     if (term) term.dispose();  // the last one ended: a new shell in a new terminal
     open.hidden = true;
     box.hidden = false;
-    const shell = new Terminal({ cursorBlink: true, fontSize: 14, scrollback: 2000 });
+    const shell = new Terminal({
+      cursorBlink: true, fontSize: 14, scrollback: 2000, theme: { background: "#14181d" },
+    });
     term = shell;
     const fit = new FitAddon.FitAddon();
     shell.loadAddon(fit);
