@@ -1,6 +1,6 @@
-"""The web UI's folders (docs/webui.md): list, create and delete folders, browse one, upload
-and download files. Every action is the /folders route's own function (`ui.api`), so the
-owner scoping, permissions and path checks are the API's.
+"""The web UI's folders (docs/webui.md): list, create and delete folders, share them by
+invitation, browse one, upload and download files. Every action is the /folders route's own
+function (`ui.api`), so the owner scoping, permissions and path checks are the API's.
 
 Files never pass through a page: for an upload the page asks for the API's tus ticket
 (`POST .../uploads`, answered as JSON) and the browser sends the bytes to the tus URL itself,
@@ -16,14 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, jsonify, redirect, request, url_for
 from quart_schema import hide
 
-from controlplane.api import vfolder_files, vfolders
-from controlplane.api._context import core
+from controlplane.api import vfolder_files, vfolder_sharing, vfolders
+from controlplane.api._context import core, requester
 from controlplane.api._typed import validate
 from controlplane.api._vfolder_models import (
     CreateFolder,
     DeleteFiles,
     FileList,
     FolderList,
+    InvitationRef,
+    Invitations,
+    Invite,
     ListFiles,
     MakeDir,
     RequestDownload,
@@ -32,7 +35,7 @@ from controlplane.api._vfolder_models import (
 )
 from controlplane.api.ui import api, page, problem_page
 from controlplane.api.ui_auth import browser, read_form
-from controlplane.errors import ControlPlaneError
+from controlplane.errors import ControlPlaneError, ObjectNotFound
 
 bp = Blueprint("ui_folders", __name__)
 bp.register_error_handler(ControlPlaneError, problem_page)
@@ -53,6 +56,12 @@ class UploadForm(PathForm):
     size: int = Field(ge=0, le=2**50)
 
 
+class InviteForm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=1, max_length=256)
+    permission: str = Field(default="ro", max_length=2)
+
+
 class NewDir(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base: str = Field(default="", max_length=4096)
@@ -65,12 +74,15 @@ def _inside(base: str, name: str) -> str:
 
 async def _folders_page(problem: dict[str, str] | None = None, name: str = "") -> Response:
     folders: FolderList = await api(vfolders.list_folders)
+    invitations: Invitations = await api(vfolder_sharing.list_invitations)
+    me = requester().user.email
     hosts = core().vfolder_hosts
     return await page(
         "folders.html",
         400 if problem else 200,
         active="folders",
         folders=folders.root,
+        invitations=[i for i in invitations.invitations if i.invitee == me],
         hosts=hosts.names(),
         default_host=hosts.default,
         problem=problem,
@@ -109,11 +121,46 @@ async def delete_folder(name: str) -> Response:
     return redirect(url_for("ui_folders.folders_page"), 303)  # type: ignore[return-value]
 
 
+@bp.post("/ui/folders/<name>/invite")
+@hide
+@browser
+async def invite(name: str) -> Response:
+    """Invite someone to one's own folder (they accept it on their folders page)."""
+    form = await read_form(InviteForm)
+    data = validate(Invite, {"user_ids": [form.email.strip()], "perm": form.permission})
+    try:
+        await api(vfolder_sharing.invite, name=name, data=data)
+    except ControlPlaneError as exc:
+        return await _folder_page(name, {"title": "Nobody was invited", "msg": exc.msg})
+    return await _folder_page(name, shared_with=form.email.strip())
+
+
+@bp.post("/ui/folders/invitations/<inv_id>/<answer>")
+@hide
+@browser
+async def answer_invitation(inv_id: str, answer: str) -> Response:
+    """Accept or decline an invitation to a folder."""
+    views = {
+        "accept": vfolder_sharing.accept_invitation,
+        "decline": vfolder_sharing.delete_invitation,
+    }
+    if answer not in views:
+        raise ObjectNotFound(f"an invitation is answered with accept or decline, not {answer!r}")
+    await api(views[answer], data=validate(InvitationRef, {"inv_id": inv_id}))
+    return redirect(url_for("ui_folders.folders_page"), 303)  # type: ignore[return-value]
+
+
 @bp.get("/ui/folders/<name>")
 @hide
 @browser
 async def folder_page(name: str) -> Response:
     """The entries of one folder at `?path=` (its top by default)."""
+    return await _folder_page(name)
+
+
+async def _folder_page(
+    name: str, problem: dict[str, str] | None = None, shared_with: str = ""
+) -> Response:
     path = request.args.get("path", "").strip("/")
     listed: FileList = await api(
         vfolder_files.list_files, name=name, data=validate(ListFiles, {"path": path or "."})
@@ -123,7 +170,15 @@ async def folder_page(name: str) -> Response:
     for part in path.split("/") if path else []:
         crumbs.append((part, _inside(crumbs[-1][1], part) if crumbs else part))
     return await page(
-        "folder.html", active="folders", folder=name, path=path, entries=entries, crumbs=crumbs
+        "folder.html",
+        400 if problem else 200,
+        active="folders",
+        folder=name,
+        path=path,
+        entries=entries,
+        crumbs=crumbs,
+        problem=problem,
+        shared_with=shared_with,
     )
 
 

@@ -169,6 +169,8 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/ui/folders/<name>/mkdir"): UI,
     ("POST", "/ui/folders/<name>/delete-file"): UI,
     ("POST", "/ui/folders/<name>/uploads"): UI,
+    ("POST", "/ui/folders/<name>/invite"): UI,
+    ("POST", "/ui/folders/invitations/<inv_id>/<answer>"): UI,
     ("GET", "/ui/folders/<name>/download"): UI,
     ("GET", "/ui/sessions/<ref>/apps"): UI,
     ("GET", "/ui/sessions/<ref>/stats"): UI,
@@ -233,6 +235,8 @@ class World:
             "project": "default",
             "email": "victim@example.com",
             "folder_id": self.trashed,
+            "inv_id": "no-such-invitation",
+            "answer": "accept",
             "name": {"/images/": TEST_IMAGE, "/ui/stat": "app.css"}.get(
                 rule[:8], "redoc.standalone.js"
             ),

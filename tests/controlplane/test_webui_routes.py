@@ -341,6 +341,16 @@ async def test_folders_create_upload_download_delete_and_only_for_their_owner(
     assert status == 303
     status, html = await owner.get("/ui/folders/data")
     assert "hello.txt" not in html
+    # shared by invitation: once accepted, the other user has it too
+    status, html, _ = await owner.post("/ui/folders/data/invite", {"email": "snoop@example.com"})
+    assert status == 200 and "snoop@example.com is invited" in html
+    status, html = await other.get("/ui/folders")
+    accept = re.search(r'action="(/ui/folders/invitations/[^"]+/accept)"', html)
+    assert accept, html
+    assert (await other.post(accept.group(1)))[0] == 303
+    status, html = await other.get("/ui/folders")
+    assert 'data-folder="data"' in html and "shared with you" in html
+    assert (await other.get("/ui/folders/data"))[0] == 200
     status, _, _ = await owner.post("/ui/folders/data/delete")
     assert status == 303
     status, html = await owner.get("/ui/folders")
