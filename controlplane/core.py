@@ -26,7 +26,7 @@ from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import migrate, sessionmaker
 from controlplane.db.models import ACTIVE_STATUSES, Keypair, Session
 from controlplane.dbwriter import DBWriter
-from controlplane.events import SessionEvent, SessionEvents
+from controlplane.events import Beacon, SessionEvent, SessionEvents
 from controlplane.httpruns import HttpRuns
 from controlplane.nodehub import NodeHub
 from controlplane.replays import ReplayGuard
@@ -50,6 +50,7 @@ class Core:
         self.sign_ins = passwords.SignInGuard()
         self.activity = SessionActivity(clock or Clock())  # what the idle checks read
         self.events = SessionEvents()
+        self.heartbeats = Beacon()  # fired after each node heartbeat is recorded
         self.http_runs = HttpRuns(self.hub)
         self.writer = DBWriter()
         self.vfolder_hosts = Hosts(config.effective_vfolder_hosts, config.vfolder_default_host)

@@ -52,3 +52,22 @@ class SessionEvents:
         finally:
             self._subscribers.discard(send)
             send.close()
+
+
+class Beacon:
+    """Wakes everyone waiting for the next time something happened (`fire`); nothing is
+    queued, so a waiter that comes late simply waits for the next one. The node heartbeats
+    fire one (`Core.heartbeats`): the web UI's live statistics follow it instead of polling."""
+
+    def __init__(self) -> None:
+        self._next: anyio.Event | None = None  # made by the first waiter, inside the event loop
+
+    def fire(self) -> None:
+        if self._next is not None:
+            self._next.set()
+            self._next = None
+
+    async def wait(self) -> None:
+        if self._next is None:
+            self._next = anyio.Event()
+        await self._next.wait()

@@ -26,7 +26,9 @@ from controlplane.api import (
     ui,
     ui_admin,
     ui_auth,
+    ui_folders,
     ui_live,
+    ui_sessions,
     vfolder_files,
     vfolder_sharing,
     vfolders,
@@ -138,6 +140,8 @@ def create_app(the_core: Core) -> Quart:
         ui.bp,
         ui_admin.bp,
         ui_live.bp,
+        ui_folders.bp,
+        ui_sessions.bp,
     ):
         app.register_blueprint(blueprint)
     return app

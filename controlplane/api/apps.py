@@ -119,9 +119,14 @@ async def pty(ref: str) -> None:
     `{"type": "out", "data": BASE64}` and, when the shell ends, `{"type": "exit", "code": N}`
     (a Shipyard addition) before the close."""
     args = read_query(PtyQuery)
-    session = await _find(ref, args.owner_access_key)
+    await serve_terminal(await _find(ref, args.owner_access_key), args.rows, args.cols)
+
+
+async def serve_terminal(session: Session, rows: int, cols: int) -> None:
+    """Accept the WebSocket and relay a new terminal in `session` over it until either side
+    ends (also the web UI's terminal, controlplane/api/ui_sessions.py)."""
     node_id, kernel_id = await _main_kernel(session)
-    target = wire.OpenStream("", kernel_id, 0, "pty", rows=args.rows, cols=args.cols)
+    target = wire.OpenStream("", kernel_id, 0, "pty", rows=rows, cols=cols)
     await websocket.accept()
     try:
         stream = await nodecalls.open_stream(core().hub, node_id, kernel_id, target)

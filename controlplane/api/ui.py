@@ -10,10 +10,12 @@ own mistakes re-render the form with the message.
 
 from __future__ import annotations
 
+import inspect
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from quart import (
     Blueprint,
     Response,
@@ -30,15 +32,20 @@ from sqlalchemy import select
 import webui
 import wire
 from controlplane import images as images_db
-from controlplane import lifecycle, nodecalls
+from controlplane import lifecycle, nodecalls, nodes, presets, vfolders
 from controlplane import sessions as sessions_db
 from controlplane.api import ui_auth
 from controlplane.api._context import core, public, requester
 from controlplane.api._session_models import CreateSession
 from controlplane.api._typed import field_errors
-from controlplane.api.ui_auth import browser, read_form
+from controlplane.api.ui_auth import SignInForm, browser, read_form
 from controlplane.db.models import Kernel, Keypair, Session
-from controlplane.errors import ControlPlaneError, InvalidAPIParams, SessionNotRunning
+from controlplane.errors import (
+    ControlPlaneError,
+    InvalidAPIParams,
+    SessionNotRunning,
+    TooManyRequests,
+)
 from controlplane.nodecalls import NodeRefused
 
 bp = Blueprint("ui", __name__, template_folder=str(webui.TEMPLATES))
@@ -53,22 +60,39 @@ def _slots(data: dict[str, Any] | None) -> str:
     return wire.Slots.from_wire(data).describe()
 
 
-class SignInForm(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    access_key: str = Field(min_length=1, max_length=64)
-    secret_key: str = Field(min_length=1, max_length=256)
+@bp.app_template_filter("filesize")
+def _filesize(size: int | None) -> str:
+    return wire.format_bytes(size or 0)
 
 
 class LaunchForm(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str = Field(min_length=1, max_length=256)
     name: str = Field(default="", max_length=64)
+    preset: str = Field(default="", max_length=64)
     cpu: str = Field(default="", max_length=16)
     mem: str = Field(default="", max_length=16)
+    gpu: str = Field(default="", max_length=16)
+    gpu_slot: str = Field(default="", max_length=64)  # which accelerator slot `gpu` counts
+    mount: list[str] = Field(default_factory=list, max_length=64)  # folder names
 
-    def request(self) -> CreateSession:
-        """The same request as POST /session, enqueued: the page shows it pending, then live."""
-        resources = {k: v.strip() for k, v in (("cpu", self.cpu), ("mem", self.mem)) if v.strip()}
+    @field_validator("mount", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    async def request(self) -> CreateSession:
+        """The same request as POST /session, enqueued: the page shows it pending, then live.
+        A preset gives the resources; the fields filled in replace its figures."""
+        resources: dict[str, str] = {}
+        if self.preset:
+            async with core().db() as db:
+                preset = await presets.get(db, self.preset)
+            if preset is None:
+                raise InvalidAPIParams(f"there is no preset {self.preset!r}")
+            resources.update(preset.resource_slots)
+        typed = [("cpu", self.cpu), ("mem", self.mem), (self.gpu_slot.strip(), self.gpu)]
+        resources.update({k: v.strip() for k, v in typed if k and v.strip()})
         try:
             return CreateSession.model_validate(
                 {
@@ -76,7 +100,7 @@ class LaunchForm(BaseModel):
                     "name": self.name.strip() or None,
                     "enqueueOnly": True,
                     "reuseIfExists": False,
-                    "config": {"resources": resources},
+                    "config": {"resources": resources, "mounts": self.mount or None},
                 }
             )
         except ValidationError as exc:
@@ -88,6 +112,12 @@ async def page(template: str, status: int = 200, **context: Any) -> Response:
     """A full page as the signed-in keypair (or nobody, on the sign-in page)."""
     body = await render_template(template, me=g.get("keypair"), csrf=g.get("csrf", ""), **context)
     return Response(body, status=status, content_type="text/html; charset=utf-8")
+
+
+async def api(view: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+    """A REST route's own function, below the layer that reads JSON and writes it, called as
+    the keypair signed in: a page does exactly what the API does, with the same checks."""
+    return await inspect.unwrap(view)(**kwargs)
 
 
 async def problem_page(error: ControlPlaneError) -> Response:
@@ -125,11 +155,16 @@ async def sign_in_form() -> Response:
     return await _sign_in_page()
 
 
-async def _sign_in_page(problem: dict[str, str] | None = None, access_key: str = "") -> Response:
+async def _sign_in_page(
+    problem: dict[str, str] | None = None, form: SignInForm | None = None, status: int = 401
+) -> Response:
     token = secrets.token_urlsafe(32)
-    status = 401 if problem else 200
     response = await page(
-        "sign_in.html", status, signin_csrf=token, problem=problem, access_key=access_key
+        "sign_in.html",
+        status if problem else 200,
+        signin_csrf=token,
+        problem=problem,
+        form=form or SignInForm(),
     )
     ui_auth.set_cookie(response, ui_auth.SIGN_IN_COOKIE, token, strict=True)
     return response
@@ -141,13 +176,19 @@ async def _sign_in_page(problem: dict[str, str] | None = None, access_key: str =
 async def sign_in() -> Response:
     await ui_auth.check_csrf(request.cookies.get(ui_auth.SIGN_IN_COOKIE, ""))
     data = await read_form(SignInForm)
-    async with core().db() as db:
-        keypair = await ui_auth.check_credentials(
-            db, core().secrets, data.access_key, data.secret_key
-        )
+    kept = SignInForm(email=data.email, access_key=data.access_key)  # never a secret
+    try:
+        keypair = await ui_auth.check_credentials(data)
+    except TooManyRequests as exc:
+        problem = {"title": "Too many failed sign-ins", "msg": exc.msg}
+        return await _sign_in_page(problem, kept, exc.status)
     if keypair is None:
-        wrong = {"title": "Sign-in failed", "msg": "The access key or the secret key is wrong."}
-        return await _sign_in_page(wrong, data.access_key)
+        wrong = (
+            "The e-mail or the password is wrong."
+            if data.with_password
+            else ("The access key or the secret key is wrong.")
+        )
+        return await _sign_in_page({"title": "Sign-in failed", "msg": wrong}, kept)
     response: Response = redirect(url_for("ui.sessions"), 303)  # type: ignore[assignment]
     ui_auth.set_cookie(response, ui_auth.COOKIE, ui_auth.store().open(keypair.access_key))
     response.delete_cookie(ui_auth.SIGN_IN_COOKIE, path=ui_auth.COOKIE_PATH)
@@ -195,12 +236,25 @@ async def launch_form() -> Response:
 
 
 async def _launch_page(form: LaunchForm, problem: dict[str, str] | None = None) -> Response:
-    async with core().db() as db:
+    the_core = core()
+    async with the_core.db() as db:
         found = await images_db.list_images(db)
+        fit = await presets.check(db, requester(), the_core.hub.connected())
+        offered = await nodes.list_nodes(db, the_core.hub.connected())
+        folders = await vfolders.accessible(db, requester().user)
     choices = sorted({a for i in found for a in i.aliases} | {i.name for i in found if i.nodes})
-    status = 400 if problem else 200
+    # the accelerator slots some node offers (cuda.device, cuda.shares, ...)
+    gpu_slots = sorted({k for n in offered for k in n.available_slots if k not in ("cpu", "mem")})
     return await page(
-        "launch.html", status, active="sessions", images=choices, form=form, problem=problem
+        "launch.html",
+        400 if problem else 200,
+        active="sessions",
+        images=choices,
+        presets=fit.presets,
+        gpu_slots=gpu_slots,
+        folders=[a.folder.name for a in folders],
+        form=form,
+        problem=problem,
     )
 
 
@@ -210,7 +264,7 @@ async def _launch_page(form: LaunchForm, problem: dict[str, str] | None = None) 
 async def launch() -> Response:
     form = await read_form(LaunchForm)
     try:
-        params = form.request().params()
+        params = (await form.request()).params()
         session, _ = await lifecycle.create_session(core(), requester(), params)
     except ControlPlaneError as exc:
         return await _launch_page(form, {"title": "The session was not launched", "msg": exc.msg})

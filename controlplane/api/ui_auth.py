@@ -18,19 +18,18 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Response, current_app, g, redirect, request, url_for
-from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
-from controlplane import keypairs
+from controlplane import keypairs, users
 from controlplane.api._context import core
 from controlplane.api._typed import field_errors
 from controlplane.db.models import Keypair
-from controlplane.errors import CSRFRefused, InvalidAPIParams
-from controlplane.secretbox import SecretBox
+from controlplane.errors import AuthFailed, CSRFRefused, InvalidAPIParams
 
 COOKIE = "shipyard_ui"
 SIGN_IN_COOKIE = "shipyard_ui_sign_in"
@@ -89,17 +88,46 @@ def store() -> BrowserSessions:
     return cast(BrowserSessions, current_app.extensions[STORE_KEY])
 
 
-async def check_credentials(
-    db: DBSession, box: SecretBox, access_key: str, secret_key: str
-) -> Keypair | None:
-    """The one sign-in check: the active keypair these credentials belong to, else None (the
-    caller says only that sign-in failed). Email and password sign-in plugs in here."""
-    keypair = await keypairs.get_active(db, access_key.strip())
-    # compare even for an unknown key, so the time taken does not tell which part was wrong
-    expected = keypairs.secret_key(box, keypair) if keypair is not None else secrets.token_hex()
-    if hmac.compare_digest(expected.encode(), secret_key.strip().encode()) and keypair:
-        return keypair
-    return None
+class SignInForm(BaseModel):
+    """Either e-mail and password or, as the alternative, an access key and its secret key."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(default="", max_length=256)
+    password: str = Field(default="", max_length=1024)
+    access_key: str = Field(default="", max_length=64)
+    secret_key: str = Field(default="", max_length=256)
+
+    @property
+    def with_password(self) -> bool:
+        return bool(self.email or self.password)
+
+
+async def check_credentials(form: SignInForm) -> Keypair | None:
+    """The one sign-in check: the active keypair the credentials belong to, else None (the
+    caller says only that sign-in failed). With a password: the user's main keypair, as POST
+    /auth/authorize answers, under the same limit on failed attempts (TooManyRequests)."""
+    async with core().db() as db:
+        if form.with_password:
+            g.sign_in_email = form.email  # who tried, for the audit log
+            try:
+                return await users.sign_in(
+                    db,
+                    core().sign_ins,
+                    email=form.email,
+                    password=form.password,
+                    domain_name=None,
+                    addr=request.remote_addr or "",
+                    now=datetime.now(UTC),
+                )
+            except AuthFailed:
+                return None
+        keypair = await keypairs.get_active(db, form.access_key.strip())
+        # compare even for an unknown key, so the time taken does not tell which part was wrong
+        box = core().secrets
+        expected = keypairs.secret_key(box, keypair) if keypair is not None else secrets.token_hex()
+        if hmac.compare_digest(expected.encode(), form.secret_key.strip().encode()) and keypair:
+            return keypair
+        return None
 
 
 def set_cookie(response: Response, name: str, value: str, *, strict: bool = False) -> None:
@@ -131,7 +159,9 @@ async def check_csrf(expected: str) -> None:
 
 async def read_form(model: type[M]) -> M:
     """The request's form fields as `model`; a readable InvalidAPIParams saying what to fix."""
-    fields = {k: v for k, v in (await request.form).items() if k != "csrf_token"}
+    form = await request.form
+    # a field sent more than once (checkboxes) is a list
+    fields = {k: vs if len(vs) > 1 else vs[0] for k, vs in form.lists() if k != "csrf_token"}
     try:
         return model.model_validate(fields)
     except ValidationError as exc:

@@ -162,6 +162,20 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/ui/admin/tokens"): UI,
     ("POST", "/ui/admin/tokens"): UI,
     ("POST", "/ui/admin/tokens/<token_id>/revoke"): UI,
+    ("GET", "/ui/folders"): UI,
+    ("POST", "/ui/folders"): UI,
+    ("GET", "/ui/folders/<name>"): UI,
+    ("POST", "/ui/folders/<name>/delete"): UI,
+    ("POST", "/ui/folders/<name>/mkdir"): UI,
+    ("POST", "/ui/folders/<name>/delete-file"): UI,
+    ("POST", "/ui/folders/<name>/uploads"): UI,
+    ("POST", "/ui/folders/<name>/invite"): UI,
+    ("POST", "/ui/folders/invitations/<inv_id>/<answer>"): UI,
+    ("GET", "/ui/folders/<name>/download"): UI,
+    ("GET", "/ui/sessions/<ref>/apps"): UI,
+    ("GET", "/ui/sessions/<ref>/stats"): UI,
+    # the terminal's WebSocket takes the browser's cookie too: without it, 401 before it opens
+    ("WS", "/ui/sessions/<ref>/terminal"): (DENIED,) * 8,
 }
 _SSH = sshkeys.generate("matrix")
 BODIES: dict[tuple[str, str], Any] = {
@@ -221,6 +235,8 @@ class World:
             "project": "default",
             "email": "victim@example.com",
             "folder_id": self.trashed,
+            "inv_id": "no-such-invitation",
+            "answer": "accept",
             "name": {"/images/": TEST_IMAGE, "/ui/stat": "app.css"}.get(
                 rule[:8], "redoc.standalone.js"
             ),
@@ -343,7 +359,8 @@ async def _websocket(world: World, caller: str, rule: str) -> str:
                     await ws.receive()
     except WebsocketResponseError as refused:
         data = await refused.response.get_data()
-        return _classify(refused.response.status_code, json.loads(data) if data else None)
+        is_json = "json" in (refused.response.content_type or "")  # the web UI's: a page
+        return _classify(refused.response.status_code, json.loads(data) if is_json else None)
     except WebsocketDisconnectError:  # accepted, then closed by the handler (the fake node
         return OK  # has no terminal to relay)
     return OK

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 
 import anyio
 import pytest
-from quart.testing import QuartClient
+from quart.testing import QuartClient, WebsocketResponseError
 from sqlalchemy import func, select
 
-from controlplane.db.models import JoinToken, Session
+import wire
+from controlplane import reconcile
+from controlplane.db.models import JoinToken, Session, VFolderMount
 from controlplane.testing import FakeNode
 from tests.controlplane.conftest import API, Keypair
 
@@ -261,3 +263,176 @@ async def test_an_open_event_stream_ends_once_its_browser_signs_out(
             while chunk := await connection.receive():  # b"": the body is complete
                 rest += chunk
         assert b"event: sessions" not in rest
+
+
+async def _sign_in_with_password(api: API, email: str, password: str) -> tuple[int, str, str]:
+    client = api.app.test_client()
+    token = _field(await (await client.get("/ui/sign-in")).get_data(as_text=True), "csrf_token")
+    form = {"csrf_token": token, "email": email, "password": password}
+    response = await client.post("/ui/sign-in", form=form)
+    cookies = " ".join(response.headers.getlist("Set-Cookie"))
+    return response.status_code, await response.get_data(as_text=True), cookies
+
+
+async def test_password_sign_in_one_message_and_a_limit_on_failures(api: API) -> None:
+    created = await api.call(
+        "POST", "/admin/users", {"email": "pw@example.com", "password": "right-horse-1"}
+    )
+    assert created.status == 201, created.body
+    await _user(api, "pw@example.com")
+    status, _, cookies = await _sign_in_with_password(api, "pw@example.com", "right-horse-1")
+    assert status == 303 and "shipyard_ui=" in cookies
+    # a wrong password and an unknown e-mail read the same, and the e-mail typed is kept
+    messages = []
+    for email in ("pw@example.com", "nobody@example.com"):
+        status, html, cookies = await _sign_in_with_password(api, email, "wrong-password")
+        assert status == 401 and "shipyard_ui=" not in cookies
+        assert f'value="{email}"' in html and "wrong-password" not in html
+        messages.append(re.search(r'role="alert">(.*?)</div>', html, re.S).group(1))  # type: ignore[union-attr]
+    assert messages[0] == messages[1]
+    assert "The e-mail or the password is wrong." in messages[0]
+    # the API's limit on failed sign-ins holds here too, even for the right password
+    for _ in range(3):
+        await _sign_in_with_password(api, "pw@example.com", "wrong-password")
+    status, html, cookies = await _sign_in_with_password(api, "pw@example.com", "right-horse-1")
+    assert status == 429 and "shipyard_ui=" not in cookies
+    assert "too many failed sign-ins" in html
+
+
+async def test_folders_create_upload_download_delete_and_only_for_their_owner(
+    api: API,
+) -> None:
+    owner = await sign_in(api, await _user(api, "files@example.com"))
+    other = await sign_in(api, await _user(api, "snoop@example.com"))
+    status, _, where = await owner.post("/ui/folders", {"name": "data"})
+    assert status == 303 and where.endswith("/ui/folders/data")
+    status, html, _ = await owner.post("/ui/folders", {"name": "data"})
+    assert status == 400 and 'role="alert"' in html and "already exists" in html
+    # the page gets a tus ticket; the browser sends the bytes to the API's tus URL itself
+    ticket = await owner.client.post(
+        "/ui/folders/data/uploads",
+        form={"path": "hello.txt", "size": "11"},
+        headers={"X-CSRF-Token": owner.csrf},
+    )
+    assert ticket.status_code == 200
+    url = (await ticket.get_json())["url"]
+    headers = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    for offset, chunk in ((0, b"hello "), (6, b"world")):
+        sent = await api.app.test_client().patch(
+            url, data=chunk, headers={**headers, "Upload-Offset": str(offset)}
+        )
+        assert sent.status_code == 204
+    status, html = await owner.get("/ui/folders/data")
+    assert status == 200 and 'data-entry="hello.txt"' in html
+    fetched = await owner.client.get("/ui/folders/data/download?path=hello.txt")
+    assert fetched.status_code == 303
+    body = await api.app.test_client().get(fetched.headers["Location"])
+    assert await body.get_data() == b"hello world"
+    # someone else reaches none of it, and without the CSRF token nothing changes
+    for path in ("/ui/folders/data", "/ui/folders/data/download?path=hello.txt"):
+        status, html = await other.get(path)
+        assert status == 404 and "No such virtual folder" in html, path
+    status, _, _ = await other.post("/ui/folders/data/delete")
+    assert status == 404
+    status, _ = await other.get("/ui/folders")
+    refused = await owner.client.post("/ui/folders/data/uploads", form={"path": "x", "size": "1"})
+    assert refused.status_code == 403
+    status, _, _ = await owner.post("/ui/folders/data/delete-file", {"path": "hello.txt"})
+    assert status == 303
+    status, html = await owner.get("/ui/folders/data")
+    assert "hello.txt" not in html
+    # shared by invitation: once accepted, the other user has it too
+    status, html, _ = await owner.post("/ui/folders/data/invite", {"email": "snoop@example.com"})
+    assert status == 200 and "snoop@example.com is invited" in html
+    status, html = await other.get("/ui/folders")
+    accept = re.search(r'action="(/ui/folders/invitations/[^"]+/accept)"', html)
+    assert accept, html
+    assert (await other.post(accept.group(1)))[0] == 303
+    status, html = await other.get("/ui/folders")
+    assert 'data-folder="data"' in html and "shared with you" in html
+    assert (await other.get("/ui/folders/data"))[0] == 200
+    status, _, _ = await owner.post("/ui/folders/data/delete")
+    assert status == 303
+    status, html = await owner.get("/ui/folders")
+    assert 'data-folder="data"' not in html
+
+
+async def test_launch_with_a_preset_gpus_and_a_folder(api: API) -> None:
+    fake = FakeNode(api.core, "i-gpu", {"cpu": "4", "mem": str(8 * 2**30), "cuda.device": "2"})
+    await fake.connect()
+    preset = {"name": "small", "resourceSlots": {"cpu": "2", "mem": "1g"}}
+    assert (await api.call("POST", "/admin/presets", preset)).status == 201
+    admin = await sign_in(api, api.admin)
+    assert (await admin.post("/ui/folders", {"name": "inputs"}))[0] == 303
+    status, html = await admin.get("/ui/sessions/new")
+    assert status == 200
+    assert '<option value="small"' in html and "<option>cuda.device</option>" in html
+    assert 'name="mount" value="inputs"' in html
+    form = {
+        "image": "python",
+        "name": "gpu-1",
+        "preset": "small",
+        "mem": "2g",  # replaces the preset's
+        "gpu": "1",
+        "gpu_slot": "cuda.device",
+        "mount": "inputs",
+    }
+    status, _, where = await admin.post("/ui/sessions", form)
+    assert status == 303, where
+    async with api.core.db() as db:
+        session = await db.scalar(select(Session).where(Session.name == "gpu-1"))
+    assert session is not None
+    slots = session.requested_slots
+    assert (slots["cpu"], slots["mem"], slots["cuda.device"]) == ("2", str(2 * 2**30), "1")
+    mounts = await db_mounts(api, session.id)
+    assert mounts == ["/home/work/inputs"]
+
+
+async def test_live_stats_follow_the_heartbeats_and_the_terminal_needs_a_sign_in(
+    api: API, node: FakeNode
+) -> None:
+    admin = await sign_in(api, api.admin)
+    status, _, mine = await admin.post("/ui/sessions", {"image": "python", "name": "busy"})
+    assert status == 303
+    async with admin.client.request(f"{mine}/stats") as connection:
+        await connection.send_complete()
+        with anyio.fail_after(10):
+            first = await connection.receive()
+        assert first.startswith(b"event: stats") and b"not running" in first
+        await node.wait_until(lambda: bool(node.kernels))
+        with anyio.fail_after(10):
+            while True:  # RUNNING follows the node's answer: poll, bounded
+                async with api.core.db() as db:
+                    session = await db.scalar(select(Session).where(Session.name == "busy"))
+                if session is not None and session.status == "RUNNING":
+                    break
+                await anyio.sleep(0.05)
+        [kernel_id] = node.kernels
+        sample = wire.KernelStats(kernel_id, 50.0, 10, 2**30, 2**31, 0, 0, 0, 0)
+        beat = wire.Heartbeat(cpu_pct=50.0, mem_used_bytes=2**30, kernels=[sample])
+        await reconcile.on_heartbeat(api.core, node.node_id, beat)
+        text = b""
+        with anyio.fail_after(10):
+            while b'data-stat="cpu"' not in text:
+                text += await connection.receive()
+        assert b"50.0 %" in text and b"<polygon" in text
+        await connection.disconnect()
+    # the terminal's WebSocket: a sign-in, and a page of this site
+    cookie = {"Cookie": f"shipyard_ui={admin.cookie}"}
+    for headers, status in (
+        ({}, 401),
+        (cookie, 403),
+        ({**cookie, "Origin": "http://evil.example"}, 403),
+    ):
+        with pytest.raises(WebsocketResponseError) as refused:
+            async with api.app.test_client().websocket(f"{mine}/terminal", headers=headers) as ws:
+                with anyio.fail_after(10):
+                    await ws.receive()
+        assert refused.value.response.status_code == status
+
+
+async def db_mounts(api: API, session_id: object) -> list[str]:
+    async with api.core.db() as db:
+        return list(
+            await db.scalars(select(VFolderMount.path).where(VFolderMount.session_id == session_id))
+        )

@@ -4,6 +4,7 @@ Playwright, against a real appliance (one per module). `./dev test` installs bot
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ PHONE = {"width": 390, "height": 844}
 
 @dataclass(frozen=True)
 class Credentials:
+    email: str
+    password: str  # "": none, sign in with the keypair
     access_key: str
     secret_key: str
 
@@ -94,24 +97,42 @@ def other_context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 def admin_credentials(appliance: Appliance) -> Credentials:
+    """The admin's, from the files `shipyard up` leaves: client.env and the control plane's
+    admin-keypair.json (its e-mail and password)."""
     env = appliance.env()
-    return Credentials(env["BACKEND_ACCESS_KEY"], env["BACKEND_SECRET_KEY"])
+    [written] = appliance.state_dir.rglob("admin-keypair.json")
+    admin = json.loads(written.read_text())
+    return Credentials(
+        admin["email"], admin["password"], env["BACKEND_ACCESS_KEY"], env["BACKEND_SECRET_KEY"]
+    )
 
 
-def new_user(appliance: Appliance, email: str) -> Credentials:
+def new_user(appliance: Appliance, email: str, *, password: bool = False) -> Credentials:
+    """A user with a keypair (and a password if asked: one more CLI call, so only where a test
+    signs in with it), made with the CLI as an admin would."""
+    secret = f"pw-{email}" if password else ""
+    if password:
+        made = appliance.cli("admin", "user", "create", email, "--password", secret)
+        assert made.returncode == 0, made.stderr
     made = appliance.cli("admin", "keypair", "create", email)
     assert made.returncode == 0, made.stderr
     access = re.search(r"access key:\s+(\S+)", made.stdout)
-    secret = re.search(r"secret key:\s+(\S+)", made.stdout)
-    assert access and secret, made.stdout
-    return Credentials(access.group(1), secret.group(1))
+    secret_key = re.search(r"secret key:\s+(\S+)", made.stdout)
+    assert access and secret_key, made.stdout
+    return Credentials(email, secret, access.group(1), secret_key.group(1))
 
 
 def sign_in(page: Page, appliance: Appliance, who: Credentials) -> None:
+    """Sign in with the e-mail and password, or else with the keypair."""
     page.goto(f"{appliance.endpoint}/ui/")
-    page.get_by_label("Access key").fill(who.access_key)
-    page.get_by_label("Secret key").fill(who.secret_key)
-    page.get_by_role("button", name="Sign in").click()
+    if who.password:
+        page.get_by_label("E-mail").fill(who.email)
+        page.get_by_label("Password").fill(who.password)
+        page.get_by_role("button", name="Sign in", exact=True).click()
+    else:
+        page.get_by_label("Access key").fill(who.access_key)
+        page.get_by_label("Secret key").fill(who.secret_key)
+        page.get_by_role("button", name="Sign in with the keypair").click()
     page.wait_for_url("**/ui/sessions")
 
 

@@ -4,6 +4,7 @@ containers): what a user sees and does, screenshots of each main page into docs/
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
@@ -27,7 +28,7 @@ def _did_not_reload(page: Page) -> bool:
 def test_sign_in_launch_watch_logs_destroy_sign_out(
     appliance: Appliance, context: BrowserContext
 ) -> None:
-    me = new_user(appliance, "alice@example.com")
+    me = new_user(appliance, "alice@example.com", password=True)
     page = context.new_page()
     # `shipyard up` says where the UI is; that address opens it
     wait_for(lambda: "web UI at" in appliance.up_log(), "shipyard up to print the UI's address")
@@ -37,10 +38,16 @@ def test_sign_in_launch_watch_logs_destroy_sign_out(
     expect(page.get_by_role("heading", name="Sign in to Shipyard")).to_be_visible()
     screenshot(page, "sign-in")
 
-    # a wrong secret: one message that does not say which part was wrong
+    # a wrong password: one message that does not say which part was wrong
+    page.get_by_label("E-mail").fill(me.email)
+    page.get_by_label("Password").fill("not-my-password")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("The e-mail or the password is wrong.")
+
+    # the keypair is the other way in; a wrong secret gets one message too
     page.get_by_label("Access key").fill(me.access_key)
     page.get_by_label("Secret key").fill("not-my-secret")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in with the keypair").click()
     expect(page.get_by_role("alert")).to_contain_text("The access key or the secret key is wrong.")
 
     sign_in(page, appliance, me)
@@ -73,9 +80,24 @@ def test_sign_in_launch_watch_logs_destroy_sign_out(
     watcher.set_viewport_size(PHONE)
     screenshot(watcher, "sessions-phone")
 
+    # a terminal in the page: a shell in the container, over the browser's sign-in
+    page.get_by_role("button", name="Open a terminal").click()
+    screen = page.locator("#terminal .xterm-rows")
+    expect(screen).to_contain_text("$", timeout=LIVE)  # its prompt: the shell reads keys now
+    page.keyboard.type("echo $((6*7))-from-the-browser")
+    page.keyboard.press("Enter")
+    expect(screen).to_contain_text("42-from-the-browser")
+    # the live statistics: each node heartbeat (every 5 s) adds a sample, no reload
+    expect(page.locator('#session-stats [data-stat="cpu"]')).to_contain_text("%", timeout=LIVE)
+    expect(page.locator("#session-stats [data-samples]")).to_have_attribute(
+        "data-samples", re.compile("[2-9]"), timeout=LIVE
+    )
+    expect(page.locator("#session-stats polygon")).to_have_count(2)
+    expect(page.locator("#session-apps")).to_contain_text("offers no apps")
     # the container's logs (the runner says where it dials in, on its stderr)
     page.get_by_role("button", name="Refresh logs").click()
     expect(page.locator("#logs pre")).to_contain_text("runner: dialling")
+    assert _did_not_reload(page)
     screenshot(page, "session")
 
     page.get_by_role("button", name="Destroy").click()
@@ -90,10 +112,37 @@ def test_sign_in_launch_watch_logs_destroy_sign_out(
     expect(page.get_by_role("heading", name="Sign in to Shipyard")).to_be_visible()
 
 
+def test_folders_upload_download_and_delete(
+    appliance: Appliance, context: BrowserContext, tmp_path: Path
+) -> None:
+    page = context.new_page()
+    sign_in(page, appliance, new_user(appliance, "erin@example.com"))
+    page.get_by_role("link", name="Folders").click()
+    page.get_by_label("Folder name").fill("results")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/ui/folders/results")
+    # two chunks' worth, so that the upload goes in pieces
+    sent = tmp_path / "table.csv"
+    sent.write_bytes(b"x,y\n" + bytes(range(256)) * (5 * 2**20 // 256))
+    page.locator("#upload-files").set_input_files(sent)
+    row = page.locator('tr[data-entry="table.csv"]')
+    expect(row).to_contain_text("MiB", timeout=LIVE)  # uploaded, and the listing reloaded
+    screenshot(page, "folders")
+    with page.expect_download() as fetching:
+        row.get_by_role("link", name="table.csv").click()
+    got = tmp_path / "got.csv"
+    fetching.value.save_as(got)
+    assert got.read_bytes() == sent.read_bytes()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Folders").click()
+    page.get_by_role("button", name="Delete folder results").click()
+    expect(page.locator('tr[data-folder="results"]')).to_have_count(0)
+
+
 def test_admin_sees_nodes_and_revokes_a_join_token(
     appliance: Appliance, context: BrowserContext
 ) -> None:
     page = context.new_page()
+    # the admin's password, from the file the control plane wrote at its first start
     sign_in(page, appliance, admin_credentials(appliance))
     page.get_by_role("link", name="Nodes").click()
     expect(page.get_by_role("cell", name=appliance.node_id)).to_be_visible()
