@@ -256,19 +256,29 @@ async def test_mounts_sent_to_the_node_and_deletion_refused_while_in_use(
     data = await folder(api, "data", alice)
     ref = await folder(api, "ref", alice, permission="ro")
     dot = await folder(api, ".cache", alice)
+    proj = await folder(api, "proj", alice)
+    made = await api.call(
+        "POST", "/folders/proj/mkdir", {"path": "a/b", "parents": True}, keypair=alice
+    )
+    assert made.status == 201, made.body
     body = {
         "image": "python",
         "name": "with-mounts",
-        "config": {"mounts": ["data", "ref"], "mount_map": {"ref": "refs/v1"}},
+        "config": {
+            "mounts": ["data", "ref", "proj/a/b"],
+            "mount_map": {"ref": "refs/v1"},
+            "mount_options": {"proj/a/b": {"permission": "ro"}},
+        },
     }
     created = await api.call("POST", "/session", body, keypair=alice)
     assert created.status == 201, created.body
     root = api.core.vfolder_hosts.get("local:volume1").root
-    mounts = {(m.source, m.target, m.read_only) for m in node.creates[-1].mounts}
+    mounts = {(m.source, m.target, m.read_only, m.subpath) for m in node.creates[-1].mounts}
     assert mounts == {
-        (str(root / data["id"]), "/home/work/data", False),
-        (str(root / ref["id"]), "/home/work/refs/v1", True),
-        (str(root / dot["id"]), "/home/work/.cache", False),  # dot folders come unasked
+        (str(root / data["id"]), "/home/work/data", False, ""),
+        (str(root / ref["id"]), "/home/work/refs/v1", True, ""),
+        (str(root / dot["id"]), "/home/work/.cache", False, ""),  # dot folders come unasked
+        (str(root / proj["id"]), "/home/work/proj/a/b", True, "a/b"),  # a folder inside one
     }
     refused = await api.call("DELETE", "/folders/data", keypair=alice)
     assert (refused.status, slug(refused.body)) == (409, "vfolder-in-use")
@@ -281,7 +291,6 @@ async def test_mounts_sent_to_the_node_and_deletion_refused_while_in_use(
     ("config", "says"),
     [
         ({"mounts": ["nope"]}, "not found or accessible"),
-        ({"mounts": ["data/sub"]}, "subfolder"),
         ({"mounts": ["data"], "mount_map": {"data": "/etc"}}, "reserved"),
         ({"mounts": ["data"], "mount_map": {"data": "/opt/shipyard"}}, "reserved"),
         ({"mounts": ["data"], "mount_map": {"data": "../x"}}, "reserved"),
@@ -301,6 +310,28 @@ async def test_bad_mounts_are_refused_and_nothing_is_created(
     refused = await api.call("POST", "/session", body, keypair=alice)
     assert refused.status in (400, 404), refused.body
     assert says in refused.body["msg"]
+    assert (await api.call("GET", "/session", keypair=alice)).body["items"] == []
+
+
+async def test_folders_inside_folders_that_cannot_be_mounted(api: API, node: FakeNode) -> None:
+    alice = await user(api, "alice@example.com")
+    data = folder_dir(api, (await folder(api, "data", alice))["id"])
+    (data / "sub").mkdir()
+    (data / "link").symlink_to("/etc")  # as a session may leave one
+    (data / "file").write_text("x")
+    for mounts, says in [
+        (["data/missing"], "does not exist"),
+        (["data/../etc"], "leaves the folder"),
+        (["data//etc"], "absolute"),
+        (["data/link"], "symbolic link"),
+        (["data/link/ssl"], "symbolic link"),
+        (["data/file"], "symbolic link or a file"),
+        (["data", "data/sub"], "mounted twice"),
+    ]:
+        body = {"image": "python", "name": "bad-mounts", "config": {"mounts": mounts}}
+        refused = await api.call("POST", "/session", body, keypair=alice)
+        assert refused.status in (400, 404), (mounts, refused.body)
+        assert says in refused.body["msg"], (mounts, refused.body)
     assert (await api.call("GET", "/session", keypair=alice)).body["items"] == []
 
 
