@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import trio
 
 from node.config import NodeConfig
 from node.testing import FakeControlPlane, NodeProcess, text_of
@@ -124,7 +125,7 @@ async def test_a_folder_inside_a_folder_is_bound_and_released(
     # the kernel's folder went, its bind first: nothing of the folder was removed with it
     assert (data / "sub" / "dir" / "made").read_text() == "in sub/dir"
     assert (data / "top.txt").exists()
-    assert str(data) not in Path("/proc/self/mountinfo").read_text()
+    assert str(data) not in await trio.Path("/proc/self/mountinfo").read_text()
 
 
 @pytest.mark.parametrize(
