@@ -128,6 +128,7 @@ CONTROLPLANE_SANDBOX: tuple[tuple[str, str], ...] = (
     ("ProtectHome", "yes"),
     ("PrivateTmp", "yes"),
     ("PrivateDevices", "yes"),
+    ("PrivateMounts", "yes"),
     ("ProtectHostname", "yes"),
     ("ProtectClock", "yes"),
     ("ProtectKernelTunables", "yes"),

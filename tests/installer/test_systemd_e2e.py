@@ -38,8 +38,9 @@ SPEC = REPO / "packaging" / "pyinstaller" / "shipyard.spec"
 UNITS = ("shipyard-controlplane.service", "shipyard-node.service")
 WATCHDOG_PROOF = 35.0  # seconds up with WatchdogSec=30: the pings work
 # `systemd-analyze security`'s exposure (0-10): below 5.0 it rates a service "OK" or better;
-# the control plane scores 1.2 on Debian bookworm's systemd 252, so 2.0 catches a regression
-CONTROLPLANE_EXPOSURE_MAX = 2.0
+# the control plane scores 2.0 on Debian bookworm's systemd 252 (1.2 before it held the three
+# file capabilities the virtual folders need, installer/units.py), so 2.5 catches a regression
+CONTROLPLANE_EXPOSURE_MAX = 2.5
 
 
 def _required(env: str, default: Path, how: str) -> Path:
