@@ -8,7 +8,8 @@ over a raw socket that is closed in the middle of its body; the upload then asks
 offset and sends the rest.
 The file is then downloaded through the API and compared by SHA-256. The control plane's RSS is
 sampled every 50 ms throughout; the figure is its peak growth over the RSS before the upload.
-`--chunk-mib` sets the PATCH size (the control plane buffers at most about one PATCH body).
+`--chunk-mib` sets the PATCH size (the control plane holds at most about 256 KiB of a body:
+controlplane/api/_backpressure.py).
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ async def create_session(
         )
         db.add(session)
         await db.flush()
-        await vfolders.mounts.attach(db, session, owner.user, params.mounts)
+        await vfolders.mounts.attach(db, core.vfolder_hosts, session, owner.user, params.mounts)
         db.add_all(SessionDependency(session_id=session.id, depends_on=d) for d in dependencies)
         db.add(StatusChange(session_id=session.id, status="PENDING", reason="enqueued"))
         event = SessionEvent(session.id, session.name, session.access_key, "PENDING", "enqueued")

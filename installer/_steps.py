@@ -310,6 +310,7 @@ class Configs(GroupReadable):
                 secrets_key_file=str(plan.state_dir / "secrets.key"),
                 tls_certfile=str(plan.tls_files[0]) if plan.tls_files else "",
                 tls_keyfile=str(plan.tls_files[1]) if plan.tls_files else "",
+                vfolder_hosts={"local:volume1": plan.vfolder_root},
             )
             # the control plane's user reads it through its group and cannot change it
             mode = 0o640 if service_ids(plan) is not None else 0o600
@@ -324,6 +325,9 @@ class Configs(GroupReadable):
             "node_id": plan.effective_node_id,
             "network_mode": plan.network_mode,
             "gpus": plan.gpus,
+            # the same path on every node: the storage the control plane writes (a shared
+            # filesystem on a cluster)
+            "vfolder_roots": [plan.vfolder_root],
         }
         node_path = plan.config_dir / "node.toml"
         try:  # keep what an operator tuned (cpu, mem, ...) across re-runs

@@ -6,9 +6,10 @@ answering its watchdog (`WATCHDOG=1` at half of `WatchdogSec`, see hostlib/sdnot
 `KillMode=mixed` sends SIGTERM to the main process only (the packaged executable's bootloader,
 which forwards it once to Python) and SIGKILL to whatever is left after the timeout.
 
-The control plane needs no privilege: it runs as its own system user (`plan.service_user`) in a
-tight sandbox (`CONTROLPLANE_SANDBOX`; `systemd-analyze security` rates it "OK"), writing only
-its state directory. The node drives Docker and loop-mounts each kernel's work filesystem, so it
+The control plane runs as its own system user (`plan.service_user`) in a tight sandbox
+(`CONTROLPLANE_SANDBOX`; `systemd-analyze security` rates it "OK"), writing only its state
+directory and the virtual folders, with the three file capabilities those need
+(`FOLDER_CAPABILITIES`). The node drives Docker and loop-mounts each kernel's work filesystem, so it
 stays root, and its mounts must be seen by dockerd: nothing that gives it a mount namespace of
 its own (ProtectSystem, PrivateTmp, ReadWritePaths, ...) or a device policy (PrivateDevices,
 DeviceAllow: the loop devices) applies; it gets the sandboxing that works without those
@@ -103,16 +104,31 @@ _COMMON_SANDBOX: tuple[tuple[str, str], ...] = (
     ("KeyringMode", "private"),
 )
 
+FOLDER_CAPABILITIES = "CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER"
+# what the DAC override would otherwise open to it: Docker's socket (root's own, root's power)
+# and the password hashes
+ROOT_ONLY = (
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd",
+    "/etc/shadow",
+    "/etc/gshadow",
+)
+
 CONTROLPLANE_SANDBOX: tuple[tuple[str, str], ...] = (
     *_COMMON_SANDBOX,
     ("UMask", "0077"),
-    ("CapabilityBoundingSet", ""),
-    ("AmbientCapabilities", ""),
+    # the virtual folders belong to the sessions' user (kernel_uid): the API writes there as
+    # root would, and hands what it writes to that user (docs/architecture.md "Virtual
+    # folders"); ProtectSystem=strict keeps every write inside ReadWritePaths. No PrivateUsers:
+    # in a user namespace of its own these would not reach files of an unmapped uid.
+    ("CapabilityBoundingSet", FOLDER_CAPABILITIES),
+    ("AmbientCapabilities", FOLDER_CAPABILITIES),
     ("ProtectSystem", "strict"),
     ("ProtectHome", "yes"),
     ("PrivateTmp", "yes"),
     ("PrivateDevices", "yes"),
-    ("PrivateUsers", "yes"),
+    ("PrivateMounts", "yes"),
     ("ProtectHostname", "yes"),
     ("ProtectClock", "yes"),
     ("ProtectKernelTunables", "yes"),
@@ -128,6 +144,7 @@ CONTROLPLANE_SANDBOX: tuple[tuple[str, str], ...] = (
     ("DevicePolicy", "closed"),
     ("SystemCallFilter", "@system-service"),
     ("SystemCallFilter", "~@privileged @resources"),
+    ("SystemCallFilter", "@chown"),
     ("SystemCallErrorNumber", "EPERM"),
 )
 
@@ -154,13 +171,12 @@ def controlplane_unit(plan: Plan) -> UnitFile:
     if plan.service_user:
         extra += [("User", plan.service_user), ("Group", plan.service_user)]
     extra += [*CONTROLPLANE_SANDBOX, ("ReadWritePaths", str(plan.state_dir))]
-    # the node's state and the virtual folders are not the control plane's business; mounted
-    # over, they cannot be renamed away either
-    extra += [
-        ("InaccessiblePaths", f"-{path}")
-        for path in (plan.state_dir / "node", plan.vfolder_root)
-        if path.is_relative_to(plan.state_dir)
-    ]
+    if not plan.vfolder_root.is_relative_to(plan.state_dir):
+        extra.append(("ReadWritePaths", f"-{plan.vfolder_root}"))
+    # the node's state is not the control plane's business; mounted over, it cannot be renamed
+    # away either
+    hidden = (plan.state_dir / "node", *ROOT_ONLY)
+    extra += [("InaccessiblePaths", f"-{path}") for path in hidden]
     return UnitFile(
         CONTROLPLANE_UNIT,
         (

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ctypes
+import errno
 import os
 import shutil
 import stat
@@ -35,6 +37,7 @@ RELAY_SOCKET_NAME = "relay.sock"  # beside it: the runner dials it for relayed s
 WORK_DIR = "work"  # mount point of the work filesystem, mounted at /home/work
 WORK_IMAGE = "work.img"  # that filesystem's image
 PASSWD, GROUP = "passwd", "group"  # mounted read-only over /etc/passwd and /etc/group
+MOUNTS_DIR = "mounts"  # <i>: a folder inside a virtual folder, bound here (node/vfolders.py)
 TOOL_TIMEOUT = 60.0  # mkfs and mount take tens of milliseconds; this only catches a hung one
 
 
@@ -130,8 +133,36 @@ def _tool(*argv: str) -> None:
         raise OSError(f"{argv[0]} failed: {exc}") from exc
 
 
+_MS_BIND, _MNT_DETACH = 4096, 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def bind_dir_fd(fd: int, target: Path) -> None:
+    """Bind the directory open as `fd` on the empty directory `target`. The source is the
+    descriptor's magic link, so what is bound is the directory held, whatever its path has
+    become since it was opened."""
+    if _libc.mount(f"/proc/self/fd/{fd}".encode(), bytes(target), None, _MS_BIND, None):
+        code = ctypes.get_errno()
+        raise OSError(code, f"cannot bind a folder on {target}: {os.strerror(code)}")
+
+
+def _release_mounts(path: Path) -> None:
+    """Detach the folders bound under `path/mounts` and remove their (then empty) mount points.
+    rmdir, never rmtree: a bind that could not be detached must not have its files removed."""
+    mounts = path / MOUNTS_DIR
+    if not mounts.is_dir():
+        return
+    for point in mounts.iterdir():
+        if _libc.umount2(bytes(point), _MNT_DETACH) and ctypes.get_errno() != errno.EINVAL:
+            raise OSError(f"cannot unmount {point}: {os.strerror(ctypes.get_errno())}")
+        point.rmdir()  # OSError while anything is still in it
+    mounts.rmdir()
+
+
 def remove_kernel_dir(path: Path) -> None:
-    """Unmount the kernel's work filesystem (if mounted) and remove its folder."""
+    """Unmount the kernel's work filesystem (if mounted) and bound folders, and remove its
+    folder."""
+    _release_mounts(path)
     work = path / WORK_DIR
     if os.path.ismount(work):
         # lazy: detached at once even if something still holds it; the loop device goes with

@@ -353,7 +353,7 @@ class Kernels:
                 Bind(kdir / hostfs.WORK_DIR, "/home/work"),
                 Bind(kdir / hostfs.PASSWD, "/etc/passwd", read_only=True),
                 Bind(kdir / hostfs.GROUP, "/etc/group", read_only=True),
-                *vfolders.binds(config.vfolder_roots, req.mounts),
+                *vfolders.binds(config.vfolder_roots, req.mounts, kdir),
             ],
             scratch={"/tmp": config.tmp_size_bytes},
             network_mode=config.network_mode,

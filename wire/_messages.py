@@ -89,11 +89,14 @@ class UploadFile:
 @dataclass(frozen=True, config=_CONFIG)
 class Mount:
     """A virtual folder bound into a kernel: `source` is the folder's path on the node's host
-    (a storage host's directory), `target` the path inside the container."""
+    (a storage host's directory), `target` the path inside the container, `subpath` the
+    folder inside it that is bound ("" for the whole folder)."""
 
     source: str
     target: str
     read_only: bool = False
+    # a folder inside the folder ("a/b"); the node walks it without following links
+    subpath: str = ""
 
 
 @dataclass(frozen=True, config=_CONFIG)

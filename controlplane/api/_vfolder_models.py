@@ -164,7 +164,7 @@ class FolderInfo(FolderItem):
 class HostInfo(Raw):
     backend: str
     capabilities: list[str]
-    quota_mode: str  # "accounted": the API refuses uploads past a folder's limit
+    quota_mode: str  # "project": the kernel enforces sizes; "accounted": only the API does
     project_quota_capable: bool
     usage: dict[str, int]
     sftp_scaling_groups: list[str] = []

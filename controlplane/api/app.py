@@ -33,6 +33,7 @@ from controlplane.api import (
     vfolder_sharing,
     vfolders,
 )
+from controlplane.api._backpressure import BoundedConnection, BoundedRequest
 from controlplane.api._context import CORE_KEY, is_browser, is_public
 from controlplane.api._typed import parse_json
 from controlplane.api.auth import authenticate
@@ -52,6 +53,7 @@ def _raw_target(scope: dict[str, Any]) -> str:
 
 def create_app(the_core: Core) -> Quart:
     app = Quart("shipyard.controlplane", static_folder=None)
+    app.request_class, app.asgi_http_class = BoundedRequest, BoundedConnection
     app.extensions[CORE_KEY] = the_core
     app.extensions[ui_auth.STORE_KEY] = ui_auth.BrowserSessions()
     app.config["MAX_CONTENT_LENGTH"] = 64 * 2**20

@@ -125,14 +125,17 @@ async def create_folder(data: CreateFolder) -> FolderCreated:
             max_size=_size(data.quota),
             cloneable=data.cloneable,
         )
-        await _commit_with_dir(db, host, folder.id)
+        await _commit_with_dir(db, host, folder.id, folder.max_size)
     return FolderCreated.of(folder)
 
 
-async def _commit_with_dir(db: DBSession, host: vfolders.StorageHost, folder_id: uuid.UUID) -> None:
+async def _commit_with_dir(
+    db: DBSession, host: vfolders.StorageHost, folder_id: uuid.UUID, max_size: int | None
+) -> None:
     """Make the folder's directory, then commit its row; no row without a directory, and no
     directory left when the commit fails."""
-    await anyio.to_thread.run_sync(host.make_folder, folder_id, core().config.vfolder_uid)
+    uid = core().config.vfolder_uid
+    await anyio.to_thread.run_sync(host.make_folder, folder_id, uid, max_size)
     try:
         await db.commit()
     except BaseException:
@@ -208,7 +211,8 @@ async def clone_folder(name: str, data: CloneFolder) -> FolderCreated:
             cloneable=data.cloneable,
         )
         src = the_core.vfolder_hosts.get(source.folder.host).folder_path(source.folder.id)
-        await anyio.to_thread.run_sync(host.make_folder, folder.id, the_core.config.vfolder_uid)
+        uid = the_core.config.vfolder_uid
+        await anyio.to_thread.run_sync(host.make_folder, folder.id, uid, folder.max_size)
         try:
             used, _ = await anyio.to_thread.run_sync(vfolders.fs.usage, src)
             vfolders.transfer.check_room(host.folder_path(folder.id), folder.max_size, used)

@@ -385,4 +385,5 @@ class VFolderMount(Base):
     vfolder_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vfolders.id"), primary_key=True)
     path: Mapped[str] = mapped_column(String(256))  # inside the container
     read_only: Mapped[bool] = mapped_column(Boolean)
+    subpath: Mapped[str] = mapped_column(String(4096), default="", server_default="")
     __table_args__ = (Index("ix_vfolder_mounts_vfolder_id", "vfolder_id"),)

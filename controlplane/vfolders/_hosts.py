@@ -2,11 +2,12 @@
 
 A host is a local directory (the installer's `vfolder_root`) or a shared filesystem (NFS and
 the like) mounted at the same path on the control plane's machine and on every node, so that a
-node can bind-mount a folder the API wrote into. Nothing here needs the filesystem to support
-quotas: sizes are accounted by walking a folder, and the API refuses an upload that would take
-a folder past its limit (`quota_mode` "accounted"). A session writing into a mounted folder is
-not limited that way; project quotas (XFS `pquota`, ext4 `prjquota`) would be, and a host says
-whether its filesystem is mounted with them (`project_quota_capable`) so that an operator knows.
+node can bind-mount a folder the API wrote into. Where the host's filesystem has project quotas
+and the control plane may set them, each folder is a project whose size limit the kernel
+enforces, for sessions writing into a mount too (`quota_mode` "project", controlplane/vfolders/
+_quota.py). Elsewhere sizes are accounted by walking a folder, and the API refuses an upload that
+would take a folder past its limit (`quota_mode` "accounted"); a session writing into a mount is
+not limited then. The API's check applies in both modes.
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlplane.errors import InvalidAPIParams, StorageHostUnusable
+from controlplane.vfolders import _quota
 
 log = logging.getLogger(__name__)
 QUOTA_OPTIONS = {"prjquota", "pquota", "pqnoenforce"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class StorageHost:
     name: str
     root: Path
+    # why the kernel does not enforce folder sizes here ("" when it does); set by prepare()
+    no_project_quota: str = "not prepared"
 
     def folder_path(self, folder_id: uuid.UUID) -> Path:
         return self.root / folder_id.hex
@@ -40,13 +44,25 @@ class StorageHost:
     def prepare(self) -> None:
         self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
         self.uploads.mkdir(mode=0o700, exist_ok=True)
+        root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.no_project_quota = _quota.probe(root_fd) or ""
+        finally:
+            os.close(root_fd)
+        if self.project_quota_capable and self.no_project_quota:
+            log.warning(
+                "storage host %s: %s; sizes are accounted", self.name, self.no_project_quota
+            )
 
-    def make_folder(self, folder_id: uuid.UUID, uid: int) -> None:
-        """The folder's directory, owned by the sessions' user so that they can write in it."""
+    def make_folder(self, folder_id: uuid.UUID, uid: int, max_size: int | None) -> None:
+        """The folder's directory, owned by the sessions' user so that they can write in it;
+        with project quotas, a project limited to `max_size` bytes."""
         path = self.folder_path(folder_id)
         try:
             os.mkdir(path, 0o755)
             os.chown(path, uid, uid)
+            if not self.no_project_quota:
+                self._limit(folder_id, max_size, path)
         except OSError as exc:
             shutil.rmtree(path, ignore_errors=True)
             raise StorageHostUnusable(
@@ -54,8 +70,27 @@ class StorageHost:
                 " control plane must be able to write there and to chown (CAP_CHOWN)"
             ) from exc
 
+    def _limit(self, folder_id: uuid.UUID, max_size: int | None, path: Path | None) -> None:
+        project = _quota.project_id(folder_id)
+        root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if path is not None:
+                dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    _quota.assign(dir_fd, project)
+                finally:
+                    os.close(dir_fd)
+            _quota.set_limit(root_fd, project, max_size)
+        finally:
+            os.close(root_fd)
+
     def remove_folder(self, folder_id: uuid.UUID) -> None:
         shutil.rmtree(self.folder_path(folder_id), ignore_errors=True)  # never follows links
+        if not self.no_project_quota:
+            try:
+                self._limit(folder_id, None, None)  # the project's limit goes with it
+            except OSError as exc:
+                log.warning("could not clear the quota of folder %s: %s", folder_id, exc)
 
     def capacity(self) -> tuple[int, int]:
         """(total bytes, used bytes) of the filesystem under the host."""
@@ -65,7 +100,7 @@ class StorageHost:
 
     @property
     def quota_mode(self) -> str:
-        return "accounted"
+        return "accounted" if self.no_project_quota else "project"
 
     @property
     def project_quota_capable(self) -> bool:

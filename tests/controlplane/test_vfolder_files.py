@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import pytest
 
+from controlplane.api._backpressure import LIMIT, BoundedBody
 from tests.controlplane.conftest import API, Keypair
 from tests.controlplane.test_vfolders import folder, folder_dir, slug, user
 
@@ -313,3 +315,30 @@ async def test_download_refused_when_the_file_became_a_link(
     got = await api.app.test_client().get(url)
     assert got.status_code == 400
     assert b"secret" not in await got.get_data()
+
+
+async def test_a_streamed_body_waits_for_its_reader_an_awaited_one_does_not() -> None:
+    """Back-pressure for uploads: the connection takes no more of a streamed body while 256 KiB
+    are unread (Hypercorn then stops reading the socket); a body awaited whole is not held."""
+    streamed = BoundedBody(None, None)
+    streamed.append(bytes(LIMIT))
+    with anyio.move_on_after(0.05) as waited:
+        await streamed.room()
+    assert waited.cancelled_caught  # full: the next message waits
+    assert len(await anext(aiter(streamed))) == LIMIT
+    with anyio.fail_after(5):
+        await streamed.room()  # read: room again
+    whole = BoundedBody(None, None)
+    whole.append(bytes(LIMIT))
+    got = []
+
+    async def read_all() -> None:
+        got.append(await whole)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(read_all)
+        with anyio.fail_after(5):
+            await whole.room()  # returns once the reader asked for the whole body
+        whole.append(bytes(LIMIT))
+        whole.set_complete()
+    assert len(got[0]) == 2 * LIMIT

@@ -5,6 +5,10 @@ and Docker are in tests/node/test_vfolder_mounts.py, the official client in test
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ import pytest
 
 from controlplane import vfolders
 from controlplane.testing import FakeNode
+from controlplane.vfolders import StorageHost
 from tests.controlplane.conftest import API, Keypair
 
 pytestmark = pytest.mark.anyio
@@ -256,19 +261,29 @@ async def test_mounts_sent_to_the_node_and_deletion_refused_while_in_use(
     data = await folder(api, "data", alice)
     ref = await folder(api, "ref", alice, permission="ro")
     dot = await folder(api, ".cache", alice)
+    proj = await folder(api, "proj", alice)
+    made = await api.call(
+        "POST", "/folders/proj/mkdir", {"path": "a/b", "parents": True}, keypair=alice
+    )
+    assert made.status == 201, made.body
     body = {
         "image": "python",
         "name": "with-mounts",
-        "config": {"mounts": ["data", "ref"], "mount_map": {"ref": "refs/v1"}},
+        "config": {
+            "mounts": ["data", "ref", "proj/a/b"],
+            "mount_map": {"ref": "refs/v1"},
+            "mount_options": {"proj/a/b": {"permission": "ro"}},
+        },
     }
     created = await api.call("POST", "/session", body, keypair=alice)
     assert created.status == 201, created.body
     root = api.core.vfolder_hosts.get("local:volume1").root
-    mounts = {(m.source, m.target, m.read_only) for m in node.creates[-1].mounts}
+    mounts = {(m.source, m.target, m.read_only, m.subpath) for m in node.creates[-1].mounts}
     assert mounts == {
-        (str(root / data["id"]), "/home/work/data", False),
-        (str(root / ref["id"]), "/home/work/refs/v1", True),
-        (str(root / dot["id"]), "/home/work/.cache", False),  # dot folders come unasked
+        (str(root / data["id"]), "/home/work/data", False, ""),
+        (str(root / ref["id"]), "/home/work/refs/v1", True, ""),
+        (str(root / dot["id"]), "/home/work/.cache", False, ""),  # dot folders come unasked
+        (str(root / proj["id"]), "/home/work/proj/a/b", True, "a/b"),  # a folder inside one
     }
     refused = await api.call("DELETE", "/folders/data", keypair=alice)
     assert (refused.status, slug(refused.body)) == (409, "vfolder-in-use")
@@ -281,7 +296,6 @@ async def test_mounts_sent_to_the_node_and_deletion_refused_while_in_use(
     ("config", "says"),
     [
         ({"mounts": ["nope"]}, "not found or accessible"),
-        ({"mounts": ["data/sub"]}, "subfolder"),
         ({"mounts": ["data"], "mount_map": {"data": "/etc"}}, "reserved"),
         ({"mounts": ["data"], "mount_map": {"data": "/opt/shipyard"}}, "reserved"),
         ({"mounts": ["data"], "mount_map": {"data": "../x"}}, "reserved"),
@@ -301,6 +315,28 @@ async def test_bad_mounts_are_refused_and_nothing_is_created(
     refused = await api.call("POST", "/session", body, keypair=alice)
     assert refused.status in (400, 404), refused.body
     assert says in refused.body["msg"]
+    assert (await api.call("GET", "/session", keypair=alice)).body["items"] == []
+
+
+async def test_folders_inside_folders_that_cannot_be_mounted(api: API, node: FakeNode) -> None:
+    alice = await user(api, "alice@example.com")
+    data = folder_dir(api, (await folder(api, "data", alice))["id"])
+    (data / "sub").mkdir()
+    (data / "link").symlink_to("/etc")  # as a session may leave one
+    (data / "file").write_text("x")
+    for mounts, says in [
+        (["data/missing"], "does not exist"),
+        (["data/../etc"], "leaves the folder"),
+        (["data//etc"], "absolute"),
+        (["data/link"], "symbolic link"),
+        (["data/link/ssl"], "symbolic link"),
+        (["data/file"], "symbolic link or a file"),
+        (["data", "data/sub"], "mounted twice"),
+    ]:
+        body = {"image": "python", "name": "bad-mounts", "config": {"mounts": mounts}}
+        refused = await api.call("POST", "/session", body, keypair=alice)
+        assert refused.status in (400, 404), (mounts, refused.body)
+        assert says in refused.body["msg"], (mounts, refused.body)
     assert (await api.call("GET", "/session", keypair=alice)).body["items"] == []
 
 
@@ -349,3 +385,61 @@ async def test_graphql_vfolder_list_as_the_client_asks(api: API) -> None:
         "POST", "/admin/gql", {"query": VFOLDER_LIST, "variables": paged}, keypair=alice
     )
     assert [i["name"] for i in got.body["data"]["vfolder_list"]["items"]] == ["a-team"]
+
+
+@pytest.fixture
+def prjquota_dir(tmp_path: Path) -> Iterator[Path]:
+    """A loop-mounted XFS or ext4 with project quotas (needs root, the tools and a kernel with
+    quota support; skips otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    tried = []
+    for fs, mkfs in (
+        ("xfs", ["mkfs.xfs", "-q"]),
+        ("ext4", ["mkfs.ext4", "-q", "-O", "quota,project", "-E", "quotatype=prjquota"]),
+    ):
+        if shutil.which(mkfs[0]) is None:
+            tried.append(f"{fs}: no {mkfs[0]}")
+            continue
+        image, point = tmp_path / f"{fs}.img", tmp_path / fs
+        with image.open("wb") as f:
+            f.truncate(320 << 20)  # XFS wants 300 MiB at least; sparse
+        point.mkdir()
+        subprocess.run([*mkfs, str(image)], check=True, capture_output=True)
+        mount = ["mount", "-o", "loop,prjquota", str(image), str(point)]
+        mounted = subprocess.run(mount, capture_output=True, text=True)
+        if mounted.returncode != 0:
+            tried.append(f"{fs}: {mounted.stderr.strip().splitlines()[0]}")
+            continue
+        try:
+            yield point
+        finally:
+            subprocess.run(["umount", str(point)], check=True)
+        return
+    pytest.skip(f"no filesystem with project quotas here ({'; '.join(tried)})")
+
+
+def test_project_quotas_are_enforced_where_the_filesystem_has_them(prjquota_dir: Path) -> None:
+    host = StorageHost("quota:q", prjquota_dir / "vfolders")
+    host.prepare()
+    assert host.quota_mode == "project", host.no_project_quota
+    folder_id = uuid.uuid4()
+    host.make_folder(folder_id, 65536, 1 << 20)
+    # the sessions' user writing into the mounted folder: the kernel stops it at 1 MiB
+    target = host.folder_path(folder_id) / "big"
+    write = f"head -c {2 << 20} /dev/zero >{target}"
+    wrote = subprocess.run(["sh", "-c", write], user=65536, group=65536, capture_output=True)
+    assert b"quota exceeded" in wrote.stderr.lower(), wrote
+    assert target.stat().st_size <= 1 << 20
+    host.remove_folder(folder_id)
+
+
+def test_without_project_quotas_a_host_says_why_and_accounts(tmp_path: Path) -> None:
+    host = StorageHost("plain", tmp_path / "vfolders")
+    host.prepare()
+    if host.quota_mode == "project":
+        pytest.skip(f"{tmp_path} has project quotas")
+    assert host.no_project_quota  # the reason (logged when the mount has prjquota)
+    folder_id = uuid.uuid4()
+    host.make_folder(folder_id, os.getuid(), 1 << 20)
+    assert host.folder_path(folder_id).is_dir()

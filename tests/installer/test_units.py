@@ -54,22 +54,33 @@ def test_all_in_one_units(stub: Path) -> None:
 
 
 def test_sandbox_settings(stub: Path) -> None:
-    """The control plane as its own user, without capabilities, writing only its state; the
-    node with the capabilities it uses and no mount namespace (dockerd sees its mounts)."""
-    plan = Plan(role="all-in-one", executable=stub, state_dir=Path("/var/lib/sy"))
+    """The control plane as its own user, with only the file capabilities the folders need,
+    writing only its state and the folders, not reaching Docker; the node with the
+    capabilities it uses and no mount namespace (dockerd sees its mounts)."""
+    plan = Plan(
+        role="all-in-one",
+        executable=stub,
+        state_dir=Path("/var/lib/sy"),
+        vfolder_root=Path("/srv/folders"),
+    )
     cp, node = (u.render() for u in units.units_for(plan))
     for line in (
         "User=shipyard",
         "ProtectSystem=strict",
         "ReadWritePaths=/var/lib/sy",
+        "ReadWritePaths=-/srv/folders",
         "InaccessiblePaths=-/var/lib/sy/node",
-        "CapabilityBoundingSet=",
+        "InaccessiblePaths=-/run/docker.sock",
+        "CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER",
+        "AmbientCapabilities=CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER",
+        "SystemCallFilter=@chown",
         "NoNewPrivileges=yes",
         "SystemCallFilter=@system-service",
         "PrivateTmp=yes",
         "ProtectHome=yes",
     ):
         assert f"\n{line}\n" in cp, line
+    assert "PrivateUsers" not in cp  # the capabilities must reach files of the kernel uid
     assert "\nUser=" not in node and "NotifyAccess=main" in node
     for mounting in ("ProtectSystem", "PrivateTmp", "ReadWritePaths", "PrivateDevices"):
         assert f"\n{mounting}=" not in node, mounting

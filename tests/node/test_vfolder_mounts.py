@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import trio
 
 from node.config import NodeConfig
 from node.testing import FakeControlPlane, NodeProcess, text_of
@@ -103,7 +104,33 @@ async def test_files_outlive_the_session_owned_by_the_container_user(
     assert readonly == "['more', 'result.bin']\nTrue\n"
 
 
-@pytest.mark.parametrize("where", ["outside", "link", "nested", "relative-target"])
+async def test_a_folder_inside_a_folder_is_bound_and_released(
+    node: NodeProcess, control_plane: FakeControlPlane, kernel_image: str, vfolder_root: Path
+) -> None:
+    uid = node.config.kernel_uid
+    data = make_folder(vfolder_root, uid)
+    (data / "sub" / "dir").mkdir(parents=True)
+    os.chown(data / "sub" / "dir", uid, uid)
+    (data / "top.txt").write_text("not inside")
+    mount = Mount(str(data), "/home/work/dir", subpath="sub/dir")
+    kernel_id, error = await create(control_plane, kernel_image, [mount])
+    assert error is None, error
+    wrote = await run(
+        control_plane,
+        kernel_id,
+        "import os; open('dir/made', 'w').write('in sub/dir'); print(sorted(os.listdir('dir')))",
+    )
+    assert wrote == "['made']\n"
+    await control_plane.request(lambda req_id: DestroyKernel(req_id, kernel_id))
+    # the kernel's folder went, its bind first: nothing of the folder was removed with it
+    assert (data / "sub" / "dir" / "made").read_text() == "in sub/dir"
+    assert (data / "top.txt").exists()
+    assert str(data) not in await trio.Path("/proc/self/mountinfo").read_text()
+
+
+@pytest.mark.parametrize(
+    "where", ["outside", "link", "nested", "relative-target", "subfolder-link", "subfolder-up"]
+)
 async def test_node_binds_only_folders_of_its_roots(
     node: NodeProcess,
     control_plane: FakeControlPlane,
@@ -122,8 +149,15 @@ async def test_node_binds_only_folders_of_its_roots(
     elif where == "nested":
         (folder / "sub").mkdir()
         source = str(folder / "sub")
-    else:
+    elif where == "relative-target":
         source, target = str(folder), "home/work/x"
-    _, error = await create(control_plane, kernel_image, [Mount(source, target)])
+    else:  # a link a session left where a folder was, or a way out
+        os.symlink("/etc", folder / "sub")
+        source, subpath = str(folder), "sub" if where == "subfolder-link" else "../.."
+    mount = Mount(source, target, subpath=subpath if where.startswith("subfolder") else "")
+    _, error = await create(control_plane, kernel_image, [mount])
     assert error is not None
-    assert "vfolder_roots" in error or "not a directory" in error or "absolute" in error
+    assert any(
+        says in error
+        for says in ("vfolder_roots", "not a directory", "absolute", "without links", "plain path")
+    ), error
