@@ -141,7 +141,13 @@ class API:
 
 @pytest.fixture
 async def api(database_url: str, tmp_path: Path) -> AsyncIterator[API]:
-    config = ControlPlaneConfig(state_dir=tmp_path, node_token="t", database_url=database_url)
+    config = ControlPlaneConfig(
+        state_dir=tmp_path,
+        node_token="t",
+        database_url=database_url,
+        # a FakeNode sends no heartbeats: a long test on a loaded machine must not lose it
+        node_heartbeat_timeout=3600,
+    )
     engine = create_engine(config.effective_database_url)
     async with running_core(config, engine) as (core, prepared):
         assert prepared is not None
