@@ -28,7 +28,7 @@ def notify_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
     path = os.path.join(directory, "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
-    sock.settimeout(10)
+    sock.settimeout(60)  # a bound, not a wait: a loaded machine takes a while to import and migrate
     monkeypatch.setenv("NOTIFY_SOCKET", path)
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
