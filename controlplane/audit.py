@@ -72,6 +72,17 @@ def graphql_mutations(document: object, variables: object = None) -> Mutations |
     return Mutations(fields, "; ".join(arguments) or None)
 
 
+def graphql_failed(answer: object, fields: list[str]) -> bool:
+    """Whether a mutation's 200 answer says it failed: an error, or `ok: false` (Backend.AI's
+    envelope for a refusal the mutation itself reports)."""
+    if not isinstance(answer, dict):
+        return True
+    if answer.get("errors"):
+        return True
+    data = answer.get("data") or {}
+    return any(isinstance(data.get(f), dict) and data[f].get("ok") is False for f in fields)
+
+
 def rest_target(view_args: dict[str, Any] | None, body: object) -> str | None:
     """What a REST call acts on: its path parameters, else the name a create gives."""
     if view_args:
@@ -92,7 +103,9 @@ async def record(
     target: str | None,
     remote_addr: str,
     status_code: int,
+    failed: bool = False,
 ) -> None:
+    """Note one call; it failed if its status says so, or `failed` (a GraphQL refusal)."""
     db.add(
         AuditEntry(
             actor=actor,
@@ -101,7 +114,7 @@ async def record(
             target=target[:300] if target is not None else None,
             remote_addr=remote_addr[:64],
             status_code=status_code,
-            outcome="success" if status_code < 400 else "failure",
+            outcome="failure" if failed or status_code >= 400 else "success",
         )
     )
     await db.commit()

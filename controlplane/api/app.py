@@ -104,6 +104,7 @@ def create_app(the_core: Core) -> Quart:
         action = f"{request.method} {request.path}"
         body = await _json_body()
         target = audit.rest_target(request.view_args, body)
+        failed = False
         if request.endpoint == tenancy.SIGN_IN_ENDPOINT:
             action, target = audit.SIGN_IN, None
         elif request.endpoint == gql.ENDPOINT:
@@ -113,6 +114,11 @@ def create_app(the_core: Core) -> Quart:
             if mutations is None:
                 return response  # a query reads
             action, target = "graphql " + ",".join(mutations.fields), mutations.target
+            try:
+                answer = parse_json(await response.get_data())
+            except InvalidAPIParams:
+                answer = None
+            failed = audit.graphql_failed(answer, mutations.fields)
         keypair = g.get("keypair")
         actor = keypair.access_key if keypair is not None else g.get("sign_in_email")
         domain = keypair.user.domain_name if keypair is not None else g.get("sign_in_domain")
@@ -126,6 +132,7 @@ def create_app(the_core: Core) -> Quart:
                     target=target,
                     remote_addr=request.remote_addr or "",
                     status_code=response.status_code,
+                    failed=failed,
                 )
         except Exception:  # the call happened: losing its record must not turn it into a 500
             log.exception("could not record %s in the audit log", action)

@@ -95,13 +95,15 @@ async def list_folders() -> FolderList:
 
 
 async def _project(db: DBSession, ref: str | None) -> Project | None:
-    """A project of the requester's domain named by name or id (`vfolder create -g`)."""
+    """A project the requester is a member of, by name or id (`vfolder create -g`); any
+    other is refused as if it did not exist, so its name is not confirmed."""
     if ref is None:
         return None
-    for project in await tenancy.list_projects(db, domain_name=_user().domain_name):
+    user = _user()
+    for project in await tenancy.list_projects(db, domain_name=user.domain_name, member=user.id):
         if ref in (project.name, str(project.id), project.id.hex):
             return project
-    raise InvalidAPIParams(f"no project {ref!r} in your domain")
+    raise InvalidAPIParams(f"no project {ref!r} of yours")
 
 
 @bp.post("/folders")
