@@ -7,12 +7,24 @@ the audit log with its actor, action, target and outcome. (Sessions: test_tenanc
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from click.testing import CliRunner, Result
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
 
 from controlplane.testing import FakeNode
+from shipyard.cli import main
 from tests.controlplane.conftest import API, Keypair, Response
 
 pytestmark = pytest.mark.anyio
@@ -232,3 +244,84 @@ async def _audit_has_everything(w: Projects) -> set[tuple[str, str]]:
     own = await w.api.call("GET", "/admin/audit", keypair=w.boss)
     assert {e["domainName"] for e in own.body["items"]} <= {"acme"}
     return targets
+
+
+@asynccontextmanager
+async def served(api: API) -> AsyncIterator[str]:
+    """The in-process control plane on a 127.0.0.1 port, for command-line clients."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        config = HypercornConfig()
+        config.bind = [f"fd://{os.dup(listener.fileno())}"]  # hypercorn closes what it serves
+        config.accesslog = None
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(partial(serve, api.app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+            try:
+                yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+            finally:
+                stop.set()
+
+
+@dataclass
+class Clients:
+    endpoint: str
+    workdir: Path
+
+    async def shipyard(self, keypair: Keypair, *args: str) -> Result:
+        """Shipyard's CLI as the keypair's owner (in a worker thread: it runs its own trio)."""
+        env = {
+            "SHIPYARD_ENDPOINT": self.endpoint,
+            "SHIPYARD_ACCESS_KEY": keypair.access_key,
+            "SHIPYARD_SECRET_KEY": keypair.secret_key,
+        }
+        return await anyio.to_thread.run_sync(partial(CliRunner().invoke, main, args, env=env))
+
+    async def official(self, keypair: Keypair, *args: str) -> subprocess.CompletedProcess[str]:
+        """The official client with only its BACKEND_* settings, from a folder without a .env
+        (as tests/compat runs it)."""
+        env = {
+            "BACKEND_ENDPOINT": self.endpoint,
+            "BACKEND_ACCESS_KEY": keypair.access_key,
+            "BACKEND_SECRET_KEY": keypair.secret_key,
+        }
+        argv = [os.environ["SHIPYARD_TEST_BAI"], *args]
+        run = partial(subprocess.run, argv, env=env, cwd=self.workdir, text=True, timeout=120)
+        return await anyio.to_thread.run_sync(partial(run, capture_output=True))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # one database is enough
+async def test_neither_cli_shows_or_uses_another_projects_folders_and_pools(
+    projects: Projects, tmp_path: Path
+) -> None:
+    w, alice = projects, projects.alice
+    async with served(w.api) as endpoint:
+        clients = Clients(endpoint, tmp_path)
+        listed = await clients.shipyard(alice, "vfolder", "ls")
+        assert listed.exit_code == 0, listed.output
+        assert "a-data" in listed.output and "b-data" not in listed.output
+        info = await clients.shipyard(alice, "vfolder", "info", "b-data")
+        assert info.exit_code == 1 and "not found or accessible" in info.output, info.output
+        args = ("-g", "proj-a", "-r", "cpu=0.25", "-r", "mem=128m")
+        sneaky = await clients.shipyard(
+            alice, "session", "create", "-n", "cli-job", "--enqueue-only", *args, "-s", "pool-b"
+        )
+        assert sneaky.exit_code == 1 and "do not have access" in sneaky.output, sneaky.output
+        w.done.append((alice.access_key, "POST /session", "failure"))
+
+        if not os.environ.get("SHIPYARD_TEST_BAI"):
+            return  # tests/compat/conftest.py says how to get the official client; CI has it
+        listed = await clients.official(alice, "--output", "json", "vfolder", "list")
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert [f["name"] for f in json.loads(listed.stdout)["items"]] == ["a-data"]
+        pools = await clients.official(alice, "admin", "scaling-group", "get-available", "proj-b")
+        assert pools.returncode != 0 and "Invalid group" in pools.stdout + pools.stderr, pools
+        create = ("session", "create", "-t", "bai-job", *args, "--scaling-group", "pool-b")
+        sneaky_bai = await clients.official(alice, *create, "python")
+        assert sneaky_bai.returncode != 0, sneaky_bai.stdout
+        assert "do not have access" in sneaky_bai.stdout + sneaky_bai.stderr
+        w.done.append((alice.access_key, "POST /session", "failure"))
+        mine = await clients.official(w.bob, "admin", "scaling-group", "get-available", "proj-b")
+        assert mine.returncode == 0 and "pool-b" in mine.stdout, mine.stdout + mine.stderr
+    await _audit_has_everything(w)
