@@ -21,8 +21,8 @@ from controlplane.db.models import (
     ScalingGroup,
     User,
 )
-from controlplane.errors import InsufficientPrivilege, InvalidAPIParams
-from controlplane.graphql._common import Context, Info, admin_only, context
+from controlplane.errors import InvalidAPIParams
+from controlplane.graphql._common import Context, Info, admin_only, context, superadmin_only
 from controlplane.tenancy import DEFAULT_DOMAIN
 
 query = QueryType()
@@ -62,19 +62,12 @@ async def resolve_scaling_groups(
         return [scaling_group_view(g) for g in await db.scalars(found)]
 
 
-def _superadmin(info: Info) -> Context:
-    ctx = admin_only(info)
-    if tenancy.managed_domain(ctx.requester) is not None:
-        raise InsufficientPrivilege(f"{info.field_name} needs a superadmin")
-    return ctx
-
-
 @mutation.field("create_scaling_group")
 async def resolve_create_scaling_group(
     _: Any, info: Info, name: str, props: dict[str, Any]
 ) -> dict[str, Any]:
     """A new node pool (superadmin), bound to nothing until associated."""
-    ctx = _superadmin(info)
+    ctx = superadmin_only(info)
     opts = props.get("scheduler_opts") or {}
     async with ctx.core.db() as db:
         try:
@@ -98,7 +91,7 @@ async def resolve_bind_domain(
     _: Any, info: Info, scaling_group: str, domain: str
 ) -> dict[str, Any]:
     """Let every project of `domain` use the pool (superadmin)."""
-    ctx = _superadmin(info)
+    ctx = superadmin_only(info)
     async with ctx.core.db() as db:
         group = await db.get(ScalingGroup, scaling_group)
         if group is None or await tenancy.get_domain(db, domain) is None:
@@ -113,7 +106,7 @@ async def resolve_bind_project(
     _: Any, info: Info, scaling_group: str, user_group: uuid.UUID
 ) -> dict[str, Any]:
     """Let one project (Backend.AI's user group, by id) use the pool (superadmin)."""
-    ctx = _superadmin(info)
+    ctx = superadmin_only(info)
     async with ctx.core.db() as db:
         group = await db.get(ScalingGroup, scaling_group)
         project = await db.get(Project, user_group)

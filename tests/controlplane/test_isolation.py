@@ -187,10 +187,15 @@ async def test_project_bs_folders_and_pools_are_out_of_reach_of_project_a(
     # project B's member does see and use them
     mine = await w.act(w.bob, "GET", f"/scaling-groups?group={w.ids['proj-b']}")
     assert mine.body == {"scaling_groups": [{"name": "default"}, {"name": "pool-b"}]}
-    body = {"image": "python", "name": "b-job", "group": "proj-b", "enqueueOnly": True}
+    moved = await w.gql(
+        None,
+        'mutation { modify_agent(id: "i-fake", props: {scaling_group: "pool-b"}) { ok msg } }',
+    )
+    assert moved["data"]["modify_agent"] == {"ok": True, "msg": ""}
+    body = {"image": "python", "name": "b-job", "group": "proj-b"}
     body["config"] = {"resources": SMALL, "scalingGroup": "pool-b", "mounts": ["b-data"]}
-    queued = await w.act(w.bob, "POST", "/session", body)
-    assert (queued.status, queued.body["status"]) == (201, "PENDING"), queued.body  # no node
+    started = await w.act(w.bob, "POST", "/session", body)
+    assert (started.status, started.body["status"]) == (201, "RUNNING"), started.body
 
     # the audit log has every change tried above, refusals included, and what each was on
     targets = await _audit_has_everything(w)
@@ -214,6 +219,14 @@ async def test_a_domain_admin_reaches_only_its_domains_pools_and_trash(projects:
     assert "needs a superadmin" in json.dumps(made["errors"])
     refused = await w.act(boss, "GET", f"/scaling-groups?group={w.ids['proj-b']}")
     assert (refused.status, refused.body["msg"]) == (400, "Invalid group")
+    # nodes run every domain's sessions and name their pools: a superadmin's business
+    assert (await w.act(boss, "GET", "/nodes")).status == 403
+    agents = await w.gql(boss, "{ agents { id scaling_group } }")
+    assert "needs a superadmin" in json.dumps(agents["errors"])
+    move = await w.gql(
+        boss, 'mutation { modify_agent(id: "i-fake", props: {scaling_group: "pool-acme"}) { ok } }'
+    )
+    assert "needs a superadmin" in json.dumps(move["errors"])
 
     trash = await w.act(None, "GET", "/folders/_/trash")
     [bob_old] = [f for f in trash.body["items"] if f["name"] == "bob-old"]
@@ -227,6 +240,7 @@ async def test_a_domain_admin_reaches_only_its_domains_pools_and_trash(projects:
     own = await w.api.call("GET", f"/admin/audit?actor={boss.access_key}", keypair=boss)
     assert [(e["action"], e["outcome"]) for e in own.body["items"]] == [
         ("graphql create_scaling_group", "failure"),
+        ("graphql modify_agent", "failure"),
         (f"POST /folders/_/trash/{bob_old['id']}/restore", "failure"),
         (f"DELETE /folders/_/trash/{bob_old['id']}", "failure"),
     ]
@@ -309,6 +323,11 @@ async def test_neither_cli_shows_or_uses_another_projects_folders_and_pools(
         )
         assert sneaky.exit_code == 1 and "do not have access" in sneaky.output, sneaky.output
         w.done.append((alice.access_key, "POST /session", "failure"))
+        pools = await clients.shipyard(w.boss, "admin", "scaling-group", "ls")
+        assert pools.exit_code == 0, pools.output
+        assert "pool-acme" in pools.output and "pool-b" not in pools.output
+        denied = await clients.shipyard(alice, "admin", "scaling-group", "ls")
+        assert denied.exit_code == 1 and "needs an admin keypair" in denied.output, denied.output
 
         if not os.environ.get("SHIPYARD_TEST_BAI"):
             return  # tests/compat/conftest.py says how to get the official client; CI has it
