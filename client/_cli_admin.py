@@ -9,6 +9,7 @@ from decimal import Decimal
 import click
 
 from client._cli_policy import policy
+from client._cli_pools import scaling_group
 from client._cli_tenancy import audit, domain, preset, project, user
 from client._clibase import Group, call
 from client._console import print_fields, print_table
@@ -20,7 +21,7 @@ def admin() -> None:
     """Administration (needs an admin keypair)."""
 
 
-for _command in (domain, project, user, preset, audit, policy):
+for _command in (domain, project, user, preset, audit, policy, scaling_group):
     admin.add_command(_command)
 
 

@@ -15,7 +15,8 @@ from client._console import parse_pairs, print_fields, print_table
 FIELDS = (
     "name created_at default_for_unspecified total_resource_slots max_concurrent_sessions"
     " max_session_lifetime idle_timeout max_containers_per_session max_vfolder_count"
-    " max_vfolder_size allowed_scaling_groups allowed_images"
+    " max_vfolder_size allowed_scaling_groups allowed_images utilization_window"
+    " min_cpu_util_pct min_gpu_util_pct"
 )
 
 
@@ -64,6 +65,13 @@ def _limit_options(f: Any) -> Any:
         click.option("--limited", is_flag=True, default=None, help="Slots not named: none."),
         click.option("--lifetime", type=click.IntRange(0), help="Max session lifetime (s)."),
         click.option("--idle-timeout", type=click.IntRange(0), help="Idle timeout (s)."),
+        click.option(
+            "--util-window",
+            type=click.IntRange(0),
+            help="End sessions under --min-cpu/--min-gpu for this long (s).",
+        ),
+        click.option("--min-cpu", type=click.IntRange(0, 100), help="Idle below this cpu %."),
+        click.option("--min-gpu", type=click.IntRange(0, 100), help="Idle below this GPU %."),
         click.option("--vfolders", type=click.IntRange(0), help="Max virtual folders."),
         click.option("--vfolder-size", type=click.IntRange(0), help="Max folder size (bytes)."),
         click.option("--pool", "pools", multiple=True, help="An allowed scaling group."),
@@ -79,6 +87,9 @@ def _props(values: dict[str, Any]) -> dict[str, Any]:
         "max_concurrent_sessions": values["sessions"],
         "max_session_lifetime": values["lifetime"],
         "idle_timeout": values["idle_timeout"],
+        "utilization_window": values["util_window"],
+        "min_cpu_util_pct": values["min_cpu"],
+        "min_gpu_util_pct": values["min_gpu"],
         "max_vfolder_count": values["vfolders"],
         "max_vfolder_size": values["vfolder_size"],
     }

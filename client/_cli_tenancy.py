@@ -201,6 +201,7 @@ def audit(
         ("actor", "WHO"),
         ("remoteAddr", "FROM"),
         ("action", "WHAT"),
+        ("target", "TARGET"),
         ("statusCode", "STATUS"),
         ("outcome", "OUTCOME"),
     ]

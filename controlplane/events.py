@@ -25,6 +25,9 @@ class SessionEvent:
     status: str
     reason: str
     exit_code: int | None = None
+    # set for news about a session that changes no status ("idle_warning"); the event stream
+    # sends it as `session_<notice>`
+    notice: str | None = None
 
 
 class SessionEvents:

@@ -50,9 +50,9 @@ PolicyFor = Callable[[Session], Awaitable[IdlePolicy]]
 
 
 def from_resource_policies(core: Core) -> PolicyFor:
-    """The idle timeout and lifetime limit of the strictest resource policy the session is
-    under (its keypair's, its user's, its project's; controlplane/policies.py). The
-    utilization thresholds have no policy fields yet: that check stays off."""
+    """The idle timeout, lifetime limit and utilization check of the strictest resource
+    policy the session is under (its keypair's, its user's, its project's;
+    controlplane/policies.py)."""
 
     async def policy_for(session: Session) -> IdlePolicy:
         async with core.db() as db:
@@ -60,9 +60,13 @@ def from_resource_policies(core: Core) -> PolicyFor:
             if keypair is None:
                 return IdlePolicy()
             effective = await policies.effective_policy(db, keypair, session.project_id)
+        window, min_cpu, min_gpu = effective.utilization
         return IdlePolicy(
             idle_timeout=effective.idle_timeout,
             max_session_lifetime=effective.max_session_lifetime,
+            utilization_window=window,
+            min_cpu_pct=min_cpu,
+            min_gpu_pct=min_gpu,
         )
 
     return policy_for
@@ -137,7 +141,14 @@ class IdleChecker:
             if session is None or session.status != "RUNNING":
                 return
             session.status_info = reason
-            event = SessionEvent(session.id, session.name, session.access_key, "RUNNING", reason)
+            event = SessionEvent(
+                session.id,
+                session.name,
+                session.access_key,
+                "RUNNING",
+                reason,
+                notice="idle_warning",
+            )
             await db.commit()
         self.core.events.publish(event)
 

@@ -40,6 +40,9 @@ class Limits:
     max_concurrent_sessions: int
     max_session_lifetime: int
     idle_timeout: int
+    utilization_window: int
+    min_cpu_util_pct: int
+    min_gpu_util_pct: int
     max_containers_per_session: int
     max_vfolder_count: int
     max_vfolder_size: int
@@ -55,6 +58,9 @@ class Limits:
             max_concurrent_sessions=row.max_concurrent_sessions,
             max_session_lifetime=row.max_session_lifetime,
             idle_timeout=row.idle_timeout,
+            utilization_window=row.utilization_window,
+            min_cpu_util_pct=row.min_cpu_util_pct,
+            min_gpu_util_pct=row.min_gpu_util_pct,
             max_containers_per_session=row.max_containers_per_session,
             max_vfolder_count=row.max_vfolder_count,
             max_vfolder_size=row.max_vfolder_size,
@@ -133,6 +139,19 @@ class EffectivePolicy:
         return self.strictest("max_session_lifetime")[0]
 
     @property
+    def utilization(self) -> tuple[int, int, int]:
+        """The utilization check (window s, min cpu %, min GPU %): the shortest window of the
+        levels that set one, with the highest thresholds among those levels; (0, 0, 0): off."""
+        checking = [b.limits for b in self.bounds if b.limits.utilization_window > 0]
+        if not checking:
+            return (0, 0, 0)
+        return (
+            min(limits.utilization_window for limits in checking),
+            max(limits.min_cpu_util_pct for limits in checking),
+            max(limits.min_gpu_util_pct for limits in checking),
+        )
+
+    @property
     def max_vfolder_count(self) -> int:
         return self.strictest("max_vfolder_count")[0]
 
@@ -195,10 +214,14 @@ INT_FIELDS = (
     "max_concurrent_sessions",
     "max_session_lifetime",
     "idle_timeout",
+    "utilization_window",
+    "min_cpu_util_pct",
+    "min_gpu_util_pct",
     "max_containers_per_session",
     "max_vfolder_count",
     "max_vfolder_size",
 )
+PERCENT_FIELDS = ("min_cpu_util_pct", "min_gpu_util_pct")
 
 
 class PolicyError(ValueError):
@@ -215,6 +238,8 @@ def apply_props(row: ResourcePolicy, props: Mapping[str, object]) -> None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise PolicyError(f"{field_name} must be a whole number, 0 or more (0: no limit)")
+        if field_name in PERCENT_FIELDS and value > 100:
+            raise PolicyError(f"{field_name} is a percentage: 0 to 100")
         setattr(row, field_name, value)
     unspecified = props.get("default_for_unspecified")
     if unspecified is not None:

@@ -252,7 +252,9 @@ async def on_heartbeat(core: Core, node_id: str, message: wire.Heartbeat) -> Non
             )
             for kernel, requested in rows:
                 sample = by_id[str(kernel.id)]
-                kernel.live_stat = stats.kernel_live_stat(sample, wire.Slots.from_wire(requested))
+                slots = wire.Slots.from_wire(requested)
+                kernel.live_stat = stats.kernel_live_stat(sample, slots)
+                core.activity.sample(kernel.session_id, *stats.utilization(sample, slots))
         await db.commit()
     core.heartbeats.fire()
 

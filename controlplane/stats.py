@@ -46,6 +46,15 @@ def kernel_live_stat(stats: wire.KernelStats, requested: wire.Slots) -> dict[str
     return live
 
 
+def utilization(stats: wire.KernelStats, requested: wire.Slots) -> tuple[float, float | None]:
+    """What the idle checks sample (controlplane/activity.py): cpu use in percent of the cpus
+    the session holds (cpu=2 busy on one core: 50), and the mean use of its GPUs (None when it
+    holds none, or the driver does not say)."""
+    cpus = float(requested["cpu"]) or 1.0
+    utils = [d.util_pct for d in stats.devices if d.util_pct is not None]
+    return stats.cpu_pct / cpus, (sum(utils) / len(utils) if utils else None)
+
+
 def device_metrics(devices: list[wire.DeviceStats]) -> dict[str, Any]:
     """`cuda_util` (the mean over the devices) and `cuda_mem` (their sum), one pair per plugin."""
     by_plugin: dict[str, list[wire.DeviceStats]] = {}

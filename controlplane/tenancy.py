@@ -7,8 +7,9 @@ projects it is a member of. Admin rights on the REST API also need an admin keyp
 (`is_admin`), as in Backend.AI; `managed_domain` is what scopes them.
 
 Every user is a member of its domain's `default` project (made with the domain); admins add
-users to other projects. One scaling group, `default`, holds every node. One keypair resource
-policy, `default`, is every keypair's.
+users to other projects. Every node starts in the scaling group `default`, bound to every
+domain (controlplane/scalinggroups.py has the others). Every keypair starts under the resource
+policy `default`.
 """
 
 from __future__ import annotations

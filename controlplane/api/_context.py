@@ -51,3 +51,11 @@ def require_admin() -> Keypair:
     if not keypair.is_admin:
         raise InsufficientPrivilege("this needs an admin keypair")
     return keypair
+
+
+def require_superadmin() -> Keypair:
+    """An admin keypair of a superadmin: what spans domains (nodes, pools) needs one."""
+    admin = require_admin()
+    if admin.user.role != "superadmin":
+        raise InsufficientPrivilege("this needs a superadmin")
+    return admin

@@ -214,6 +214,7 @@ class AuditItem(Reply):
     actor: str | None
     domain_name: str | None
     action: str
+    target: str | None
     remote_addr: str
     status_code: int
     outcome: str
@@ -226,6 +227,7 @@ class AuditItem(Reply):
             actor=e.actor,
             domain_name=e.domain_name,
             action=e.action,
+            target=e.target,
             remote_addr=e.remote_addr,
             status_code=e.status_code,
             outcome=e.outcome,

@@ -6,7 +6,7 @@ from quart import Blueprint
 
 from controlplane import images as images_db
 from controlplane import keypairs, nodes, tenancy, users
-from controlplane.api._context import core, requester, require_admin
+from controlplane.api._context import core, requester, require_admin, require_superadmin
 from controlplane.api._models import (
     AliasDeleted,
     AliasView,
@@ -127,8 +127,9 @@ async def dealias_image(alias: str) -> AliasDeleted:
 @bp.get("/nodes")
 @returns(NodeList)
 async def list_nodes() -> NodeList:
-    """Every node that ever registered, ALIVE while connected (admin)."""
-    require_admin()
+    """Every node that ever registered, ALIVE while connected (superadmin: nodes, their pools
+    and what runs on them span domains)."""
+    require_superadmin()
     async with core().db() as db:
         found = await nodes.list_nodes(db, core().hub.connected())
     return NodeList(items=[NodeItem.of(n) for n in found])

@@ -19,6 +19,7 @@ from controlplane.api import (
     node,
     node_tokens,
     problems,
+    scaling_groups,
     session,
     session_files,
     sshkeys,
@@ -49,6 +50,16 @@ def _raw_target(scope: dict[str, Any]) -> str:
     target = path.decode("latin-1")
     query = scope.get("query_string", b"")
     return f"{target}?{query.decode('latin-1')}" if query else target
+
+
+async def _json_body() -> Any:
+    """The request's JSON body, for the audit log; None for anything else (uploads)."""
+    if request.mimetype != "application/json":
+        return None
+    try:
+        return parse_json(await request.get_data())
+    except InvalidAPIParams:
+        return None
 
 
 def create_app(the_core: Core) -> Quart:
@@ -95,17 +106,23 @@ def create_app(the_core: Core) -> Quart:
         if request.method in READS or request.url_rule is None:
             return response
         action = f"{request.method} {request.path}"
+        body = await _json_body()
+        target = audit.rest_target(request.view_args, body)
+        failed = False
         if request.endpoint == tenancy.SIGN_IN_ENDPOINT:
-            action = audit.SIGN_IN
+            action, target = audit.SIGN_IN, None
         elif request.endpoint == gql.ENDPOINT:
-            try:
-                document = parse_json(await request.get_data()).get("query")
-            except (InvalidAPIParams, AttributeError):
-                document = None
-            mutations = audit.graphql_mutations(document)
+            document = body.get("query") if isinstance(body, dict) else None
+            variables = body.get("variables") if isinstance(body, dict) else None
+            mutations = audit.graphql_mutations(document, variables)
             if mutations is None:
                 return response  # a query reads
-            action = "graphql " + ",".join(mutations)
+            action, target = "graphql " + ",".join(mutations.fields), mutations.target
+            try:
+                answer = parse_json(await response.get_data())
+            except InvalidAPIParams:
+                answer = None
+            failed = audit.graphql_failed(answer, mutations.fields)
         keypair = g.get("keypair")
         actor = keypair.access_key if keypair is not None else g.get("sign_in_email")
         domain = keypair.user.domain_name if keypair is not None else g.get("sign_in_domain")
@@ -116,8 +133,10 @@ def create_app(the_core: Core) -> Quart:
                     actor=actor,
                     domain_name=domain,
                     action=action,
+                    target=target,
                     remote_addr=request.remote_addr or "",
                     status_code=response.status_code,
+                    failed=failed,
                 )
         except Exception:  # the call happened: losing its record must not turn it into a 500
             log.exception("could not record %s in the audit log", action)
@@ -133,6 +152,7 @@ def create_app(the_core: Core) -> Quart:
         node.bp,
         node_tokens.bp,
         tenancy.bp,
+        scaling_groups.bp,
         gql.bp,
         events.bp,
         apidocs.bp,

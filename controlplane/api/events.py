@@ -8,6 +8,8 @@ A pending session's reason (why it cannot be placed yet) is news too: `session_e
 again, with the new `reason`, each time it changes, and a stream that opens on a pending session
 starts with it. The stream starts with a `: listening` comment once it is subscribed, so a client
 knows from then on that it misses nothing (`shipyard run` waits for it before creating).
+Notices change no status: Shipyard's `session_idle_warning` (the idle checks' warning, its
+`reason` saying when and why the session will end) comes before the idle ending.
 
 When the stream watches one session (by `sessionId` or a name), it ends with `server_close`
 once that session is gone for good: TERMINATED or CANCELLED (a session that is already gone
@@ -124,10 +126,11 @@ async def _stream(
             ):
                 continue
             seen = last.get(event.session_id)
-            if seen == (event.status, event.reason) or (
-                seen is not None and seen[0] == event.status != "PENDING"
+            if event.notice is None and (
+                seen == (event.status, event.reason)
+                or (seen is not None and seen[0] == event.status != "PENDING")
             ):
-                continue  # only a pending session's new reason is news
+                continue  # only a pending session's new reason is news, and notices
             last[event.session_id] = (event.status, event.reason)
             for frame in await _frames(the_core, event, scope):
                 yield frame
@@ -148,7 +151,7 @@ async def _in_group(the_core: Core, event: SessionEvent, group: str) -> bool:
 
 
 async def _frames(the_core: Core, event: SessionEvent, scope: str) -> list[bytes]:
-    names = list(_EVENTS.get(event.status, ()))
+    names = [f"session_{event.notice}"] if event.notice else list(_EVENTS.get(event.status, ()))
     base: dict[str, Any] = {
         "reason": event.reason,
         "sessionName": event.session_name,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from quart import Blueprint, g, request
 
 from controlplane import audit, keypairs, presets, tenancy, users
-from controlplane.api._context import core, public, requester, require_admin
+from controlplane.api._context import core, public, requester, require_admin, require_superadmin
 from controlplane.api._tenancy_models import (
     AuditItem,
     AuditList,
@@ -46,13 +46,6 @@ from controlplane.errors import InsufficientPrivilege
 
 bp = Blueprint("tenancy", __name__)
 SIGN_IN_ENDPOINT = "tenancy.sign_in"  # the audit hook (api/app.py) records these as sign-ins
-
-
-def require_superadmin() -> Keypair:
-    admin = require_admin()
-    if admin.user.role != "superadmin":
-        raise InsufficientPrivilege("this needs a superadmin")
-    return admin
 
 
 def _domain_scope(admin: Keypair, wanted: str | None) -> str | None:

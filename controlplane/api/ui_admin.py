@@ -9,7 +9,7 @@ from quart_schema import hide
 from controlplane import images as images_db
 from controlplane import jointokens, keypairs, nodes
 from controlplane.api import node_tokens
-from controlplane.api._context import core, require_admin
+from controlplane.api._context import core, require_admin, require_superadmin
 from controlplane.api.ui import page, problem_page
 from controlplane.api.ui_auth import browser
 from controlplane.db.types import utcnow
@@ -23,7 +23,7 @@ bp.register_error_handler(ControlPlaneError, problem_page)
 @hide
 @browser
 async def nodes_page() -> Response:
-    require_admin()
+    require_superadmin()  # as GET /nodes: nodes span domains
     async with core().db() as db:
         found = await nodes.list_nodes(db, core().hub.connected())
     return await page("admin_nodes.html", active="nodes", nodes=found)

@@ -95,13 +95,15 @@ async def list_folders() -> FolderList:
 
 
 async def _project(db: DBSession, ref: str | None) -> Project | None:
-    """A project of the requester's domain named by name or id (`vfolder create -g`)."""
+    """A project the requester is a member of, by name or id (`vfolder create -g`); any
+    other is refused as if it did not exist, so its name is not confirmed."""
     if ref is None:
         return None
-    for project in await tenancy.list_projects(db, domain_name=_user().domain_name):
+    user = _user()
+    for project in await tenancy.list_projects(db, domain_name=user.domain_name, member=user.id):
         if ref in (project.name, str(project.id), project.id.hex):
             return project
-    raise InvalidAPIParams(f"no project {ref!r} in your domain")
+    raise InvalidAPIParams(f"no project {ref!r} of yours")
 
 
 @bp.post("/folders")
@@ -234,9 +236,9 @@ async def clone_folder(name: str, data: CloneFolder) -> FolderCreated:
 @returns(TrashList)
 async def list_trash() -> TrashList:
     """Folders deleted and not yet purged (admin)."""
-    require_admin()
+    admin = require_admin()
     async with core().db() as db:
-        found = await vfolders.trashed(db)
+        found = await vfolders.trashed(db, tenancy.managed_domain(admin))
     return TrashList(
         items=[
             TrashItem(
@@ -263,9 +265,9 @@ def _folder_id(raw: str) -> uuid.UUID:
 @returns(Empty)
 async def restore_folder(folder_id: str) -> Empty:
     """Bring a folder back from the trash to its owner (admin)."""
-    require_admin()
+    domain = tenancy.managed_domain(require_admin())
     async with core().db() as db:
-        await vfolders.restore(db, await vfolders.get_trashed(db, _folder_id(folder_id)))
+        await vfolders.restore(db, await vfolders.get_trashed(db, _folder_id(folder_id), domain))
         await db.commit()
     return Empty()
 
@@ -274,10 +276,10 @@ async def restore_folder(folder_id: str) -> Empty:
 @documented({204: None})
 async def purge_folder(folder_id: str) -> Response:
     """Remove a trashed folder and its files for good (admin)."""
-    require_admin()
+    domain = tenancy.managed_domain(require_admin())
     the_core = core()
     async with the_core.db() as db:
-        folder = await vfolders.get_trashed(db, _folder_id(folder_id))
+        folder = await vfolders.get_trashed(db, _folder_id(folder_id), domain)
         host = the_core.vfolder_hosts.get(folder.host)
         await vfolders.purge(db, folder)
         await db.commit()

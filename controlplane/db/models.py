@@ -42,6 +42,11 @@ class ResourcePolicy(Base):
     max_concurrent_sessions: Mapped[int] = mapped_column(default=0)
     max_session_lifetime: Mapped[int] = mapped_column(default=0)  # seconds
     idle_timeout: Mapped[int] = mapped_column(default=0)  # seconds
+    # the utilization check: a session whose cpu (and GPU, if it holds one) stayed below these
+    # percentages of what it holds for a whole window ends (controlplane/idle.py)
+    utilization_window: Mapped[int] = mapped_column(default=0)  # seconds
+    min_cpu_util_pct: Mapped[int] = mapped_column(default=0)
+    min_gpu_util_pct: Mapped[int] = mapped_column(default=0)
     max_containers_per_session: Mapped[int] = mapped_column(default=1)
     max_vfolder_count: Mapped[int] = mapped_column(default=0)
     max_vfolder_size: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes
@@ -149,6 +154,8 @@ class AuditEntry(Base):
     actor: Mapped[str | None] = mapped_column(String(256), default=None)
     domain_name: Mapped[str | None] = mapped_column(String(64), default=None)
     action: Mapped[str] = mapped_column(String(300))  # "POST /admin/keypairs", "sign-in"
+    # what it acted on: the route's path parameters, a create's name, a mutation's arguments
+    target: Mapped[str | None] = mapped_column(String(300), default=None)
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
     status_code: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(16))  # success | failure

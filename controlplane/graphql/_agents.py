@@ -1,24 +1,27 @@
-"""agent, agents and agent_list: nodes, for admins."""
+"""agent, agents and agent_list: nodes, for superadmins (a node runs every domain's sessions);
+modify_agent moves a node to another scaling group."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ariadne import ObjectType, QueryType
+from ariadne import MutationType, ObjectType, QueryType
 
 import wire
 from controlplane import nodes
-from controlplane.graphql._common import Info, admin_only, context, list_args, split_csv
+from controlplane.db.models import Node, ScalingGroup
+from controlplane.graphql._common import Info, context, list_args, split_csv, superadmin_only
 from controlplane.graphql._sessions import container_counts, containers_on
 
 query = QueryType()
+mutation = MutationType()
 agent_type = ObjectType("Agent")
 MIB = 2**20
 
 
 @query.field("agent")
 async def resolve_agent(_: Any, info: Info, agent_id: str) -> dict[str, Any] | None:
-    ctx = admin_only(info)
+    ctx = superadmin_only(info)
     async with ctx.core.db() as db:
         node = await nodes.get(db, ctx.core.hub.connected(), agent_id)
         counts = await container_counts(db)
@@ -29,7 +32,7 @@ async def resolve_agent(_: Any, info: Info, agent_id: str) -> dict[str, Any] | N
 async def resolve_agents(
     _: Any, info: Info, scaling_group: str | None = None, status: str | None = None
 ) -> list[dict[str, Any]]:
-    ctx = admin_only(info)
+    ctx = superadmin_only(info)
     async with ctx.core.db() as db:
         found = await nodes.list_nodes(db, ctx.core.hub.connected())
         counts = await container_counts(db)
@@ -46,7 +49,7 @@ async def resolve_agents(
 async def resolve_compute_containers(
     agent: dict[str, Any], info: Info, status: str | None = None
 ) -> list[dict[str, Any]]:
-    # only admins see agents at all; this runs only when the field is selected
+    # only superadmins see agents at all; this runs only when the field is selected
     async with context(info).core.db() as db:
         return await containers_on(db, agent["id"], split_csv(status))
 
@@ -62,7 +65,7 @@ async def resolve_agent_list(
     scaling_group: str | None = None,
     status: str | None = None,
 ) -> dict[str, Any]:
-    ctx = admin_only(info)
+    ctx = superadmin_only(info)
     args = list_args(
         limit,
         offset,
@@ -126,3 +129,24 @@ def _agent_view(node: nodes.NodeView, container_counts: dict[str, int]) -> dict[
         "used_gpu_slots": float(occupied["cuda.device"]),
         "used_tpu_slots": 0.0,
     }
+
+
+@mutation.field("modify_agent")
+async def resolve_modify_agent(
+    _: Any, info: Info, id: str, props: dict[str, Any]
+) -> dict[str, Any]:
+    """Put a node in another scaling group (Backend.AI's ModifyAgentInput.scaling_group; its
+    sessions stay where they run, new ones of that pool may go there)."""
+    ctx = superadmin_only(info)
+    pool = props.get("scaling_group")
+    async with ctx.core.db() as db:
+        node = await db.get(Node, id)
+        if node is None:
+            return {"ok": False, "msg": f"no node {id!r}"}
+        if pool is not None:
+            if await db.get(ScalingGroup, pool) is None:
+                return {"ok": False, "msg": f"no scaling group named {pool!r}"}
+            node.scaling_group = pool
+        await db.commit()
+    ctx.core.changed()  # the pool's waiting sessions may fit now
+    return {"ok": True, "msg": ""}

@@ -47,6 +47,14 @@ def admin_only(info: Info) -> Context:
     return ctx
 
 
+def superadmin_only(info: Info) -> Context:
+    """Nodes and pools span domains: only a superadmin manages them (as in Backend.AI)."""
+    ctx = admin_only(info)
+    if tenancy.managed_domain(ctx.requester) is not None:
+        raise InsufficientPrivilege(f"{info.field_name} needs a superadmin")
+    return ctx
+
+
 def admin_domain(ctx: Context, domain_name: str | None) -> str | None:
     """The domain an admin's listing covers: the one asked for, which a domain admin must
     manage, or its own; a superadmin's None covers every domain."""

@@ -6,12 +6,13 @@ formats numbers (§16: a null `max_vfolder_size` crashes it); 0 means no limit.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from ariadne import MutationType, QueryType
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
-from controlplane import policies
+from controlplane import policies, scalinggroups, tenancy
 from controlplane.db.models import (
     DEFAULT_POLICY,
     Keypair,
@@ -20,7 +21,8 @@ from controlplane.db.models import (
     ScalingGroup,
     User,
 )
-from controlplane.graphql._common import Info, admin_only, context
+from controlplane.errors import InvalidAPIParams
+from controlplane.graphql._common import Context, Info, admin_only, context, superadmin_only
 from controlplane.tenancy import DEFAULT_DOMAIN
 
 query = QueryType()
@@ -29,13 +31,20 @@ mutation = MutationType()
 SESSION_TYPES = ["interactive", "batch"]
 
 
+def _visible_groups(ctx: Context) -> Select[ScalingGroup]:
+    """The pools an admin may see: a domain admin only those its domain's projects may use."""
+    found = select(ScalingGroup).order_by(ScalingGroup.name)
+    managed = tenancy.managed_domain(ctx.requester)
+    return found if managed is None else found.where(scalinggroups.usable_in_domain(managed))
+
+
 @query.field("scaling_group")
 async def resolve_scaling_group(
     _: Any, info: Info, name: str | None = None
 ) -> dict[str, Any] | None:
     ctx = admin_only(info)
     async with ctx.core.db() as db:
-        group = await db.get(ScalingGroup, name) if name else None
+        group = await db.scalar(_visible_groups(ctx).where(ScalingGroup.name == name))
         return scaling_group_view(group) if group is not None else None
 
 
@@ -44,13 +53,68 @@ async def resolve_scaling_groups(
     _: Any, info: Info, name: str | None = None, is_active: bool | None = None
 ) -> list[dict[str, Any]]:
     ctx = admin_only(info)
-    found = select(ScalingGroup).order_by(ScalingGroup.name)
+    found = _visible_groups(ctx)
     if name is not None:
         found = found.where(ScalingGroup.name == name)
     if is_active is not None:
         found = found.where(ScalingGroup.is_active.is_(is_active))
     async with ctx.core.db() as db:
         return [scaling_group_view(g) for g in await db.scalars(found)]
+
+
+@mutation.field("create_scaling_group")
+async def resolve_create_scaling_group(
+    _: Any, info: Info, name: str, props: dict[str, Any]
+) -> dict[str, Any]:
+    """A new node pool (superadmin), bound to nothing until associated."""
+    ctx = superadmin_only(info)
+    opts = props.get("scheduler_opts") or {}
+    async with ctx.core.db() as db:
+        try:
+            group = await scalinggroups.create(
+                db,
+                name,
+                description=props.get("description") or "",
+                is_active=props.get("is_active", True) is not False,
+                is_public=props.get("is_public", True) is not False,
+                scheduler=props.get("scheduler") or "fifo",
+                scheduler_opts=opts if isinstance(opts, dict) else {},
+            )
+        except InvalidAPIParams as exc:
+            return {"ok": False, "msg": exc.msg, "scaling_group": None}
+        await db.commit()
+        return {"ok": True, "msg": "", "scaling_group": scaling_group_view(group)}
+
+
+@mutation.field("associate_scaling_group_with_domain")
+async def resolve_bind_domain(
+    _: Any, info: Info, scaling_group: str, domain: str
+) -> dict[str, Any]:
+    """Let every project of `domain` use the pool (superadmin)."""
+    ctx = superadmin_only(info)
+    async with ctx.core.db() as db:
+        group = await db.get(ScalingGroup, scaling_group)
+        if group is None or await tenancy.get_domain(db, domain) is None:
+            return {"ok": False, "msg": "no such scaling group or domain"}
+        await scalinggroups.bind_domain(db, group, domain)
+        await db.commit()
+    return {"ok": True, "msg": ""}
+
+
+@mutation.field("associate_scaling_group_with_user_group")
+async def resolve_bind_project(
+    _: Any, info: Info, scaling_group: str, user_group: uuid.UUID
+) -> dict[str, Any]:
+    """Let one project (Backend.AI's user group, by id) use the pool (superadmin)."""
+    ctx = superadmin_only(info)
+    async with ctx.core.db() as db:
+        group = await db.get(ScalingGroup, scaling_group)
+        project = await db.get(Project, user_group)
+        if group is None or project is None:
+            return {"ok": False, "msg": "no such scaling group or project"}
+        await scalinggroups.bind_project(db, group, project)
+        await db.commit()
+    return {"ok": True, "msg": ""}
 
 
 @query.field("keypair_resource_policy")
@@ -166,6 +230,9 @@ def resource_policy_view(row: ResourcePolicy) -> dict[str, Any]:
         "max_concurrent_sessions": row.max_concurrent_sessions,
         "max_containers_per_session": row.max_containers_per_session,
         "idle_timeout": row.idle_timeout,
+        "utilization_window": row.utilization_window,
+        "min_cpu_util_pct": row.min_cpu_util_pct,
+        "min_gpu_util_pct": row.min_gpu_util_pct,
         "allowed_vfolder_hosts": row.allowed_vfolder_hosts,
         "max_vfolder_count": row.max_vfolder_count,
         "max_vfolder_size": row.max_vfolder_size,

@@ -39,6 +39,7 @@ def schema() -> GraphQLSchema:
         _sessions.query,
         _agents.query,
         _agents.agent_type,
+        _agents.mutation,
         _images.query,
         _images.mutation,
         _keypairs.query,

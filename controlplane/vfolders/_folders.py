@@ -14,7 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 from controlplane import tenancy
@@ -217,9 +217,24 @@ async def trash(db: DBSession, access: Access, *, admin: bool) -> None:
     folder.status, folder.deleted_at = TRASHED, utcnow()
 
 
-async def get_trashed(db: DBSession, folder_id: uuid.UUID) -> VFolder:
-    folder = await db.get(VFolder, folder_id)
-    if folder is None or folder.status != TRASHED:
+def _in_domain(domain_name: str | None) -> ColumnElement[bool]:
+    """Folders of the domain's users and projects; None: every folder (a superadmin's view)."""
+    if domain_name is None:
+        return true()
+    return or_(
+        VFolder.user_id.in_(select(User.id).where(User.domain_name == domain_name)),
+        VFolder.project_id.in_(select(Project.id).where(Project.domain_name == domain_name)),
+    )
+
+
+async def get_trashed(db: DBSession, folder_id: uuid.UUID, domain_name: str | None) -> VFolder:
+    """A trashed folder of the domain an admin manages (None: any)."""
+    folder = await db.scalar(
+        select(VFolder).where(
+            VFolder.id == folder_id, VFolder.status == TRASHED, _in_domain(domain_name)
+        )
+    )
+    if folder is None:
         raise ObjectNotFound(f"no folder {folder_id} in the trash")
     return folder
 
@@ -240,5 +255,7 @@ async def purge(db: DBSession, folder: VFolder) -> None:
     await db.delete(folder)
 
 
-async def trashed(db: DBSession) -> list[VFolder]:
-    return list(await db.scalars(select(VFolder).where(VFolder.status == TRASHED)))
+async def trashed(db: DBSession, domain_name: str | None) -> list[VFolder]:
+    """The trash of the domain an admin manages (None: all of it)."""
+    query = select(VFolder).where(VFolder.status == TRASHED, _in_domain(domain_name))
+    return list(await db.scalars(query))

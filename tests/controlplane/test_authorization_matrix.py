@@ -102,6 +102,7 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/auth/authorize"): PUBLIC,
     ("GET", "/resource/presets"): ANY_USER,
     ("POST", "/resource/check-presets"): ANY_USER,
+    ("GET", "/scaling-groups"): ANY_USER,
     ("POST", "/admin/presets"): ADMIN,
     ("DELETE", "/admin/presets/<name>"): ADMIN,
     ("GET", "/admin/domains"): ADMIN,

@@ -13,6 +13,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+import wire
+from controlplane import reconcile
 from controlplane.api.app import create_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import create_engine, dispose
@@ -22,6 +24,7 @@ from controlplane.idle import IdleChecker, IdlePolicy
 from controlplane.server import running_core
 from controlplane.testing import FakeNode, ManualClock
 from tests.controlplane.conftest import API, Keypair
+from tests.controlplane.test_events import _listen
 from tests.controlplane.test_graphql import gql
 
 pytestmark = pytest.mark.anyio
@@ -32,6 +35,7 @@ class Idle:
     api: API
     clock: ManualClock
     policies: dict[str, IdlePolicy]
+    node: FakeNode
 
     async def policy_for(self, session: Session) -> IdlePolicy:
         return self.policies.get(session.name, IdlePolicy())
@@ -68,8 +72,9 @@ async def _idle(database_url: str, tmp_path: Path, checks: bool) -> AsyncIterato
     async with running_core(config, engine, clock=clock, idle_policy=policy) as (core, made):
         assert made is not None
         api = API(create_app(core), core, Keypair(made[0].access_key, made[1]))
-        await FakeNode(core, "i-idle", {"cpu": "4", "mem": str(8 * 2**30)}).connect()
-        yield Idle(api, clock, policies)
+        node = FakeNode(core, "i-idle", {"cpu": "4", "mem": str(8 * 2**30)})
+        await node.connect()
+        yield Idle(api, clock, policies, node)
     await dispose(engine)
 
 
@@ -146,6 +151,30 @@ async def test_the_idle_timeout_comes_from_the_keypairs_resource_policy(idle: Id
     assert await idle.info("brief-1") == ("TERMINATED", "idle-timeout")
 
 
+async def test_a_client_watching_events_sees_the_warning_before_the_idle_end(idle: Idle) -> None:
+    checker = IdleChecker(idle.api.core, idle.policy_for)
+    await idle.start("watched-idle", IdlePolicy(idle_timeout=300, warn_before=60))
+
+    async def leave_it_idle() -> None:
+        idle.clock.advance(250)
+        await checker.check_once()  # warns
+        idle.clock.advance(60)
+        await checker.check_once()  # ends
+
+    target = "/events/session?sessionName=watched-idle&scope=session"
+    status, events = await _listen(idle.api, target, leave_it_idle)
+    assert status == 200
+    assert [name for name, _ in events] == [
+        "session_idle_warning",
+        "session_terminating",
+        "session_terminated",
+        "server_close",
+    ]
+    warning = events[0][1]["reason"]
+    assert warning.startswith("idle warning: ends in") and "(idle-timeout)" in warning, warning
+    assert events[2][1]["reason"] == "idle-timeout"
+
+
 async def test_a_session_past_its_lifetime_ends_even_in_use(idle: Idle) -> None:
     checker = IdleChecker(idle.api.core, idle.policy_for)
     await idle.start("long-job", IdlePolicy(max_session_lifetime=600, warn_before=120))
@@ -196,3 +225,55 @@ async def test_cores_checker_runs_on_cores_clock(database_url: str, tmp_path: Pa
                 while ended.status != "TERMINATED":
                     ended = await events.receive()
         assert (ended.session_name, ended.reason) == ("forgotten", "idle-timeout")
+
+
+def _stats(kernel_id: str, cpu_pct: float) -> wire.KernelStats:
+    return wire.KernelStats(kernel_id, cpu_pct, 0, 2**20, None, 0, 0, 0, 0)
+
+
+async def test_node_heartbeats_end_an_under_used_session_under_its_policys_thresholds(
+    idle: Idle,
+) -> None:
+    api = idle.api
+    made = await gql(
+        api,
+        'mutation { create_keypair_resource_policy(name: "frugal", props: {'
+        "utilization_window: 300, min_cpu_util_pct: 10}) { ok msg resource_policy {"
+        " utilization_window min_cpu_util_pct min_gpu_util_pct } } }",
+    )
+    created = made["data"]["create_keypair_resource_policy"]
+    assert created["resource_policy"] == {
+        "utilization_window": 300,
+        "min_cpu_util_pct": 10,
+        "min_gpu_util_pct": 0,
+    }, made
+    bad = await gql(
+        api,
+        'mutation { modify_keypair_resource_policy(name: "frugal", props: {min_cpu_util_pct:'
+        " 101}) { ok msg } }",
+    )
+    assert bad["data"]["modify_keypair_resource_policy"] == {
+        "ok": False,
+        "msg": "min_cpu_util_pct is a percentage: 0 to 100",
+    }
+    assigned = await gql(
+        api,
+        'mutation($key: String) { set_resource_policy(name: "frugal", access_key: $key)'
+        " { ok msg } }",
+        {"key": api.admin.access_key},
+    )
+    assert assigned["data"]["set_resource_policy"]["ok"], assigned
+    checker = IdleChecker(api.core)  # the resource policies' thresholds, as the server's
+    await idle.start("dozing", IdlePolicy())  # cpu 0.1 each
+    await idle.start("working", IdlePolicy())
+    names = ("dozing", "working")
+    ids = {n: (await api.call("GET", f"/session/{n}")).body["sessionId"] for n in names}
+    dozing, working = (next(k for k, s in idle.node.kernels.items() if s == ids[n]) for n in names)
+    for _ in range(7):  # a heartbeat a minute, as the node sends them (more often, in truth)
+        # 0.5 % of one core is 5 % of the 0.1 cpu it holds; 5 % is half of the 0.1
+        beat = wire.Heartbeat(3.0, 2**30, kernels=[_stats(dozing, 0.5), _stats(working, 5.0)])
+        await reconcile.on_heartbeat(api.core, "i-idle", beat)
+        await checker.check_once()
+        idle.clock.advance(60)
+    assert await idle.info("dozing") == ("TERMINATED", "idle-utilization")
+    assert (await idle.info("working"))[0] == "RUNNING"

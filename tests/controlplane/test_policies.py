@@ -87,6 +87,7 @@ async def test_an_older_database_gets_the_default_policy_and_scaling_group(
                 "project resource policy 'default'",
             ]
             assert effective.refuses_scaling_group("default") is None
+            assert effective.utilization == (0, 0, 0)  # migration 0011: the check stays off
             bound = effective.bounds[0]
             request = wire.Slots({"cpu": 512, "cuda.device": 8})
             assert bound.refuses(request, policies.Usage()) is None
