@@ -15,12 +15,14 @@ a second connection listens to its events and writes why to stderr, as the SDK p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -108,7 +110,7 @@ def main(argv: list[str]) -> int | None:
         config = ClientConfig.from_env()
     except ConfigError:
         return None
-    api = _Api(config)
+    api = Connection(config)
     try:
         api.connect()
     except OSError:
@@ -139,7 +141,7 @@ def _terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
 
-def _run(api: _Api, args: RunArgs, name: str) -> int:
+def _run(api: Connection, args: RunArgs, name: str) -> int:
     reasons = _Reasons(api.config, name)
     try:
         created = api.create(args, name)
@@ -181,7 +183,7 @@ def _describe(exc: BaseException, config: ClientConfig) -> str:
     return f"the connection to the control plane at {config.endpoint} broke: {exc!r}"
 
 
-class _Api:
+class Connection:
     """Signed requests on one kept-alive connection."""
 
     def __init__(self, config: ClientConfig, timeout: float | None = None) -> None:
@@ -212,6 +214,13 @@ class _Api:
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+
+    def abort(self) -> None:
+        """End the connection under a read in another thread (`close` would wait for it)."""
+        sock = self._conn.sock if self._conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def send(self, method: str, path: str, body: Any = None) -> http.client.HTTPResponse:
         assert self._conn is not None
@@ -320,7 +329,7 @@ class _Reasons:
     current one) from a timer thread, until `stop` (the create was answered)."""
 
     def __init__(self, config: ClientConfig, name: str) -> None:
-        self._api = _Api(config)
+        self._api = Connection(config)
         self._name = name
         self._lock = threading.Lock()
         self._stopped = False
@@ -332,7 +341,7 @@ class _Reasons:
         self._timer.cancel()
         with self._lock:
             self._stopped = True
-            self._api.close()  # ends the stream's read, if it is open
+            self._api.abort()  # ends the stream's read, if it is open
 
     def _show(self) -> None:
         shown = None
@@ -364,7 +373,7 @@ class _Reasons:
 
 def _remove(config: ClientConfig, name: str) -> None:
     """DELETE the temporary session now; a warning if that fails (404: never created)."""
-    api = _Api(config, timeout=REMOVE_TIMEOUT)
+    api = Connection(config, timeout=REMOVE_TIMEOUT)
     try:
         api.connect()
         api.call("DELETE", f"/session/{quote(name, safe='')}")
