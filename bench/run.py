@@ -19,6 +19,9 @@ kernels of IMAGE (node.toml `warm_pool_images`), then measures, on this machine 
              time from the first request to the last result; then their removal
   rss        resident memory of the idle control plane and node processes
 
+The node gives each kernel a 64 MiB work filesystem (node.toml `work_size`; 1 GiB by default,
+preallocated), so that the burst fits the disk of a small machine.
+
 Prints one table and writes it as JSON to bench/results/<time>.json, with the load average
 beside the figures (the machine may be shared). `--smoke` is the tiny run CI does so that the
 benchmark keeps working: 2 iterations, a burst of 3.
@@ -241,7 +244,8 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(),
         "load_before": os.getloadavg(),
     }
-    node = {"warm_pool_images": [args.image]}
+    # 64 MiB work filesystems: a burst of 100 kernels must fit the disk (1 GiB each by default)
+    node = {"warm_pool_images": [args.image], "work_size": "64m"}
     with running_appliance(alias_to=args.image, node=node) as appliance:
         env = appliance.env()
         config = ClientConfig(
