@@ -197,7 +197,7 @@ class Connection:
         self.signing_host = host if parts.port is None else f"{host}:{parts.port}"
         self._timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
-        self._idle = False  # kept alive after an answer: the server may close it meanwhile
+        self._idle = False  # open with nothing in flight: the server may close it meanwhile
 
     def connect(self) -> None:
         if self._https:
@@ -210,6 +210,7 @@ class Connection:
         else:
             self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         self._conn.connect()
+        self._idle = True
 
     def close(self) -> None:
         if self._conn is not None:

@@ -92,6 +92,7 @@ class Pool:
         slots = requested(req)
         # held from now on: a kernel being made is in no one's count until it is made
         self._starting = self._starting + slots
+        counted = True
         try:
             if self._poolable(req, slots):
                 while warm := next((w for w in self._warm if w.image == req.image), None):
@@ -105,12 +106,16 @@ class Pool:
                     except BaseException:
                         await self._kernels.discard(warm.kernel)
                         raise
+                    # the kernel's own count holds it now; a warm kernel given up for it
+                    # would only delay the answer
+                    self._starting, counted = self._starting - slots, False
                     await self._make_room()
                     return container_id
             await self._make_room()
             return await self._kernels.create(req)
         finally:
-            self._starting = self._starting - slots
+            if counted:
+                self._starting = self._starting - slots
             self.wake()
 
     def _fits(self, warm: int) -> bool:
