@@ -1,11 +1,10 @@
-"""Shipyard's Python SDK and the `shipyard run/session/admin/image` commands.
+"""Shipyard's Python SDK (client.sdk) and the `shipyard run/session/admin/image` commands.
 
-async with Client(ClientConfig.from_env()) as api:
-    session = await api.create_session("python")
+    from client.config import ClientConfig
+    from client.sdk import Client
+
+    async with Client(ClientConfig.from_env()) as api:
+        session = await api.create_session("python")
+
+Nothing is imported here: `shipyard run` (client/fastrun.py) must not pay for the SDK.
 """
-
-from client.config import ClientConfig
-from client.errors import APIError, ClientError, ConfigError
-from client.sdk import Client
-
-__all__ = ["APIError", "Client", "ClientConfig", "ClientError", "ConfigError"]

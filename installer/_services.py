@@ -277,7 +277,9 @@ class Verify(Step):
         self.log(f"print(6*7) in a {self.plan.verify_image} session printed 42")
 
     async def _run_session(self) -> str:
-        from client import APIError, Client, ClientConfig, ClientError
+        from client.config import ClientConfig
+        from client.errors import APIError, ClientError
+        from client.sdk import Client
 
         access_key, secret_key = self.run.facts["admin"]
         image = self.plan.verify_image

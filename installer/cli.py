@@ -182,7 +182,9 @@ def token_create(ttl: str, as_json: bool) -> None:
     """Create a join token (admin). A node installed with it joins this control plane."""
     import trio
 
-    from client import Client, ClientConfig, ClientError
+    from client.config import ClientConfig
+    from client.errors import ClientError
+    from client.sdk import Client
 
     seconds = parse_duration(ttl).total_seconds()
 
@@ -220,7 +222,9 @@ def _admin_call(method: str, path: str) -> Any:
     """One signed request with the admin's client settings; exits 1 saying why it failed."""
     import trio
 
-    from client import Client, ClientConfig, ClientError
+    from client.config import ClientConfig
+    from client.errors import ClientError
+    from client.sdk import Client
 
     async def call() -> Any:
         async with Client(ClientConfig.from_env()) as api:

@@ -6,6 +6,7 @@ Task tree (one root nursery, opened by `serve`):
     ├── runtime.follow_events   engine events -> memory channel (one worker thread)
     ├── Agent.handle_events     die -> KernelExited, image changes -> rescan flag
     ├── Agent.watch_images      rescan on the flag -> ImagesChanged
+    ├── Pool.run                keep warm kernels ready (node/pool.py); removes them when stopped
     ├── sdnotify.watchdog       keep-alive pings when systemd runs us with WatchdogSec
     └── Agent.connect_forever   dial, Register, then per connection:
         ├── heartbeat loop
@@ -36,12 +37,14 @@ from node.errors import ControlPlaneUnreachable, KernelNotFound, NodeError
 from node.kernels import (
     LABEL_KERNEL,
     LABEL_NODE,
+    LABEL_POOL,
     Kernels,
     check_kernel_uid,
     check_state_dir,
     describe_exit,
 )
 from node.link import Endpoint, run_connection
+from node.pool import Pool
 from node.relay import open_stream
 from node.resources import capacity
 from node.runs import Runs
@@ -132,6 +135,7 @@ async def serve(
                 await nursery.start(runtime.follow_events, send)
                 nursery.start_soon(agent.handle_events, receive)
                 nursery.start_soon(agent.watch_images)
+                nursery.start_soon(agent.pool.run)
                 nursery.start_soon(sdnotify.watchdog)
                 task_status.started()
                 await agent.connect_forever()
@@ -156,6 +160,7 @@ class Agent:
         self._runtime = runtime
         self._accelerators = accelerators or Accelerators([])
         self._kernels = Kernels(config, runtime, self._accelerators)
+        self.pool = Pool(config, self._kernels)
         self._runs = Runs(self._kernels, runtime)
         self._sampler = Sampler(self._accelerators)
         self._ws: WebSocketConnection | None = None  # set once Register went out on it
@@ -225,6 +230,7 @@ class Agent:
         kernels = await self._kernels.scan()
         images = await self._scan_images()
         self._images_sent = images
+        self.pool.images_seen(images)
         return Register(
             node_id=self._config.node_id,
             version=__version__,
@@ -320,13 +326,15 @@ class Agent:
         | RestartKernel,
     ) -> Result:
         if isinstance(request, CreateKernel):
-            return KernelCreated(await self._kernels.create(request))
+            return KernelCreated(await self.pool.create(request))
         if isinstance(request, DestroyKernel):
             # the last logs travel with the answer: ending a session is one round trip
             logs = None
             with contextlib.suppress(KernelNotFound):
                 logs = await self._kernels.logs(request.kernel_id)
-            return KernelDestroyed(await self._kernels.destroy(request.kernel_id), logs)
+            exit_code = await self._kernels.destroy(request.kernel_id)
+            self.pool.wake()  # its room may be the pool's again
+            return KernelDestroyed(exit_code, logs)
         if isinstance(request, GetLogs):
             return KernelLogs(await self._kernels.logs(request.kernel_id))
         if isinstance(request, ListFiles):
@@ -356,7 +364,10 @@ class Agent:
                 await self._kernel_died(event)
 
     async def _kernel_died(self, event: RuntimeEvent) -> None:
-        kernel_id = event.attributes.get(LABEL_KERNEL)
+        kernel_id = event.attributes.get(LABEL_KERNEL) or self._kernels.kernel_of(event.id)
+        if not kernel_id and LABEL_POOL in event.attributes:
+            self.pool.lost(event.id)  # a warm kernel, not handed out
+            return
         if kernel_id:
             self._kernels.release_devices(kernel_id)
         if not kernel_id or self._kernels.exit_is_expected(kernel_id):
@@ -385,6 +396,7 @@ class Agent:
                 continue
             if images != self._images_sent:
                 self._images_sent = images
+                self.pool.images_seen(images)
                 await self.send(ImagesChanged(images))
 
     async def _scan_images(self) -> list[ImageInfo]:

@@ -39,6 +39,10 @@ class NodeConfig:
     tmp_size: str = "256m"  # each kernel's /tmp (tmpfs: counted in the kernel's memory)
     disk_reserve: str = "2g"  # a kernel is refused if its work quota would leave less free
     heartbeat_interval: float = 5.0
+    # warm kernels (node/pool.py): started, never-used containers kept ready per image, so a
+    # session starts without waiting for the engine; 0 disables the pool
+    warm_pool: Annotated[int, Field(ge=0, le=64)] = 2
+    warm_pool_images: list[str] = field(default_factory=lambda: ["shipyard/python:3.11"])
     # accelerator plugins (entry points "shipyard.accelerators") this node uses; None: every
     # installed plugin but "mock" whose hardware is present. A listed plugin must open.
     accelerators: list[str] | None = None

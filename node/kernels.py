@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
+import os
 import pwd
 import re
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,7 +29,7 @@ from pathlib import Path
 import trio
 
 from node import hostfs, vfolders, workfiles
-from node.accelerators import Accelerators, Allocation
+from node.accelerators import Accelerators, Allocation, ContainerDevices
 from node.config import NodeConfig
 from node.errors import (
     ContainerNotFound,
@@ -36,7 +39,7 @@ from node.errors import (
     NodeError,
 )
 from node.runner_client import RUNNER_GONE, RunnerConnection, RunnerSocket, ping
-from node.runtime import Bind, ContainerRuntime, ContainerSpec, ContainerState
+from node.runtime import Bind, ContainerRuntime, ContainerSpec, ContainerState, Limits
 from node.stats import Tracked
 from wire import (
     CreateKernel,
@@ -55,6 +58,10 @@ LABEL_SESSION = "ai.shipyard.session-id"
 LABEL_OWNER = "ai.shipyard.owner"
 LABEL_NODE = "ai.shipyard.node-id"
 LABEL_DEVICES = "ai.shipyard.devices"  # the accelerator devices it holds (Allocation.label_value)
+# a warm kernel (node/pool.py) carries its pool id instead of the kernel labels: the engine cannot
+# change labels, so its identity once handed out is the root-only CLAIM file in its folder
+LABEL_POOL = "ai.shipyard.pool-id"
+CLAIM = "claim.json"
 
 SOCKET_MOUNT = "/run/shipyard"
 RUNNER_SOCKET = f"{SOCKET_MOUNT}/{hostfs.SOCKET_NAME}"
@@ -75,10 +82,21 @@ class Kernel:
     mem_limit: int | None
     runner: RunnerSocket
     pid: int | None = None  # its container's init process while running (for live statistics)
+    nano_cpus: int | None = None
 
     @property
     def work(self) -> Path:
         return self.dir / "work"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who a handed-out warm kernel belongs to (its folder's CLAIM file)."""
+
+    pool_id: str
+    kernel_id: str
+    session_id: str
+    owner_access_key: str
 
 
 def short_id(kernel_id: str) -> str:
@@ -140,6 +158,7 @@ class Kernels:
         self._expected_exits: set[str] = set()
         # kernels restarted in place, each expecting the one "die" event of its restart
         self._restarting: set[str] = set()
+        self._claims: dict[str, Claim] = {}  # handed-out warm kernels, by kernel id
 
     def exit_is_expected(self, kernel_id: str) -> bool:
         if kernel_id in self._restarting:
@@ -148,7 +167,15 @@ class Kernels:
         return kernel_id in self._expected_exits
 
     def _dir(self, kernel_id: str) -> Path:
-        return self._config.state_dir / hostfs.KERNELS_DIR / short_id(kernel_id)
+        claim = self._claims.get(kernel_id)
+        named = claim.pool_id if claim else kernel_id  # a warm kernel keeps its folder
+        return self._config.state_dir / hostfs.KERNELS_DIR / short_id(named)
+
+    def _labels(self, kernel_id: str) -> dict[str, str]:
+        """The labels that find the kernel's container."""
+        claim = self._claims.get(kernel_id)
+        mark = {LABEL_POOL: claim.pool_id} if claim else {LABEL_KERNEL: kernel_id}
+        return {**mark, LABEL_NODE: self._config.node_id}
 
     def _socket(self, kernel_id: str, kdir: Path) -> RunnerSocket:
         """The kernel's listening socket, opened (again, after a node restart) if need be."""
@@ -173,44 +200,60 @@ class Kernels:
         self._socket(kernel.kernel_id, kernel.dir)
         return self._relays[kernel.kernel_id]
 
-    def _adopt(self, state: ContainerState) -> Kernel:
-        kernel_id = state.labels[LABEL_KERNEL]
+    def _adopt(self, state: ContainerState, kernel_id: str) -> Kernel:
         kdir = self._dir(kernel_id)
+        claim = self._claims.get(kernel_id)
         kernel = Kernel(
             kernel_id=kernel_id,
-            session_id=state.labels.get(LABEL_SESSION, ""),
+            session_id=claim.session_id if claim else state.labels.get(LABEL_SESSION, ""),
             container_id=state.id,
             dir=kdir,
             mem_limit=state.mem_limit,
             runner=self._socket(kernel_id, kdir),
             pid=state.pid,
+            nano_cpus=state.nano_cpus,
         )
         self._known[kernel_id] = kernel
         return kernel
 
+    def _kernel_id(self, state: ContainerState, claims: dict[str, Claim]) -> str | None:
+        """The kernel a container of this node is: None for a warm kernel not handed out."""
+        if LABEL_KERNEL in state.labels:
+            return state.labels[LABEL_KERNEL]
+        claim = claims.get(state.labels.get(LABEL_POOL, ""))
+        if claim is None:
+            return None
+        self._claims[claim.kernel_id] = claim
+        return claim.kernel_id
+
     async def scan(self) -> list[KernelInfo]:
         """Every container labelled with this node's id, running or not (for Register)."""
         states = await self._runtime.containers({LABEL_NODE: self._config.node_id})
+        claims = await trio.to_thread.run_sync(self._read_claims)
         self._known.clear()
         allocator = self._accelerators.allocator
         allocator.reset()
         infos = []
         for state in states:
-            if LABEL_KERNEL not in state.labels:
+            kernel_id = self._kernel_id(state, claims)
+            if kernel_id is None:
                 continue
             if state.running and LABEL_DEVICES in state.labels:
                 try:  # a restarted node holds again what its running kernels hold
-                    allocator.restore(state.labels[LABEL_KERNEL], state.labels[LABEL_DEVICES])
+                    allocator.restore(kernel_id, state.labels[LABEL_DEVICES])
                 except NodeError as exc:
                     log.warning("%s", exc)
             try:
-                self._adopt(state)
+                kernel = self._adopt(state, kernel_id)
             except NodeError as exc:  # reported as it is; its runs will say what is wrong
                 log.warning("%s", exc)
+                session_id = state.labels.get(LABEL_SESSION, "")
+            else:
+                session_id = kernel.session_id
             infos.append(
                 KernelInfo(
-                    kernel_id=state.labels[LABEL_KERNEL],
-                    session_id=state.labels.get(LABEL_SESSION, ""),
+                    kernel_id=kernel_id,
+                    session_id=session_id,
                     container_id=state.id,
                     running=state.running,
                     exit_code=state.exit_code,
@@ -230,67 +273,159 @@ class Kernels:
     async def get(self, kernel_id: str) -> Kernel:
         if kernel_id in self._known:
             return self._known[kernel_id]
-        states = await self._runtime.containers(
-            {LABEL_KERNEL: kernel_id, LABEL_NODE: self._config.node_id}
-        )
+        states = await self._runtime.containers(self._labels(kernel_id))
         if not states:
             raise KernelNotFound(f"no such kernel: {kernel_id} on node {self._config.node_id}")
-        return self._adopt(states[0])
+        return self._adopt(states[0], kernel_id)
 
     async def create(self, req: CreateKernel) -> str:
         """Start a kernel and wait until its runner answers; returns the container id.
 
         On any failure (or cancellation) the container and the folder are removed again.
         """
+        slots = requested(req)
         try:
-            slots = Slots.from_wire(req.slots)
-        except SlotsError as exc:
-            raise NodeError(f"cannot create kernel {req.kernel_id}: {exc}") from exc
-        _check_limits(req.kernel_id, slots)
-        kdir = self._dir(req.kernel_id)
+            allocation = self._accelerators.allocator.allocate(req.kernel_id, slots)
+        except NodeError as exc:
+            raise NodeError(
+                f"cannot create kernel {req.kernel_id} on node {self._config.node_id}: {exc}"
+            ) from exc
+        try:
+            kernel = await self._launch(
+                req.kernel_id, req.session_id, lambda kdir: self._spec(req, kdir, slots, allocation)
+            )
+        except BaseException:
+            self._accelerators.allocator.release(req.kernel_id)
+            raise
+        self._known[req.kernel_id] = kernel
+        return kernel.container_id
+
+    async def warm(self, image: str, slots: Slots) -> Kernel:
+        """Start a warm kernel for the pool: a container of `image` nobody owns yet, its runner
+        ready. It is no kernel of this node until `hand_out` makes it one."""
+        pool_id = str(uuid.uuid4())
+        req = CreateKernel("", pool_id, "", "", image, slots.to_wire())
+        no_devices = Allocation(pool_id, {}, ContainerDevices())  # a warm kernel holds none
+
+        def spec(kdir: Path) -> ContainerSpec:
+            spec = self._spec(req, kdir, slots, no_devices)
+            return dataclasses.replace(
+                spec, labels={LABEL_POOL: pool_id, LABEL_NODE: self._config.node_id}
+            )
+
+        kernel = await self._launch(pool_id, "", spec)
+        self._expected_exits.discard(pool_id)
+        return kernel
+
+    async def hand_out(self, warm: Kernel, req: CreateKernel) -> str:
+        """Make a warm kernel the kernel of `req`: its limits, then who it belongs to. NodeError
+        when it cannot be used (it stopped meanwhile): the caller discards it."""
+        slots = requested(req)
+        with trio.move_on_after(HAND_OUT_PING):
+            alive = await ping(warm.runner)
+        if not alive:
+            raise NodeError(f"warm kernel {warm.container_id[:12]} does not answer")
+        cpu, mem = int(slots["cpu"] * 1_000_000_000), int(slots["mem"])
+        limits = Limits(cpu, mem, self._config.pids_limit)
+        await self._runtime.update(warm.container_id, limits)
+        claim = Claim(warm.kernel_id, req.kernel_id, req.session_id, req.owner_access_key)
+        await trio.to_thread.run_sync(_write_claim, warm.dir, claim)
+        for sockets in (self._sockets, self._relays):
+            sockets[req.kernel_id] = sockets.pop(warm.kernel_id)
+        self._claims[req.kernel_id] = claim
+        kernel = dataclasses.replace(
+            warm,
+            kernel_id=req.kernel_id,
+            session_id=req.session_id,
+            mem_limit=limits.mem_limit,
+            nano_cpus=limits.nano_cpus,
+        )
+        self._known[req.kernel_id] = kernel
+        return kernel.container_id
+
+    async def discard(self, warm: Kernel) -> None:
+        """Remove a warm kernel that was not handed out (drained, stale or stopped)."""
+        with trio.CancelScope(shield=True):
+            try:
+                await self._runtime.remove(warm.container_id)
+            except NodeError as exc:
+                log.warning("could not remove warm kernel %s: %s", warm.container_id[:12], exc)
+            await self._remove_dir(warm.kernel_id, warm.dir)
+
+    async def discard_leftovers(self) -> None:
+        """Remove the warm kernels a previous run of this node left without handing them out."""
+        claims = await trio.to_thread.run_sync(self._read_claims)
+        for state in await self._runtime.containers({LABEL_NODE: self._config.node_id}):
+            pool_id = state.labels.get(LABEL_POOL)
+            if pool_id and pool_id not in claims:
+                await self._runtime.remove(state.id)
+                await self._remove_dir(pool_id, self._dir(pool_id))
+
+    def _read_claims(self) -> dict[str, Claim]:
+        """Every CLAIM file under the kernels' folders, by pool id."""
+        claims = {}
+        for path in (self._config.state_dir / hostfs.KERNELS_DIR).glob(f"*/{CLAIM}"):
+            try:
+                claim = Claim(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError) as exc:
+                log.warning("unreadable %s: %s", path, exc)
+                continue
+            claims[claim.pool_id] = claim
+        return claims
+
+    def held(self) -> Slots:
+        """What this node's kernels hold (cpu and mem limits), for the pool's capacity check."""
+        total = Slots()
+        for kernel in self._known.values():
+            cpu = (kernel.nano_cpus or 0) / Decimal(1_000_000_000)
+            total = total + Slots({"cpu": cpu, "mem": kernel.mem_limit or 0})
+        return total
+
+    def kernel_of(self, container_id: str) -> str | None:
+        """The kernel id of one of this node's containers, for events without a kernel label."""
+        for kernel in self._known.values():
+            if kernel.container_id == container_id:
+                return kernel.kernel_id
+        return None
+
+    async def _launch(
+        self, kernel_id: str, session_id: str, build: Callable[[Path], ContainerSpec]
+    ) -> Kernel:
+        kdir = self._dir(kernel_id)
         try:
             await self._make_dir(kdir)
         except FileExistsError:
-            await self._clear_leftover(req.kernel_id, kdir)
+            await self._clear_leftover(kernel_id, kdir)
             await self._make_dir(kdir)
-        self._expected_exits.add(req.kernel_id)  # dying while starting is reported in the Reply
+        self._expected_exits.add(kernel_id)  # dying while starting is reported in the Reply
         container_id = ""
-        allocation = None
         try:
-            try:
-                allocation = self._accelerators.allocator.allocate(req.kernel_id, slots)
-            except NodeError as exc:
-                raise NodeError(
-                    f"cannot create kernel {req.kernel_id} on node {self._config.node_id}: {exc}"
-                ) from exc
-            runner = self._socket(req.kernel_id, kdir)
-            spec = self._spec(req, kdir, slots, allocation)
+            runner = self._socket(kernel_id, kdir)
+            spec = build(kdir)
             try:
                 container_id = await self._runtime.create(spec)
             except ImageNotFound as exc:
                 raise ImageNotFound(
-                    f"image {req.image} not found on node {self._config.node_id}"
+                    f"image {spec.image} not found on node {self._config.node_id}"
                 ) from exc
             await self._runtime.start(container_id)
             pid = (await self._runtime.inspect(container_id)).pid
             kernel = Kernel(
-                req.kernel_id, req.session_id, container_id, kdir, spec.mem_limit, runner, pid
-            )
+                kernel_id, session_id, container_id, kdir, spec.mem_limit, runner, pid,
+                spec.nano_cpus,
+            )  # fmt: skip
             await self._wait_ready(kernel)
         except BaseException:
-            if allocation is not None:
-                self._accelerators.allocator.release(req.kernel_id)
             with trio.CancelScope(shield=True):
                 if container_id:
                     try:
                         await self._runtime.remove(container_id)
                     except NodeError as exc:
-                        log.warning("could not remove failed kernel %s: %s", req.kernel_id, exc)
-                await self._remove_dir(req.kernel_id, kdir)
+                        log.warning("could not remove failed kernel %s: %s", kernel_id, exc)
+                await self._remove_dir(kernel_id, kdir)
             raise
-        self._known[req.kernel_id] = kernel
-        self._expected_exits.discard(req.kernel_id)
-        return container_id
+        self._expected_exits.discard(kernel_id)
+        return kernel
 
     async def _make_dir(self, kdir: Path) -> None:
         config = self._config
@@ -318,8 +453,7 @@ class Kernels:
 
     async def _clear_leftover(self, kernel_id: str, kdir: Path) -> None:
         """A folder without a container is left from a crash: remove it. With one: refuse."""
-        labels = {LABEL_KERNEL: kernel_id, LABEL_NODE: self._config.node_id}
-        if kernel_id in self._known or await self._runtime.containers(labels):
+        if kernel_id in self._known or await self._runtime.containers(self._labels(kernel_id)):
             raise NodeError(f"kernel {kernel_id} already exists on node {self._config.node_id}")
         await self._remove_dir(kernel_id, kdir)
 
@@ -395,16 +529,16 @@ class Kernels:
             kdir = self._dir(kernel_id)
         except NodeError:
             return None  # not an id this node could have created
-        labels = {LABEL_KERNEL: kernel_id, LABEL_NODE: self._config.node_id}
         exit_code = None
         with trio.CancelScope(shield=True):
-            for state in await self._runtime.containers(labels):
+            for state in await self._runtime.containers(self._labels(kernel_id)):
                 await self._runtime.remove(state.id)
                 if not state.running:
                     exit_code = state.exit_code
             self._known.pop(kernel_id, None)
             self._accelerators.allocator.release(kernel_id)
             await self._remove_dir(kernel_id, kdir)
+            self._claims.pop(kernel_id, None)
         return exit_code
 
     def release_devices(self, kernel_id: str) -> None:
@@ -516,6 +650,28 @@ MIN_CPU = Decimal("0.01")
 COMPLETE_WAIT = 2.0  # seconds; a runner busy with a run offers no completions
 MAX_COMPLETIONS = 100
 MIN_MEM = 6 * 2**20
+
+
+HAND_OUT_PING = 1.0  # seconds a warm kernel's runner has to answer before it is handed out
+
+
+def requested(req: CreateKernel) -> Slots:
+    """The slots a create asks for, checked (NodeError saying what is wrong)."""
+    try:
+        slots = Slots.from_wire(req.slots)
+    except SlotsError as exc:
+        raise NodeError(f"cannot create kernel {req.kernel_id}: {exc}") from exc
+    _check_limits(req.kernel_id, slots)
+    return slots
+
+
+def _write_claim(kdir: Path, claim: Claim) -> None:
+    """The claim, written whole or not at all, readable by root only."""
+    tmp = kdir / f".{CLAIM}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(dataclasses.asdict(claim), out)
+    os.replace(tmp, kdir / CLAIM)
 
 
 def _check_limits(kernel_id: str, slots: Slots) -> None:

@@ -75,6 +75,15 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What the engine can change on a created (even running) container."""
+
+    nano_cpus: int
+    mem_limit: int  # bytes; swap is never granted on top
+    pids_limit: int
+
+
+@dataclass(frozen=True)
 class EngineInfo:
     """What accelerator plugins need to know about the engine."""
 
@@ -91,6 +100,7 @@ class ContainerState:
     oom_killed: bool
     mem_limit: int | None
     pid: int | None = None  # the container's init process on the host, while running
+    nano_cpus: int | None = None  # its CPU limit (None: none)
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,7 @@ class ContainerRuntime(Protocol):
     async def remove(self, container_id: str) -> None: ...
     async def interrupt(self, container_id: str) -> None: ...
     async def restart(self, container_id: str) -> None: ...
+    async def update(self, container_id: str, limits: Limits) -> None: ...
     async def inspect(self, container_id: str) -> ContainerState: ...
     async def containers(self, labels: Mapping[str, str]) -> list[ContainerState]: ...
     async def logs(self, container_id: str, *, tail: int | None = None) -> str: ...
@@ -262,6 +273,21 @@ class DockerRuntime:
             lambda: self._api.restart(container_id, timeout=0),
         )
 
+    async def update(self, container_id: str, limits: Limits) -> None:
+        # docker-py's update_container has no NanoCpus (the limit every kernel is created with;
+        # the engine refuses a CpuQuota beside it), so the request is posted as it does
+        data = {
+            "NanoCpus": limits.nano_cpus,
+            "Memory": limits.mem_limit,
+            "MemorySwap": limits.mem_limit,
+            "PidsLimit": limits.pids_limit,
+        }
+        url = self._api._url("/containers/{0}/update", container_id)
+        await self._run(
+            f"updating the limits of container {container_id[:12]}",
+            lambda: self._api._result(self._api._post_json(url, data=data), True),
+        )
+
     async def interrupt(self, container_id: str) -> None:
         """SIGINT to the container's main process (its init passes it to the runner)."""
         await self._run(
@@ -392,6 +418,7 @@ def _state(attrs: Mapping[str, Any]) -> ContainerState:
         oom_killed=bool(state.get("OOMKilled")),
         mem_limit=int((attrs.get("HostConfig") or {}).get("Memory") or 0) or None,
         pid=int(state.get("Pid") or 0) or None if running else None,
+        nano_cpus=int((attrs.get("HostConfig") or {}).get("NanoCpus") or 0) or None,
     )
 
 

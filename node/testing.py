@@ -9,6 +9,7 @@ no container needs to run (scheduler tests, benchmarks).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +33,7 @@ from node.runtime import (
     ContainerState,
     EngineInfo,
     ImageRecord,
+    Limits,
     RuntimeEvent,
 )
 from wire import Execute, Input, Message, Register, Reply, RunOutput, decode, encode
@@ -280,6 +282,15 @@ class MemoryRuntime:
         await self._stop(container_id, 137, oom=False)
         await self.start(container_id)
 
+    async def update(self, container_id: str, limits: Limits) -> None:
+        container = self._get(container_id)
+        container.spec = dataclasses.replace(
+            container.spec,
+            nano_cpus=limits.nano_cpus,
+            mem_limit=limits.mem_limit,
+            pids_limit=limits.pids_limit,
+        )
+
     async def interrupt(self, container_id: str) -> None:
         container = self._get(container_id)
         if not container.running:
@@ -365,4 +376,5 @@ class _MemoryContainer:
             exit_code=None if self.running else (self.exit_code or 0),
             oom_killed=self.oom_killed,
             mem_limit=self.spec.mem_limit,
+            nano_cpus=self.spec.nano_cpus,
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from shipyard import __version__
+from hostlib import __version__
 
 
 @dataclass(frozen=True)

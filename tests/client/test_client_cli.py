@@ -320,3 +320,60 @@ def test_the_run_path_imports_only_what_it_needs() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_fast_run_path_imports_no_sdk() -> None:
+    code = (
+        "import sys; from client import fastrun;"
+        " heavy = ['click', 'httpx', 'trio', 'pydantic', 'wire', 'client.sdk', 'shipyard.cli'];"
+        " print([m for m in heavy if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_fast_run_path_signs_as_the_sdk_does() -> None:
+    from datetime import UTC, datetime
+
+    from client import fastrun
+    from client.config import ClientConfig
+    from wire import API_VERSION, sign
+
+    config = ClientConfig("http://127.0.0.1:8081", "AKIAEXAMPLE", "s3cret")
+    date = datetime(2026, 11, 28, 23, 59, 59, 123456, tzinfo=UTC).isoformat()
+    ours = fastrun.sign("POST", "/session", date, "127.0.0.1:8081", "application/json", config)
+    assert ours == sign(
+        method="POST",
+        rel_url="/session",
+        date=date,
+        host="127.0.0.1:8081",
+        content_type="application/json",
+        version=API_VERSION,
+        secret_key="s3cret",
+    )
+    assert fastrun.API_VERSION == API_VERSION
+
+
+@pytest.mark.parametrize(
+    ("argv", "fast"),
+    [
+        (["-c", "print(1)"], True),
+        (["-i", "python:3.11", "-r", "cpu=1", "-r", "mem=256", "-e", "A=b=c", "-c", "1"], True),
+        (["--exec", "ls", "--max-wait", "2.5"], True),
+        (["-c", "1", "--exec", "ls"], False),  # the click command says what is wrong
+        (["-c", "1", "x.py"], False),  # files are uploaded by the SDK
+        (["-c", "1", "-r", "cpu"], False),
+        (["-c", "1", "--max-wait", "-1"], False),
+        (["-c", "1", "-m", "data"], False),
+        (["-c1"], False),
+        (["--help"], False),
+        ([], False),
+    ],
+)
+def test_the_fast_run_path_takes_only_what_it_handles(argv: list[str], fast: bool) -> None:
+    from client import fastrun
+
+    args = fastrun.parse(argv)
+    assert (args is not None) == fast
+    if args is not None and "-r" in argv:
+        assert (args.resources, args.environ) == ({"cpu": "1", "mem": "256m"}, {"A": "b=c"})

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 import wire
-from client import APIError, Client, ClientConfig, ClientError, ConfigError
-from client.sdk import mount_config, signed_headers
+from client.config import ClientConfig
+from client.errors import APIError, ClientError, ConfigError
+from client.sdk import Client, mount_config, signed_headers
 
 # docs/backendai-api.md §3.4
 VECTOR_CONFIG = ClientConfig(

@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from client_fakes import ACCESS_KEY, FakeAPI
 
-from client import APIError, Client, ClientConfig, ClientError
+from client.config import ClientConfig
+from client.errors import APIError, ClientError
+from client.sdk import Client
 
 
 @pytest.mark.trio

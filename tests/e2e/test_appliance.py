@@ -20,7 +20,8 @@ def test_run_prints_and_exits_with_the_codes_exit_status(appliance: Appliance) -
     assert (result.returncode, result.stdout) == (0, "42\n"), result.stderr
     result = appliance.cli("run", "-c", "import sys; sys.exit(3)")
     assert result.returncode == 3, result.stderr
-    assert appliance.cli("session", "ls").stdout.count("run-") == 0  # temporary sessions go
+    # temporary sessions go: removed once the output is written, without keeping the user waiting
+    wait_for(lambda: appliance.cli("session", "ls").stdout.count("run-") == 0, "their removal")
 
 
 def test_output_streams_in_order_and_tracebacks_go_to_stderr(appliance: Appliance) -> None:

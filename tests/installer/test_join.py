@@ -15,7 +15,8 @@ import docker
 import pytest
 import trio
 
-from client import Client, ClientConfig
+from client.config import ClientConfig
+from client.sdk import Client
 from installer import engine
 from installer.engine import Event, StepFailed
 from installer.plan import Plan

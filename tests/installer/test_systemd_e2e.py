@@ -344,7 +344,8 @@ def _nodes(host: nspawn.Machine) -> list[dict[str, object]]:
         env[key] = shlex.split(value)[0]
     script = (
         "import json, trio\n"
-        "from client import Client, ClientConfig\n"
+        "from client.config import ClientConfig\n"
+        "from client.sdk import Client\n"
         "async def main():\n"
         "    async with Client(ClientConfig.from_env()) as api:\n"
         "        print(json.dumps((await api.request('GET', '/nodes'))['items']))\n"

@@ -79,6 +79,7 @@ def node_config(state_dir: Path, control_plane: FakeControlPlane, node_id: str) 
         node_token=TOKEN,
         node_id=node_id,
         heartbeat_interval=0.2,
+        warm_pool=0,  # tests/node/test_pool.py turns it on
     )
 
 

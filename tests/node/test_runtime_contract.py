@@ -18,7 +18,14 @@ import trio
 
 from node.errors import ContainerNotFound, ImageNotFound, NodeError
 from node.kernels import LABEL_NODE
-from node.runtime import ContainerRuntime, ContainerSpec, DockerRuntime, ImageRecord, RuntimeEvent
+from node.runtime import (
+    ContainerRuntime,
+    ContainerSpec,
+    DockerRuntime,
+    ImageRecord,
+    Limits,
+    RuntimeEvent,
+)
 from node.testing import MemoryRuntime
 
 pytestmark = pytest.mark.trio
@@ -142,6 +149,9 @@ async def test_lifecycle_and_label_filters(harness: Harness, node_id: str) -> No
 
     await runtime.start(container_id)
     assert (await runtime.inspect(container_id)).running
+    await runtime.update(container_id, Limits(500_000_000, mem_limit=96 * MIB, pids_limit=64))
+    updated = await runtime.inspect(container_id)  # a running container's limits change
+    assert (updated.nano_cpus, updated.mem_limit, updated.running) == (500_000_000, 96 * MIB, True)
     assert [s.id for s in await runtime.containers({LABEL_NODE: node_id})] == [container_id]
     assert [s.id for s in await runtime.containers({LABEL_NODE: node_id, "role": "a"})] == [
         container_id
