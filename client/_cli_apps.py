@@ -139,9 +139,32 @@ def _bind(value: str) -> tuple[str, int]:
     metavar="[HOST:]PORT",
     help="Where to listen locally (port 0: any free port).",
 )
-def app(ref: str, app_name: str | None, bind: str) -> None:
+@click.option(
+    "--stdio",
+    is_flag=True,
+    help="Join APP to this command's stdin and stdout instead (an ssh ProxyCommand).",
+)
+@click.option(
+    "--browser",
+    is_flag=True,
+    help="Print a link that opens APP in a browser through the control plane (good for a minute).",
+)
+def app(ref: str, app_name: str | None, bind: str, stdio: bool, browser: bool) -> None:
     """List SESSION's apps, or open APP on a local port until Ctrl-C."""
     host, port = _bind(bind)
+    if (stdio or browser) and app_name is None:
+        raise click.UsageError("--stdio and --browser need an APP")
+    if stdio:
+        raise click.exceptions.Exit(call(lambda api: _stdio(api, ref, app_name or "")))
+    if browser:
+
+        async def link(api: Client) -> int:
+            path = f"/stream/session/{_segment(ref)}/apps/{quote(app_name or '', safe='')}/link"
+            made = await api.request("POST", path)
+            click.echo(api.config.endpoint.rstrip("/") + made["path"])
+            return 0
+
+        raise click.exceptions.Exit(call(link))
 
     async def list_apps(api: Client) -> int:
         found = await api.request("GET", f"/stream/session/{_segment(ref)}/apps")
@@ -158,9 +181,11 @@ def app(ref: str, app_name: str | None, bind: str) -> None:
             raise ClientError(f"session {ref} has no app {app_name!r} (it has: {names})")
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()
-        scheme = "http" if wanted["protocol"] in ("http", "preopen") else "tcp"
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        click.echo(f"{app_name} of session {ref}: {scheme}://{shown}:{bound[1]}/", err=False)
+        # an http app's URL carries the session's app token (JupyterLab's login)
+        template = wanted.get("url_template") or "tcp://{host}:{port}/"
+        url = template.format(host=shown, port=bound[1])
+        click.echo(f"{app_name} of session {ref}: {url}", err=False)
         click.echo("Press Ctrl-C to close it.", err=True)
         path = f"/stream/session/{_segment(ref)}/tcpproxy"
 
@@ -199,3 +224,30 @@ async def _proxy(api: Client, path: str, app_name: str, conn: trio.SocketStream)
             leaf = group.exceptions[0]
             if not isinstance(leaf, trio_websocket.ConnectionClosed | trio.BrokenResourceError):
                 raise
+
+
+async def _stdio(api: Client, ref: str, app_name: str) -> int:
+    """This process's stdin and stdout ⇄ one tcpproxy WebSocket to the app, until either ends."""
+    path = f"/stream/session/{_segment(ref)}/tcpproxy"
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    stdout = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
+    async with (
+        stdin,
+        stdout,
+        api.websocket(path, {"app": app_name}) as ws,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def up() -> None:
+            while data := await stdin.receive_some(CHUNK):
+                await ws.send_message(data)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(up)
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
+            while True:
+                data = await ws.get_message()
+                if isinstance(data, bytes):
+                    await stdout.send_all(data)
+        nursery.cancel_scope.cancel()
+    return 0

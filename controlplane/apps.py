@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 from controlplane.db.models import Image, Session
 from controlplane.errors import InvalidAPIParams
+from controlplane.secretbox import SecretBox
 
 LABEL = "ai.backend.service-ports"
 PROTOCOLS = ("tcp", "http", "preopen")
@@ -121,3 +122,18 @@ async def of_session(db: DBSession, session: Session) -> list[ServicePort]:
 
 def find(apps: list[ServicePort], name: str) -> ServicePort | None:
     return next((app for app in apps if app.name == name), None)
+
+
+def token(box: SecretBox, session: Session) -> str:
+    """The session's app token: apps that want a password use it (JupyterLab's `?token=`);
+    only the owner (and admins) see it, in the app's `url_template`."""
+    return box.token(f"app:{session.id}")
+
+
+PROXY_PREFIX = "/app-proxy"
+
+
+def base_path(session: Session, app: str) -> str:
+    """Where the browser proxy serves the app (controlplane/api/app_proxy.py); the app is told
+    at start (`SHIPYARD_APP_BASE_PATH`) and serves under it, the local tunnels included."""
+    return f"{PROXY_PREFIX}/{session.id}/{app}/"

@@ -11,6 +11,8 @@ in a cache.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -31,6 +33,8 @@ class SecretBox:
         if len(key) != 32:
             raise SecretBoxError("the secrets key must be 32 bytes")
         self._aead = AESGCM(key)
+        # a separate key for tokens, so no token is ever computed with the sealing key itself
+        self._token_key = hmac.digest(key, b"shipyard token key", hashlib.sha256)
 
     @classmethod
     def load_or_create(cls, path: Path) -> SecretBox:
@@ -58,6 +62,11 @@ class SecretBox:
         nonce = secrets.token_bytes(_NONCE)
         sealed = self._aead.encrypt(nonce, clear.encode(), bound_to.encode())
         return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def token(self, purpose: str) -> str:
+        """A stable secret for `purpose` (32 hex digits) that only this key computes: the
+        same every time, so it needs no storage (an app token per session)."""
+        return hmac.digest(self._token_key, purpose.encode(), hashlib.sha256).hex()[:32]
 
     def unseal(self, sealed: str, *, bound_to: str) -> str:
         if not sealed.startswith(_PREFIX):

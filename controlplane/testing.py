@@ -48,6 +48,7 @@ class FakeNode:
     inputs: list[wire.Input] = field(default_factory=list)
     image_labels: dict[str, str] = field(default_factory=dict)
     creates: list[wire.CreateKernel] = field(default_factory=list)  # every one received
+    opens: list[wire.OpenStream] = field(default_factory=list)  # every stream asked for
     interrupts: list[str] = field(default_factory=list)  # kernel ids
     restarts: list[str] = field(default_factory=list)  # kernel ids
     _changed: anyio.Event = field(default_factory=anyio.Event)
@@ -116,6 +117,8 @@ class FakeNode:
         message = wire.decode(frame)  # what a real node would read
         if isinstance(message, wire.CreateKernel):
             self.creates.append(message)
+        if isinstance(message, wire.OpenStream):
+            self.opens.append(message)
         match message:
             case wire.OpenStream(target="pty"):
                 self.conn.deliver_reply(

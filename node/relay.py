@@ -32,7 +32,7 @@ _MAX_ANSWER = 65536
 def runner_request(req: OpenStream) -> dict[str, Any]:
     if req.target == "pty":
         return {"op": "pty", "rows": req.rows, "cols": req.cols, "command": req.command}
-    return {"op": "connect", "port": req.port, "app": req.app}
+    return {"op": "connect", "port": req.port, "app": req.app, "env": req.env}
 
 
 async def open_stream(

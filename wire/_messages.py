@@ -350,7 +350,8 @@ class OpenStream:
     """Result: StreamOpened, once the kernel's runner reached the target (an app started on
     demand may take a while). `port`: the app's port on the container's loopback; `app`: its
     name, so the runner can start it from the image's service definition when nothing listens.
-    `pty`: a terminal of `rows` x `cols` running `command` (the login shell when empty)."""
+    `pty`: a terminal of `rows` x `cols` running `command` (the login shell when empty).
+    `env`: added to the environment of an app the runner starts for this stream."""
 
     req_id: str
     kernel_id: str
@@ -361,6 +362,7 @@ class OpenStream:
     rows: int = 24
     cols: int = 80
     command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
     type: Literal["open_stream"] = _tag("open_stream")
 
 

@@ -10,7 +10,19 @@ from pydantic import AliasChoices, Field, RootModel, field_validator
 from controlplane.api._session_models import OwnerQuery, ServicePortView
 
 
-class AppList(RootModel[list[ServicePortView]]):
+class AppView(ServicePortView):
+    """One app as `/apps` lists it to the session's owner: an HTTP app has the URL to open
+    (with the session's app token), which the official client fills in with its local address."""
+
+    url_template: str | None = Field(
+        default=None,
+        alias="url_template",
+        exclude_if=lambda value: value is None,  # the client checks for the key, not its value
+        description="http apps: {host} and {port} are the local tunnel's",
+    )
+
+
+class AppList(RootModel[list[AppView]]):
     """GET /stream/session/<ref>/apps: a bare list, as the official client reads it."""
 
 

@@ -12,6 +12,7 @@ from controlplane import audit
 from controlplane.api import (
     admin,
     apidocs,
+    app_proxy,
     apps,
     events,
     gql,
@@ -146,6 +147,7 @@ def create_app(the_core: Core) -> Quart:
         misc.bp,
         session.bp,
         apps.bp,
+        app_proxy.bp,
         sshkeys.bp,
         session_files.bp,
         admin.bp,

@@ -19,7 +19,7 @@ from sqlalchemy import select
 import wire
 from controlplane import apps, nodecalls
 from controlplane import sessions as sessions_db
-from controlplane.api._app_models import AppList, ProxyQuery, PtyQuery
+from controlplane.api._app_models import AppList, AppView, ProxyQuery, PtyQuery
 from controlplane.api._context import core, requester
 from controlplane.api._session_models import OwnerQuery, ServicePortView
 from controlplane.api._typed import query, read_query, returns
@@ -43,7 +43,7 @@ async def _find(ref: str, owner_access_key: str | None) -> Session:
         return await sessions_db.find(db, requester(), ref, owner_access_key=owner_access_key)
 
 
-async def _main_kernel(session: Session) -> tuple[str, str]:
+async def main_kernel(session: Session) -> tuple[str, str]:
     """(node id, kernel id) of a running session; SessionNotRunning otherwise."""
     async with core().db() as db:
         kernel = await db.scalar(
@@ -62,7 +62,16 @@ async def list_apps(ref: str, args: OwnerQuery) -> AppList:
     session = await _find(ref, args.owner_access_key)
     async with core().db() as db:
         found = await apps.of_session(db, session)
-    return AppList([ServicePortView.of(app) for app in found])
+    token = apps.token(core().secrets, session)
+
+    def url(app: apps.ServicePort) -> str | None:
+        if app.protocol not in ("http", "preopen"):
+            return None
+        return f"http://{{host}}:{{port}}{apps.base_path(session, app.name)}?token={token}"
+
+    return AppList(
+        [AppView(**ServicePortView.of(app).model_dump(), url_template=url(app)) for app in found]
+    )
 
 
 @bp.websocket("/stream/session/<ref>/tcpproxy")
@@ -72,18 +81,15 @@ async def tcpproxy(ref: str) -> None:
     in binary frames both ways; started on demand by the kernel at the first connection.
     Closes with 1001 when the app closes, 1013 when it cannot be reached."""
     args = read_query(ProxyQuery)
-    session = await _find(ref, args.owner_access_key)
-    async with core().db() as db:
-        app = apps.find(await apps.of_session(db, session), args.app)
-    if app is None:
-        raise ObjectNotFound("No such app service.")
+    session, app = await session_app(ref, args.app, args.owner_access_key)
     port = app.ports[0] if args.port is None else args.port
     if port not in app.ports:
         raise InvalidAPIParams(f"the app {app.name} has no port {port} (it has {app.ports})")
     if args.arguments or args.envs:
         raise InvalidAPIParams(f"the app {app.name} takes no arguments or environment variables")
-    node_id, kernel_id = await _main_kernel(session)
-    target = wire.OpenStream("", kernel_id, 0, "port", port=port, app=app.name)
+    node_id, kernel_id = await main_kernel(session)
+    env = await app_environment(session, app)
+    target = wire.OpenStream("", kernel_id, 0, "port", port=port, app=app.name, env=env)
     await websocket.accept()
     try:
         stream = await nodecalls.open_stream(core().hub, node_id, kernel_id, target)
@@ -100,6 +106,28 @@ async def tcpproxy(ref: str) -> None:
         await stream.aclose()
     with anyio.move_on_after(5):
         await websocket.close(CLOSE_GOING_AWAY, stream.error[:120])
+
+
+async def session_app(
+    ref: str, name: str, owner_access_key: str | None
+) -> tuple[Session, apps.ServicePort]:
+    """The caller's session `ref` and its app `name`; 404 when either is not there."""
+    session = await _find(ref, owner_access_key)
+    async with core().db() as db:
+        app = apps.find(await apps.of_session(db, session), name)
+    if app is None:
+        raise ObjectNotFound("No such app service.")
+    return session, app
+
+
+async def app_environment(session: Session, app: apps.ServicePort) -> dict[str, str]:
+    """What an app started in the session may need, the same whichever route starts it: the
+    session's app token (JupyterLab's password, in the printed URL) and the path the browser
+    proxy serves it under."""
+    return {
+        "SHIPYARD_APP_TOKEN": apps.token(core().secrets, session),
+        "SHIPYARD_APP_BASE_PATH": apps.base_path(session, app.name),
+    }
 
 
 async def _client_to_app(stream: wire.RelayStream) -> None:
@@ -125,7 +153,7 @@ async def pty(ref: str) -> None:
 async def serve_terminal(session: Session, rows: int, cols: int) -> None:
     """Accept the WebSocket and relay a new terminal in `session` over it until either side
     ends (also the web UI's terminal, controlplane/api/ui_sessions.py)."""
-    node_id, kernel_id = await _main_kernel(session)
+    node_id, kernel_id = await main_kernel(session)
     target = wire.OpenStream("", kernel_id, 0, "pty", rows=rows, cols=cols)
     await websocket.accept()
     try:

@@ -13,6 +13,7 @@ answers one JSON line, and from then on the connection carries the stream:
     stands for the port, as in Backend.AI's images), start it once (its output goes to the
     container log) and wait up to APP_START_TIMEOUT for the port: apps start on demand.
     -> ``{"kind": "ready"}``, then raw bytes both ways; or ``{"kind": "error", "message": ...}``.
+    An optional ``"env"`` object (strings) is added to the environment of an app started then.
 
 ``{"op": "pty", "rows": R, "cols": C, "command": [...]}``
     A new terminal running ``command`` (the user's login shell when empty) in the work
@@ -62,7 +63,8 @@ def serve_one(conn: socket.socket, line: bytes, workdir: str) -> None:
         if not isinstance(req, dict):
             raise ValueError("the request must be a JSON object")
         if req.get("op") == "connect":
-            upstream = _reach(_port(req.get("port")), str(req.get("app") or ""), workdir)
+            port, app, env = _port(req.get("port")), str(req.get("app") or ""), _env(req)
+            upstream = _reach(port, app, _service_def(app), env, workdir)
             _answer(conn, "ready")
             _splice(conn, upstream)
         elif req.get("op") == "pty":
@@ -89,7 +91,37 @@ def _port(value: Any) -> int:
 # --- apps on the container's loopback ---------------------------------------------------------
 
 
-def _reach(port: int, app: str, workdir: str) -> socket.socket:
+def _env(req: dict[str, Any]) -> dict[str, str]:
+    env = req.get("env") or {}
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ValueError("env must be an object of strings")
+    return dict(os.environ, **env)
+
+
+def _service_def(app: str) -> dict[str, Any] | None:
+    """The image's definition of `app`, None when it has none (or an unreadable one)."""
+    if not _APP_NAME.match(app):
+        return None
+    try:
+        with open(os.path.join(SERVICE_DEFS, app + ".json"), "rb") as f:
+            definition: dict[str, Any] = json.load(f)
+    except (OSError, ValueError):
+        return None
+    command = definition.get("command") if isinstance(definition, dict) else None
+    if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+        return None
+    return definition
+
+
+def _command(definition: dict[str, Any], port: int) -> list[str]:
+    return [a.replace("{ports[0]}", str(port)) for a in definition["command"]]
+
+
+def _reach(
+    port: int, app: str, definition: dict[str, Any] | None, env: dict[str, str], workdir: str
+) -> socket.socket:
     """A connection to the app's port, starting the app first when nothing listens."""
     deadline = None
     while True:
@@ -98,8 +130,9 @@ def _reach(port: int, app: str, workdir: str) -> socket.socket:
         except ConnectionRefusedError:
             pass
         if deadline is None:
-            if not _start_app(app, port, workdir):
+            if definition is None:
                 raise OSError(f"nothing listens on port {port} in the kernel")
+            _start_app(app, _command(definition, port), env, workdir)
             deadline = time.monotonic() + APP_START_TIMEOUT
         proc = _apps.get(app)
         if proc is not None and proc.poll() is not None:
@@ -109,29 +142,16 @@ def _reach(port: int, app: str, workdir: str) -> socket.socket:
         time.sleep(APP_POLL)
 
 
-def _start_app(app: str, port: int, workdir: str) -> bool:
-    """Start `app` from its service definition unless it runs already; False if the image
-    does not define it."""
-    if not _APP_NAME.match(app):
-        return False
+def _start_app(app: str, argv: list[str], env: dict[str, str], workdir: str) -> None:
+    """Start `app` unless it runs already (another connection asked first)."""
     with _apps_lock:
         proc = _apps.get(app)
         if proc is not None and proc.poll() is None:
-            return True  # starting (another connection asked first)
-        try:
-            with open(os.path.join(SERVICE_DEFS, app + ".json"), "rb") as f:
-                definition = json.load(f)
-        except (OSError, ValueError):
-            return False
-        command = definition.get("command") if isinstance(definition, dict) else None
-        if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
-            return False
-        argv = [a.replace("{ports[0]}", str(port)) for a in command]
+            return
         _log(f"starting app {app}: {' '.join(argv)}")
         _apps[app] = subprocess.Popen(
-            argv, cwd=workdir, stdin=subprocess.DEVNULL, start_new_session=True
+            argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, start_new_session=True
         )
-        return True
 
 
 def _splice(a: socket.socket, b: socket.socket) -> None:

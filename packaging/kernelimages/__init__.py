@@ -9,16 +9,20 @@ It needs only the bottom package `hostlib`; nothing but the `shipyard` command a
 
 from kernelimages._build import (
     FIXTURE_IMAGE,
+    FIXTURE_LAB_IMAGE,
+    LAB_IMAGE,
     PYTHON_IMAGE,
     RECIPES,
     ImageBuildError,
-    build,
     build_image,
     image_exists,
 )
+from kernelimages._cli import build
 
 __all__ = [
     "FIXTURE_IMAGE",
+    "FIXTURE_LAB_IMAGE",
+    "LAB_IMAGE",
     "PYTHON_IMAGE",
     "RECIPES",
     "ImageBuildError",

@@ -2,7 +2,7 @@
 
 There is no registry to pull from (and an air-gapped site has none either), so every kernel image
 is assembled as a root filesystem in a temporary directory and handed to the engine with
-`docker import`. Two recipes:
+`docker import`. Two recipes, and a lab variant of each (kernelimages/_lab.py):
 
 - ``python`` — the default kernel image ``shipyard/python:3.11``: a minimal Debian bookworm made by
   debootstrap from a Debian mirror (``SHIPYARD_DEBIAN_MIRROR``), with Python 3 and its full
@@ -34,13 +34,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import click
-
 from hostlib import host_environ
 
 PYTHON_IMAGE = "shipyard/python:3.11"
 FIXTURE_IMAGE = "shipyard-test/python:3.11"
-RECIPES: dict[str, str] = {"python": PYTHON_IMAGE, "python-host": FIXTURE_IMAGE}
+LAB_IMAGE = "shipyard/python-lab:3.11"
+FIXTURE_LAB_IMAGE = "shipyard-test/python-lab:3.11"
+RECIPES: dict[str, str] = {
+    "python": PYTHON_IMAGE,
+    "python-host": FIXTURE_IMAGE,
+    # the base image plus JupyterLab and ttyd (kernelimages/_lab.py)
+    "python-lab": LAB_IMAGE,
+    "python-host-lab": FIXTURE_LAB_IMAGE,
+}
+BASE_RECIPES = ("python", "python-host")
 
 # Bumped when the recipes change what they build: `build --if-missing` rebuilds older images.
 RECIPE_REVISION = "2"
@@ -105,10 +112,11 @@ def image_exists(name: str, *, current: bool = False) -> bool:
 
 
 def build_image(recipe: str, *, tag: str | None = None, log: Log = print) -> str:
-    """Build the image of `recipe` ("python" or "python-host"), tag it, return its name."""
-    if recipe not in RECIPES:
+    """Build the image of `recipe` ("python" or "python-host"; the lab recipes are
+    kernelimages._lab's), tag it, return its name."""
+    if recipe not in BASE_RECIPES:
         raise ImageBuildError(
-            f"unknown image recipe {recipe!r}; choose one of: {', '.join(sorted(RECIPES))}"
+            f"unknown image recipe {recipe!r}; choose one of: {', '.join(BASE_RECIPES)}"
         )
     name = tag or RECIPES[recipe]
     started = time.monotonic()
@@ -140,28 +148,6 @@ def build_image(recipe: str, *, tag: str | None = None, log: Log = print) -> str
         _remove_workdir(workdir, log)
     log(f"built {name} in {time.monotonic() - started:.1f} s")
     return name
-
-
-@click.command("build")
-@click.argument("recipe", metavar="RECIPE", type=click.Choice(sorted(RECIPES)))
-@click.option("--tag", default=None, help="Image name to build (default: the recipe's own name).")
-@click.option(
-    "--if-missing", is_flag=True, help="Do nothing when the recipe's current image exists."
-)
-def build(recipe: str, tag: str | None, if_missing: bool) -> None:
-    """Build a kernel image from RECIPE without a registry.
-
-    python: shipyard/python:3.11 by debootstrap from a Debian mirror (SHIPYARD_DEBIAN_MIRROR).
-    python-host: the test fixture shipyard-test/python:3.11 from this host's own packages.
-    """
-    name = tag or RECIPES[recipe]
-    try:
-        if if_missing and image_exists(name, current=True):
-            click.echo(f"{name} already exists")
-            return
-        build_image(recipe, tag=tag, log=click.echo)
-    except ImageBuildError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------------- the engine

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import anyio
 import pytest
@@ -69,6 +70,11 @@ async def test_a_running_sessions_apps_in_every_view(api: API, labelled: FakeNod
     ]
     listed = await api.call("GET", "/stream/session/apps/apps")
     assert listed.status == 200
+    # to its owner, an http app comes with the URL to open: the session's app token in it
+    template = listed.body[0].pop("url_template")
+    # (under the path the browser proxy serves it at, which the app is told at start)
+    pattern = r"http://\{host\}:\{port\}/app-proxy/[0-9a-f-]{36}/web/\?token=[0-9a-f]{32}"
+    assert re.fullmatch(pattern, template)
     assert listed.body == expected
     assert (await api.call("GET", "/session/apps")).body["servicePorts"] == expected
     query = "{ compute_session_list(limit: 10, offset: 0) { items { name service_ports } } }"
@@ -109,6 +115,10 @@ async def test_tcpproxy_relays_bytes_both_ways(api: API, labelled: FakeNode) -> 
                 while len(received) < min(len(payload), start + 256 * 1024):
                     received += await ws.receive()
             assert bytes(received) == payload
+    # what an app started for this stream gets: the session's app token and its proxy path
+    env = labelled.opens[-1].env
+    assert env["SHIPYARD_APP_BASE_PATH"] == f"/app-proxy/{labelled.creates[-1].session_id}/echo/"
+    assert re.fullmatch(r"[0-9a-f]{32}", env["SHIPYARD_APP_TOKEN"])
 
 
 @pytest.mark.parametrize(
@@ -153,3 +163,27 @@ async def test_another_keypair_finds_nothing(api: API, labelled: FakeNode) -> No
             async with client.websocket(path, headers=api.ws_headers(path, other)) as ws:
                 await ws.receive()
         assert refused.value.response.status_code == 404
+
+
+async def test_the_browser_proxy_lets_in_by_its_cookie_only(api: API, labelled: FakeNode) -> None:
+    made = await api.call("POST", "/stream/session/apps/apps/web/link")
+    assert made.status == 200, made.body
+    path = made.body["path"]
+    assert re.fullmatch(r"/app-proxy/[0-9a-f-]{36}/web/\?ticket=\S+", path)
+    base = path.split("?")[0]
+    browser = api.app.test_client()
+    traded = await browser.get(path)
+    assert (traded.status_code, traded.headers["Location"]) == (303, base)
+    cookie = traded.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and f"Path={base}" in cookie and "Max-Age=3600" in cookie
+    # with the cookie the request reaches the app (the fake node's echo is no HTTP answer)
+    reached = await browser.get(base + "api/status")
+    assert reached.status_code == 503
+    assert "did not answer in HTTP" in (await reached.get_data()).decode()
+    stranger = api.app.test_client()
+    forged = path[: path.rindex(".") + 1] + "0" * 32
+    for url in (base, base + "api/status", forged):
+        assert (await stranger.get(url)).status_code == 401
+    other = await _user(api, "other-browser@example.com")
+    link = "/stream/session/apps/apps/web/link"
+    assert (await api.call("POST", link, keypair=other)).status == 404

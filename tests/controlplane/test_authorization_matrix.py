@@ -87,6 +87,14 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/auth/ssh-keypair"): ANY_USER,
     ("PATCH", "/auth/ssh-keypair"): ANY_USER,
     ("POST", "/auth/ssh-keypair"): ANY_USER,
+    ("POST", "/stream/session/<ref>/apps/<app>/link"): OWNER,
+    # the browser's app proxy takes its own cookie (from the link above), never a signature
+    **{
+        (method, rule): TOKEN
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        for rule in ("/app-proxy/<session_id>/<app>/", "/app-proxy/<session_id>/<app>/<path:rest>")
+    },
+    ("WS", "/app-proxy/<session_id>/<app>/<path:rest>"): TOKEN,
     ("GET", "/admin/keypairs"): ADMIN,
     ("POST", "/admin/keypairs"): ADMIN,
     ("DELETE", "/admin/keypairs/<access_key>"): ADMIN,
@@ -238,6 +246,9 @@ class World:
             "folder_id": self.trashed,
             "inv_id": "no-such-invitation",
             "answer": "accept",
+            "session_id": "8a6e0804-2bd0-4672-b79d-d97027f9071b",
+            "app": "web",
+            "rest": "api/status",
             "name": {"/images/": TEST_IMAGE, "/ui/stat": "app.css"}.get(
                 rule[:8], "redoc.standalone.js"
             ),
