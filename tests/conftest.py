@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -42,6 +45,15 @@ async def _worker_database(dsn: str, worker: str) -> str:
     finally:
         await conn.close()
     return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A fresh folder with a short path, for state directories: the Unix sockets under them
+    must stay within 107 bytes, and pytest's tmp_path (longer still under xdist) may not."""
+    path = Path(tempfile.mkdtemp(prefix="sy-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -182,6 +182,7 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/ui/folders/invitations/<inv_id>/<answer>"): UI,
     ("GET", "/ui/folders/<name>/download"): UI,
     ("GET", "/ui/sessions/<ref>/apps"): UI,
+    ("GET", "/ui/sessions/<ref>/apps/<app>/open"): UI,
     ("GET", "/ui/sessions/<ref>/stats"): UI,
     # the terminal's WebSocket takes the browser's cookie too: without it, 401 before it opens
     ("WS", "/ui/sessions/<ref>/terminal"): (DENIED,) * 8,

@@ -53,7 +53,7 @@ async def _statuses(api: API) -> dict[str, tuple[str, str, str | None]]:
 async def _until(api: API, condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """Wait (re-checking after each session event) until `condition(_statuses)` holds."""
     async with api.core.events.subscribe() as events:
-        with anyio.fail_after(15):
+        with anyio.fail_after(60):  # a bound, not a wait: parallel tests share the CPUs
             while not condition(state := await _statuses(api)):
                 with anyio.move_on_after(0.5):  # events of commits before we subscribed
                     await events.receive()

@@ -30,13 +30,13 @@ def _write(files: dict[Path, tuple[bytes, int]]) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_a_self_signed_install_serves_verified_https(tmp_path: Path) -> None:
+async def test_a_self_signed_install_serves_verified_https(short_tmp: Path) -> None:
     plan = Plan(
         role="all-in-one",
         tls="self-signed",
-        state_dir=tmp_path / "state",
-        config_dir=tmp_path / "etc",
-        vfolder_root=tmp_path / "state" / "vfolders",
+        state_dir=short_tmp / "state",
+        config_dir=short_tmp / "etc",
+        vfolder_root=short_tmp / "state" / "vfolders",
         port=free_port(),
         service_user="",
     )

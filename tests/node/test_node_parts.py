@@ -231,20 +231,20 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
 
 # docker-py leaks the socket of a failed connect (UnixHTTPConnection.connect); collect it here
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_cli_reports_startup_failures_in_one_line(tmp_path: Path) -> None:
-    config_path = tmp_path / "node.toml"
-    NodeConfig(tmp_path / "state", "http://", "t").dump(config_path)
+def test_cli_reports_startup_failures_in_one_line(short_tmp: Path) -> None:
+    config_path = short_tmp / "node.toml"
+    NodeConfig(short_tmp / "state", "http://", "t").dump(config_path)
     result = CliRunner().invoke(node_cli, ["serve", "--config", str(config_path)])
     assert (result.exit_code, result.output) == (
         1,
         "Error: controlplane_url 'http://' names no host\n",
     )
 
-    NodeConfig(tmp_path / "state", "http://127.0.0.1:9", "t").dump(config_path)
+    NodeConfig(short_tmp / "state", "http://127.0.0.1:9", "t").dump(config_path)
     result = CliRunner().invoke(
         node_cli,
         ["serve", "--config", str(config_path)],
-        env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"},
+        env={"DOCKER_HOST": f"unix://{short_tmp}/no.sock"},
     )
     assert result.exit_code == 1
     assert result.output.startswith("Error: connecting to the container engine: cannot reach")
