@@ -26,6 +26,27 @@ PACKAGES = (
 )  # fmt: skip
 
 
+# Modules that take minutes go first: with pytest-xdist a slow module started last would run
+# alone at the end while the other workers sit idle.
+SLOW_FIRST = (
+    "tests/e2e/test_lab.py",  # builds the lab image first when it is missing (minutes)
+    "tests/packaging/",  # builds the single executable (about a minute)
+    "tests/installer/test_systemd_e2e.py",
+    "tests/installer/test_tui.py",
+    "tests/e2e/",
+    "tests/webui/",
+    "tests/compat/",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = Path(item.path).relative_to(REPO).as_posix()
+        return next((i for i, p in enumerate(SLOW_FIRST) if path.startswith(p)), len(SLOW_FIRST))
+
+    items.sort(key=rank)  # stable: the order within a rank stays as collected
+
+
 def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, … (unset without -n)
     dsn = os.environ.get("SHIPYARD_TEST_POSTGRES_DSN")

@@ -1,7 +1,7 @@
 """The lab image's apps end to end: JupyterLab through `shipyard app`, the official
 `backend.ai app` and the browser proxy (a cookie, no key in any URL).
 A real appliance, containers on `--network none`; the image is the python-host-lab recipe's
-(./dev test builds it once: `shipyard image build python-host-lab`)."""
+(the appliance fixture builds it when missing: `shipyard image build python-host-lab`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import httpx
 import pytest
 import trio
@@ -32,13 +31,14 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def appliance(test_image: str) -> Iterator[Appliance]:
-    client = docker.from_env()
-    try:
-        client.images.get(FIXTURE_LAB_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"{FIXTURE_LAB_IMAGE} is missing: shipyard image build python-host-lab")
-    finally:
-        client.close()
+    # built here, not by ./dev before pytest: its minutes then overlap other modules' tests
+    built = subprocess.run(
+        [sys.executable, "-m", "shipyard", "image", "build", "python-host-lab", "--if-missing"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert built.returncode == 0, f"could not build {FIXTURE_LAB_IMAGE}: {built.stderr[-4000:]}"
     with running_appliance() as appliance:
         started = time.monotonic()
         created = appliance.cli("session", "create", "-i", FIXTURE_LAB_IMAGE, "-n", "lab1")
