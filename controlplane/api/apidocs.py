@@ -8,6 +8,7 @@ it has a keypair."""
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ class _Provider(OpenAPIProvider):
 
 def _websocket(rule: Rule, view: Any) -> dict[str, Any]:
     return {
-        "path": rule.rule.replace("<", "{").replace(">", "}"),
+        "path": re.sub(r"<(?:[^:>]*:)?([^>]+)>", r"{\1}", rule.rule),  # <path:rest> -> {rest}
         "description": inspect.getdoc(view) or "",
         "security": [] if is_public(view) else [{SCHEME: []}],
     }

@@ -32,6 +32,7 @@ import anyio
 import h11
 from pydantic import Field
 from quart import Blueprint, Response, g, redirect, request, websocket
+from quart_schema import hide
 from werkzeug.datastructures import Headers
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -127,6 +128,7 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 @bp.route(f"{apps.PROXY_PREFIX}/<session_id>/<app>/", defaults={"rest": ""}, methods=_METHODS)
 @bp.route(f"{apps.PROXY_PREFIX}/<session_id>/<app>/<path:rest>", methods=_METHODS)
+@hide  # the app's own pages, not our API (the OpenAPI document leaves them out)
 @_browser
 async def http_proxy(session_id: str, app: str, rest: str) -> Any:
     """A request to the app, authorized by the cookie; with a `ticket`, set the cookie first."""

@@ -21,7 +21,7 @@ from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
 from controlplane.db.engine import MIGRATIONS, create_engine, dispose
 from controlplane.server import running_core, write_admin_keypair
-from controlplane.testing import FakeNode
+from controlplane.testing import TEST_IMAGE, FakeNode
 from tests.controlplane.conftest import API, Keypair
 from tests.controlplane.test_graphql import errors, gql
 
@@ -342,13 +342,16 @@ async def test_presets_say_which_fit_the_free_capacity_now(api: API, node: FakeN
     assert (await api.call("DELETE", "/admin/presets/small")).status == 200
 
 
-async def test_every_state_change_is_audited_with_actor_and_outcome(api: API) -> None:
+async def test_every_state_change_is_audited_with_actor_and_outcome(
+    api: API, node: FakeNode
+) -> None:
     eve = await make_user(api, "eve@example.com")
     assert (await api.call("GET", "/admin/keypairs")).status == 200  # a read: not recorded
     denied = await api.call("POST", "/admin/domains", {"name": "eve-domain"}, keypair=eve)
     assert denied.status == 403
     await gql(api, "{ images { name } }")  # a query: not recorded
-    await gql(api, 'mutation { alias_image(alias: "py", target: "python") { ok } }')
+    # the fake node's image is known: the alias is made (a refused mutation is a failure)
+    await gql(api, f'mutation {{ alias_image(alias: "py", target: "{TEST_IMAGE}") {{ ok }} }}')
     entries = await audit(api)
     actions = [(e["actor"], e["action"], e["outcome"]) for e in entries]
     admin = api.admin.access_key

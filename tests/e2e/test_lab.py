@@ -100,15 +100,16 @@ async def _execute(url: str, code: str, headers: list[tuple[str, str]]) -> str:
 
 
 def _printed_url(proc: subprocess.Popen[str], pattern: str) -> re.Match[str]:
-    """The first match of `pattern` in what `proc` prints."""
+    """The first match of `pattern` in what `proc` prints. Reads the pipe's bytes as they come:
+    a buffered readline may hold the line we wait for while select sees nothing new."""
     assert proc.stdout is not None
-    seen = ""
+    fd, seen = proc.stdout.fileno(), ""
     while (match := re.search(pattern, seen)) is None:
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        ready, _, _ = select.select([fd], [], [], 60)
         assert ready, f"no {pattern} in 60 s: {seen}"
-        line = proc.stdout.readline()
-        assert line, seen
-        seen += line
+        chunk = os.read(fd, 65536)
+        assert chunk, seen
+        seen += chunk.decode(errors="replace")
     return match
 
 
