@@ -75,6 +75,10 @@ def engine_present(report: Report) -> bool:
     return finding is not None and finding.status == "ok"
 
 
+CERT_EXAMPLE = "/etc/ssl/certs/shipyard.pem"
+KEY_EXAMPLE = "/etc/ssl/private/shipyard.key"
+
+
 class ChoicesScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+n", "next", "Next", priority=True),
@@ -170,22 +174,13 @@ class ChoicesScreen(Screen[None]):
                 yield Static(TLS_HINTS[self._answers.tls], id="tls-hint", classes="hint")
                 with Vertical(id="tls-files"):
                     provided = self._answers.tls == "provided"
-                    yield self._field(
-                        "  Certificate",
-                        Input(
-                            self._answers.tls_certfile if provided else "",
-                            placeholder="/etc/ssl/certs/shipyard.pem",
-                            id="tls-certfile",
-                        ),
-                    )
-                    yield self._field(
-                        "  Key",
-                        Input(
-                            self._answers.tls_keyfile if provided else "",
-                            placeholder="/etc/ssl/private/shipyard.key",
-                            id="tls-keyfile",
-                        ),
-                    )
+                    answers = self._answers
+                    for label, path, example, field_id in (
+                        ("  Certificate", answers.tls_certfile, CERT_EXAMPLE, "tls-certfile"),
+                        ("  Key", answers.tls_keyfile, KEY_EXAMPLE, "tls-keyfile"),
+                    ):
+                        shown = path if provided else ""
+                        yield self._field(label, Input(shown, placeholder=example, id=field_id))
             yield self._field(
                 "Vfolder root",
                 Input(
