@@ -162,7 +162,9 @@ async def test_warm_kernels_of_a_changed_image_are_replaced(
 
     def build(revision: str) -> str:
         recipe = f"FROM {kernel_image}\nLABEL test.revision={revision}\n"
-        image, _ = docker_client.images.build(fileobj=io.BytesIO(recipe.encode()), tag=tag)
+        image, _ = docker_client.images.build(
+            fileobj=io.BytesIO(recipe.encode()), tag=tag, rm=True, forcerm=True
+        )
         return str(image.id)
 
     built = [await trio.to_thread.run_sync(build, "1")]
