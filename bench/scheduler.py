@@ -118,8 +118,10 @@ async def _populate(core: Core, nodes: int, pending: int) -> None:
             [{"session_id": r["id"], "status": "PENDING", "reason": "enqueued"} for r in rows],
         )
         await db.commit()
-    for n in range(nodes):
-        core.hub.attach(NodeConnection(f"i-{n:04}", _nothing))
+    for n in range(nodes):  # their Register rows are written above
+        conn = NodeConnection(f"i-{n:04}", _nothing)
+        conn.registered = True
+        core.hub.attach(conn)
 
 
 async def _measure(url: str, state: Path, nodes: int, pending: int) -> dict[str, Any]:

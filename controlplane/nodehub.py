@@ -34,6 +34,9 @@ class NodeConnection:
         self._lock = anyio.Lock()
         self._pending: dict[str, _Pending] = {}
         self.closed = False
+        # set once its Register is recorded (its slots, images and kernels are in the database):
+        # until then the node is attached (it can be sent requests) but not counted as alive
+        self.registered = False
         # the connection's handler serves inside this scope: closing it ends the handler
         self.scope = anyio.CancelScope()
         self.streams = wire.RelayStreams(self.send_frame)  # relayed byte streams (OpenStream)
@@ -112,7 +115,9 @@ class NodeHub:
         return conn
 
     def connected(self) -> set[str]:
-        return set(self._nodes)
+        """The nodes whose registration is recorded; /health counts these, so that a caller who
+        saw a node alive finds its images and slots too."""
+        return {node_id for node_id, conn in self._nodes.items() if conn.registered}
 
     # --- run output routing ---
 

@@ -12,6 +12,7 @@ that ended meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -22,6 +23,7 @@ from controlplane import sessions as sessions_db
 from controlplane.core import Core
 from controlplane.db.models import OCCUPYING_STATUSES, Kernel, Node, Session
 from controlplane.db.types import utcnow
+from controlplane.errors import NodeUnavailable
 from controlplane.events import SessionEvent
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,7 @@ async def end_node(
             )
         await core.publish(db, *events)
     log.warning("%s; %d session(s) ended", reason, len(sessions))
-    if node_id in core.hub.connected():
+    with contextlib.suppress(NodeUnavailable):  # attached, registered or not
         core.hub.get(node_id).close()
     core.changed()
     return True

@@ -60,6 +60,7 @@ class FakeNode:
         self.died = False
         self.core.hub.attach(conn)
         await reconcile.on_register(self.core, self.register_message(kernels))
+        conn.registered = True
         return conn
 
     async def wait_until(self, condition: Callable[[], bool]) -> None:

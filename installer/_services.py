@@ -251,9 +251,6 @@ class ClientEnv(Step):
             write_atomic(self.path, self.previous, 0o600)
 
 
-IMAGE_PATIENCE = 15.0  # seconds
-
-
 class Verify(Step):
     name = "verify"
     title = "Run a session through the API"
@@ -288,21 +285,10 @@ class Verify(Step):
         image = self.plan.verify_image
         name = f"install-check-{secrets.token_hex(4)}"
         async with Client(ClientConfig(self.plan.endpoint, access_key, secret_key)) as api:
-            # a node reports its images when it registers and again after each image event in
-            # the engine: give a report that is on its way a few seconds before giving up
-            patience = trio.current_time() + IMAGE_PATIENCE
             try:
-                while True:
-                    try:
-                        created = await api.create_session(
-                            image, name=name, resources={"cpu": "1", "mem": "256m"}
-                        )
-                        break
-                    except APIError as exc:
-                        unknown = exc.slug == "object-not-found" or "Unknown image" in str(exc)
-                        if not unknown or trio.current_time() > patience:
-                            raise
-                        await trio.sleep(1)
+                created = await api.create_session(
+                    image, name=name, resources={"cpu": "1", "mem": "256m"}
+                )
             except APIError as exc:
                 if exc.slug == "object-not-found" or "Unknown image" in str(exc):
                     raise StepError(

@@ -69,6 +69,7 @@ async def connect() -> None:
     try:
         with conn.scope:
             await reconcile.on_register(the_core, first)
+            conn.registered = True  # before anything awaits: on_register woke the scheduler
             while True:
                 frame = await ws.receive()
                 try:

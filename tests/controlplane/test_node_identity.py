@@ -17,7 +17,6 @@ import pytest
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 
 import wire
-from controlplane.db.models import Node
 from controlplane.errors import NodeUnavailable
 from controlplane.testing import TEST_IMAGE
 from tests.controlplane.conftest import API
@@ -88,12 +87,9 @@ class WsNode:
         before = self._live()  # the connection this one replaces, if any
         await ws.send(_register(self.node_id))
 
-        async def registered() -> bool:
-            async with self.api.core.db() as db:
-                node = await db.get(Node, self.node_id, populate_existing=True)
-            return (
-                node is not None and node.status == "ALIVE" and self._live() not in (None, before)
-            )
+        async def registered() -> bool:  # this connection's Register is recorded
+            live = self._live()
+            return live not in (None, before) and bool(live.registered)
 
         await _until(registered)
         self.conn = self._live()

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 import wire
 from controlplane import nodecalls, reconcile
-from controlplane.db.models import Kernel, Node
+from controlplane.db.models import Image, Kernel, Node
 from controlplane.errors import NodeUnavailable
 from controlplane.runs import RunBuffer
 from controlplane.testing import TEST_IMAGE
@@ -231,3 +231,31 @@ async def test_a_slow_database_does_not_hold_run_output(
         assert not release.is_set()
         release.set()
         await api.core.writer.drained()
+
+
+async def test_a_node_counts_as_alive_only_once_its_registration_is_recorded(
+    api: API, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /health said "1 node alive" while the node's Register was still being written, and a
+    # session created at once found none of its images (the installer's check session did)
+    recording, release, recorded = anyio.Event(), anyio.Event(), anyio.Event()
+    record = reconcile.on_register
+
+    async def slow_register(*args: Any) -> None:
+        recording.set()
+        await release.wait()  # the database is slow to take the registration
+        await record(*args)
+        recorded.set()  # the handler goes on without waiting on anything before it reads
+
+    monkeypatch.setattr(reconcile, "on_register", slow_register)
+    async with _dial(api, _register(), registers=False):
+        with anyio.fail_after(5):
+            await recording.wait()
+        assert (await api.call("GET", "/health")).body["nodesAlive"] == 0
+        assert api.core.hub.get(NODE_ID)  # attached all the same: it can be sent requests
+        release.set()
+        with anyio.fail_after(10):
+            await recorded.wait()
+        assert (await api.call("GET", "/health")).body["nodesAlive"] == 1
+        async with api.core.db() as db:  # by then what it reported is recorded
+            assert await db.get(Image, (NODE_ID, TEST_IMAGE)) is not None
