@@ -68,6 +68,15 @@ async def public_key(db: DBSession, access_key: str) -> str | None:
     return row.public_key if row is not None else None
 
 
+async def pair(db: DBSession, box: SecretBox, access_key: str) -> SSHKeys | None:
+    """The keypair's SSH key pair, its private key unsealed; None when it has none."""
+    row = await db.get(SSHKeypair, access_key)
+    if row is None:
+        return None
+    private = box.unseal(row.sealed_private_key, bound_to=f"ssh:{access_key}")
+    return SSHKeys(row.public_key, private)
+
+
 async def store(db: DBSession, box: SecretBox, access_key: str, keys: SSHKeys) -> None:
     """Keep `keys` as the keypair's (replacing any it had); the caller commits."""
     sealed = box.seal(keys.private_key, bound_to=f"ssh:{access_key}")

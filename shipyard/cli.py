@@ -29,6 +29,8 @@ COMMANDS: dict[str, Entry] = {
     "session": Entry("client.cli:session", "Create, inspect, use and remove sessions."),
     "app": Entry("client._cli_apps:app", "List a session's apps, or open one on a local port."),
     "ssh-key": Entry("client._cli_sshkey:ssh_key", "Your SSH key pair kept by the platform."),
+    "ssh": Entry("client._cli_ssh:ssh", "Log in to a session over SSH, through the relay."),
+    "scp": Entry("client._cli_ssh:scp", "Copy files to or from a session over SSH."),
     "vfolder": Entry(
         "client._cli_vfolder:vfolder", "Virtual folders: data that outlives sessions."
     ),

@@ -17,7 +17,7 @@ from quart import Blueprint, websocket
 from sqlalchemy import select
 
 import wire
-from controlplane import apps, nodecalls
+from controlplane import apps, nodecalls, sshkeys
 from controlplane import sessions as sessions_db
 from controlplane.api._app_models import AppList, AppView, ProxyQuery, PtyQuery
 from controlplane.api._context import core, requester
@@ -122,12 +122,17 @@ async def session_app(
 
 async def app_environment(session: Session, app: apps.ServicePort) -> dict[str, str]:
     """What an app started in the session may need, the same whichever route starts it: the
-    session's app token (JupyterLab's password, in the printed URL) and the path the browser
-    proxy serves it under."""
-    return {
+    session's app token (JupyterLab's password, in the printed URL), the path the browser
+    proxy serves it under, and the owner's SSH public key (the SSH server's one login)."""
+    env = {
         "SHIPYARD_APP_TOKEN": apps.token(core().secrets, session),
         "SHIPYARD_APP_BASE_PATH": apps.base_path(session, app.name),
     }
+    async with core().db() as db:
+        public_key = await sshkeys.public_key(db, session.access_key)
+    if public_key is not None:
+        env["SHIPYARD_SSH_PUBLIC_KEY"] = public_key.strip()
+    return env
 
 
 async def _client_to_app(stream: wire.RelayStream) -> None:

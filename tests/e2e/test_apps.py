@@ -70,10 +70,12 @@ def test_apps_are_listed_from_the_image_label(appliance: Appliance) -> None:
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"web\s+http\s+8080", listed.stdout)
     assert re.search(r"echo\s+tcp\s+9000", listed.stdout)
+    assert re.search(r"inetd-echo\s+tcp\s+9100", listed.stdout)
     info = json.loads(appliance.cli("session", "info", "apps1", "--json").stdout)
     assert info["servicePorts"] == [
         {"name": "web", "protocol": "http", "ports": [8080]},
         {"name": "echo", "protocol": "tcp", "ports": [9000]},
+        {"name": "inetd-echo", "protocol": "tcp", "ports": [9100]},
     ]
 
 
@@ -123,6 +125,28 @@ def test_tcp_app_echoes_both_ways_and_closes_cleanly(appliance: Appliance) -> No
             assert bytes(received) == payload
     finally:
         _stop(proc)
+
+
+def test_an_inetd_app_gets_a_connection_of_its_own(appliance: Appliance) -> None:
+    """As `shipyard ssh` runs dropbear -i: `--stdio` joins this command to a process started
+    for this one connection. Its connection's peer is nameless; the stream's own socket's is
+    the node's socket path, longer than dropbear can format (it then closed before a banner)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", "app", "apps1", "inetd-echo", "--stdio"],
+        env=appliance.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(b"ping\n")
+        proc.stdin.flush()
+        assert _read_until(proc.stdout.fileno(), b"ping\n", timeout=60) == b"peer ok\nping\n"
+        proc.stdin.close()  # ends the app's input: it exits, and the stream closes
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_unknown_app_and_other_keypairs_are_refused(appliance: Appliance) -> None:
