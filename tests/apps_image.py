@@ -1,6 +1,7 @@
 """A kernel image with apps, for tests of the relay: the test image plus Backend.AI's
 service-ports label and service definitions (an HTTP file server of the work folder, a TCP
-echo, and an echo started per connection as inetd starts programs), committed from a container here: nothing is pulled, nothing is built from a recipe."""
+echo, and an echo started per connection as inetd starts programs), committed from a
+container here: nothing is pulled, nothing is built from a recipe."""
 
 from __future__ import annotations
 

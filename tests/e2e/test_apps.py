@@ -131,22 +131,22 @@ def test_an_inetd_app_gets_a_connection_of_its_own(appliance: Appliance) -> None
     """As `shipyard ssh` runs dropbear -i: `--stdio` joins this command to a process started
     for this one connection. Its connection's peer is nameless; the stream's own socket's is
     the node's socket path, longer than dropbear can format (it then closed before a banner)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shipyard", "app", "apps1", "inetd-echo", "--stdio"],
-        env=appliance.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    argv = [sys.executable, "-m", "shipyard", "app", "apps1", "inetd-echo", "--stdio"]
+    with subprocess.Popen(
+        argv, env=appliance.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    try:
-        proc.stdin.write(b"ping\n")
-        proc.stdin.flush()
-        assert _read_until(proc.stdout.fileno(), b"ping\n", timeout=60) == b"peer ok\nping\n"
-        proc.stdin.close()  # ends the app's input: it exits, and the stream closes
-        assert proc.wait(timeout=30) == 0, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    ) as proc:  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        try:
+            proc.stdin.write(b"ping\n")
+            proc.stdin.flush()
+            echoed = _read_until(proc.stdout.fileno(), b"ping\n", timeout=60)
+            assert echoed == b"peer ok\nping\n"
+            proc.stdin.close()  # ends the app's input: it exits, and the stream closes
+            assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def test_unknown_app_and_other_keypairs_are_refused(appliance: Appliance) -> None:

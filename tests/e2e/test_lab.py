@@ -7,7 +7,6 @@ A real appliance, containers on `--network none`; the image is the python-host-l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -188,10 +187,9 @@ def test_the_browser_proxy_runs_a_cell_with_a_cookie_only(
 def test_ssh_runs_a_command_and_plain_ssh_works_with_the_printed_config(
     appliance: Appliance, tmp_path: Path
 ) -> None:
-    # as typed in a shell: shipyard ssh lab1 -- python3 -c 'print(6*7)'
-    ran = appliance.cli("ssh", "lab1", "--", "python3", "-c", "print(6*7)")
-    assert (ran.returncode, ran.stdout) == (0, "42\n"), ran.stderr
-    assert appliance.cli("ssh", "lab1", "--", "sh", "-c", "exit 3").returncode == 3
+    # as typed in a shell: shipyard ssh lab1 -- python3 -c 'print(6*7); raise SystemExit(3)'
+    ran = appliance.cli("ssh", "lab1", "--", "python3", "-c", "print(6*7); raise SystemExit(3)")
+    assert (ran.returncode, ran.stdout) == (3, "42\n"), ran.stderr
     key = tmp_path / "id_shipyard"
     config = appliance.cli("ssh", "lab1", "--config", str(key))
     assert config.returncode == 0, config.stderr
@@ -205,7 +203,8 @@ def test_ssh_runs_a_command_and_plain_ssh_works_with_the_printed_config(
 
 
 def test_scp_up_and_down_is_byte_identical(appliance: Appliance, tmp_path: Path) -> None:
-    """20 MiB each way (bench/ measures 100 MiB); checked on both sides."""
+    """20 MiB up and back down (bench/ssh_scp.py measures 100 MiB): what came back is what
+    went up, so both copies were whole."""
     data = os.urandom(20 * 2**20)
     (tmp_path / "up.bin").write_bytes(data)
     started = time.monotonic()
@@ -213,8 +212,6 @@ def test_scp_up_and_down_is_byte_identical(appliance: Appliance, tmp_path: Path)
     elapsed = time.monotonic() - started
     assert sent.returncode == 0, sent.stderr
     print(f"scp: 20 MiB up in {elapsed:.1f} s = {20 / elapsed:.1f} MiB/s")
-    summed = appliance.cli("ssh", "lab1", "--", "sha256sum", "up.bin")
-    assert summed.stdout.split()[:1] == [hashlib.sha256(data).hexdigest()], summed.stderr
     back = appliance.cli("scp", "lab1", ":up.bin", str(tmp_path / "down.bin"), timeout=300)
     assert back.returncode == 0, back.stderr
     assert (tmp_path / "down.bin").read_bytes() == data
@@ -237,12 +234,11 @@ def test_another_keypair_reaches_none_of_it(appliance: Appliance) -> None:
         )  # fmt: skip
         assert other.returncode == 1, other.stdout + other.stderr
         assert "http" not in other.stdout
-    # SSH: the other keypair has a key pair of its own (made here), and the relay still
-    # finds no session lab1 for it: ssh gives up (255) before any login
-    for argv in (["ssh", "lab1", "--", "echo", "in"], ["scp", "lab1", ":up.bin", "/dev/null"]):
-        other = subprocess.run(
-            [sys.executable, "-m", "shipyard", *argv],
-            env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert other.returncode == 255, other.stdout + other.stderr
-        assert "in" not in other.stdout
+    # SSH: the other keypair gets a key pair of its own (made here), and its ProxyCommand
+    # finds no session lab1 (404): ssh gives up (255) before any login
+    other = subprocess.run(
+        [sys.executable, "-m", "shipyard", "ssh", "lab1", "--", "echo", "in"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert other.returncode == 255, other.stdout + other.stderr
+    assert "No such session" in other.stderr and "in" not in other.stdout
