@@ -67,7 +67,11 @@ SOCKET_MOUNT = "/run/shipyard"
 RUNNER_SOCKET = f"{SOCKET_MOUNT}/{hostfs.SOCKET_NAME}"
 MAX_SOCKET_PATH = 107  # bytes in a Unix socket address (sun_path) on Linux
 READY_TIMEOUT = 30.0
-READY_POLL = 0.25  # how often a starting kernel's container is checked while its runner is silent
+# a starting kernel's container is checked while its runner is silent, first after READY_POLL,
+# then less and less often: a burst of kernels starting at once (each runner slow on its small
+# CPU share) must not flood the engine with inspections that delay the kernels' own starts
+READY_POLL, READY_POLL_MAX = 0.25, 2.0
+DIRS_AT_ONCE = 8
 BUSY_POLL = 1.0  # how often a run waiting for a busy (or dead) runner checks its container
 LOGS_LIMIT = 4 * 1024 * 1024  # a Reply must fit in one frame (the control plane takes 16 MiB)
 _HEX12 = re.compile(r"^[0-9a-f]{12}")
@@ -152,8 +156,9 @@ class Kernels:
         self._known: dict[str, Kernel] = {}
         self._sockets: dict[str, RunnerSocket] = {}  # by kernel id, until destroyed or closed
         self._relays: dict[str, RunnerSocket] = {}  # the same for relayed streams (relay.sock)
-        # one at a time: two creates must not both find room for their work image in the reserve
-        self._disk = trio.CapacityLimiter(1)
+        # kernel folders (mkfs and mount of their work filesystems) made at once; hostfs keeps
+        # their disk reservations one at a time
+        self._disk = trio.CapacityLimiter(DIRS_AT_ONCE)
         # kernels whose end the control plane caused or was told about in a Reply
         self._expected_exits: set[str] = set()
         # kernels restarted in place, each expecting the one "die" event of its restart
@@ -502,10 +507,12 @@ class Kernels:
     async def _wait_ready(self, kernel: Kernel) -> None:
         try:
             with trio.fail_after(READY_TIMEOUT):
+                poll = READY_POLL
                 while True:
-                    with trio.move_on_after(READY_POLL):
+                    with trio.move_on_after(poll):
                         if await ping(kernel.runner):
                             return
+                    poll = min(poll * 2, READY_POLL_MAX)
                     state = await self._runtime.inspect(kernel.container_id)
                     if not state.running:
                         raise KernelStartFailed(await self._start_failure(kernel, state))
