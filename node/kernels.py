@@ -332,7 +332,10 @@ class Kernels:
             raise NodeError(f"warm kernel {warm.container_id[:12]} does not answer")
         cpu, mem = int(slots["cpu"] * 1_000_000_000), int(slots["mem"])
         limits = Limits(cpu, mem, self._config.pids_limit)
-        await self._runtime.update(warm.container_id, limits)
+        if (warm.nano_cpus, warm.mem_limit) != (limits.nano_cpus, limits.mem_limit):
+            # a session asking for what warm kernels are made with (the default resources,
+            # most of them) saves the engine's round trip
+            await self._runtime.update(warm.container_id, limits)
         claim = Claim(warm.kernel_id, req.kernel_id, req.session_id, req.owner_access_key)
         await trio.to_thread.run_sync(_write_claim, warm.dir, claim)
         for sockets in (self._sockets, self._relays):
