@@ -247,6 +247,7 @@ class Agent:
     async def _heartbeats(self) -> None:
         while True:
             await trio.sleep(self._config.heartbeat_interval)
+            await self._kernels.find_pids()
             tracked = self._kernels.tracked()
             sample = await trio.to_thread.run_sync(self._sampler.sample, tracked)
             await self.send(heartbeat(sample))

@@ -417,9 +417,9 @@ class Kernels:
                     f"image {spec.image} not found on node {self._config.node_id}"
                 ) from exc
             await self._runtime.start(container_id)
-            pid = (await self._runtime.inspect(container_id)).pid
+            # its init process (for statistics) is looked up by `find_pids`, off the start
             kernel = Kernel(
-                kernel_id, session_id, container_id, kdir, spec.mem_limit, runner, pid,
+                kernel_id, session_id, container_id, kdir, spec.mem_limit, runner, None,
                 spec.nano_cpus,
             )  # fmt: skip
             await self._wait_ready(kernel)
@@ -566,9 +566,19 @@ class Kernels:
         except BaseException:
             self._restarting.discard(kernel_id)
             raise
-        pid = (await self._runtime.inspect(kernel.container_id)).pid
-        self._known[kernel_id] = dataclasses.replace(kernel, pid=pid)  # for live statistics
+        self._known[kernel_id] = dataclasses.replace(kernel, pid=None)  # a new init process
         await self._wait_ready(kernel)
+
+    async def find_pids(self) -> None:
+        """Look up the init process of the kernels started since the last call (before each
+        statistics sample): one engine call fewer on every kernel's start."""
+        for kernel in [k for k in self._known.values() if k.pid is None]:
+            try:
+                pid = (await self._runtime.inspect(kernel.container_id)).pid
+            except NodeError:
+                continue  # gone meanwhile: its destroy or exit is on its way
+            if pid is not None and self._known.get(kernel.kernel_id) is kernel:
+                self._known[kernel.kernel_id] = dataclasses.replace(kernel, pid=pid)
 
     def tracked(self) -> list[Tracked]:
         """The running kernels this node knows, for the statistics sampler."""

@@ -17,6 +17,7 @@ from wire import (
     CreateKernel,
     DestroyKernel,
     GetLogs,
+    Heartbeat,
     KernelDestroyed,
     KernelExited,
     Upload,
@@ -276,6 +277,11 @@ async def test_kernels_created_at_once_each_get_their_own_work_filesystem(
     for kernel_id in ids:
         outputs = await control_plane.execute(kernel_id, code)
         assert text_of(outputs) == "True ['lost+found', 'mine'] True\n", kernel_id
+    # their init processes are looked up after the start, for the statistics of each heartbeat
+    beat = await control_plane.wait_for(
+        Heartbeat, lambda beat: {k.kernel_id for k in beat.kernels} == set(ids)
+    )
+    assert all(k.mem_used > 0 and k.mem_limit == 64 * 2**20 for k in beat.kernels), beat
     for kernel_id in ids:
         destroy = functools.partial(DestroyKernel, kernel_id=kernel_id)
         reply = await control_plane.request(destroy)
