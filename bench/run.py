@@ -292,7 +292,11 @@ def main() -> None:
         _section("run", lambda: bench_run(appliance, args.image, args.iterations), report)
         _section("client", lambda: bench_client(args.iterations), report)
         _section("api", lambda: bench_api(appliance, config, args.iterations), report)
+        roles = _roles(appliance)
+        used = _cpu_ms(roles)
         _section("burst", lambda: trio.run(_burst, config, args.burst), report)
+        after = _cpu_ms(roles)  # the burst's and its removal's
+        report["burst"]["cpu_s"] = {role: (after[role] - used[role]) / 1000 for role in roles}
     report["load_after"] = os.getloadavg()
     print(table(report))
     out = Path(__file__).with_name("results")
@@ -329,7 +333,9 @@ def table(report: dict[str, Any]) -> str:
         (f"burst of {burst['sessions']} runs, first request -> last result",
          f"{burst['first_request_to_last_result_s']:.1f} s",
          f"last RUNNING at {burst['first_request_to_last_running_s']:.1f} s; "
-         f"their removal {burst['removal_s']:.1f} s", "<= 10 s"),
+         f"their removal {burst['removal_s']:.1f} s; CPU of both: control plane "
+         f"{burst['cpu_s']['controlplane']:.1f} s, node {burst['cpu_s']['node']:.1f} s",
+         "<= 10 s"),
         ("idle RSS control plane / node",
          f"{memory.get('controlplane', 0):.0f} / {memory.get('node', 0):.0f} MB", "",
          "<= 150 / 80 MB"),
