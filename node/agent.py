@@ -247,6 +247,10 @@ class Agent:
     async def _heartbeats(self) -> None:
         while True:
             await trio.sleep(self._config.heartbeat_interval)
+            # bounded: a busy engine (a burst of kernels starting) must never hold a heartbeat
+            # back; kernels whose process is not known yet are sampled next time
+            with trio.move_on_after(self._config.heartbeat_interval / 2):
+                await self._kernels.find_pids()
             tracked = self._kernels.tracked()
             sample = await trio.to_thread.run_sync(self._sampler.sample, tracked)
             await self.send(heartbeat(sample))

@@ -21,6 +21,7 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -39,6 +40,10 @@ WORK_IMAGE = "work.img"  # that filesystem's image
 PASSWD, GROUP = "passwd", "group"  # mounted read-only over /etc/passwd and /etc/group
 MOUNTS_DIR = "mounts"  # <i>: a folder inside a virtual folder, bound here (node/vfolders.py)
 TOOL_TIMEOUT = 60.0  # mkfs and mount take tens of milliseconds; this only catches a hung one
+# the free-space check and the preallocation are one step: kernel folders are made concurrently
+# (a burst of sessions must not wait for each mkfs and mount in turn), and two of them must not
+# both take the last room above the reserve
+_RESERVING = threading.Lock()
 
 
 def install_runner(state_dir: Path) -> Path:
@@ -98,18 +103,20 @@ def _write(path: Path, text: str) -> None:
 
 def _make_work_fs(kdir: Path, uid: int, size: int, reserve: int) -> None:
     image = kdir / WORK_IMAGE
-    free = shutil.disk_usage(kdir).free
-    if free - size < reserve:
-        raise OSError(
-            28,
-            f"a {format_bytes(size)} work directory would leave {format_bytes(max(free - size, 0))}"
-            f" free on the node's disk, below its reserve of {format_bytes(reserve)}",
-        )
-    fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.posix_fallocate(fd, 0, size)  # reserved now: the disk cannot be overcommitted later
-    finally:
-        os.close(fd)
+    with _RESERVING:
+        free = shutil.disk_usage(kdir).free
+        if free - size < reserve:
+            raise OSError(
+                28,
+                f"a {format_bytes(size)} work directory would leave "
+                f"{format_bytes(max(free - size, 0))} free on the node's disk, below its reserve "
+                f"of {format_bytes(reserve)}",
+            )
+        fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, size)  # reserved now: the disk cannot be overcommitted
+        finally:
+            os.close(fd)
     # no journal: the work filesystem does not outlive its kernel, which a host crash ends too;
     # nodiscard keeps the preallocation (mkfs would otherwise punch the image's blocks out again)
     _tool("mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",

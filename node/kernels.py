@@ -67,7 +67,11 @@ SOCKET_MOUNT = "/run/shipyard"
 RUNNER_SOCKET = f"{SOCKET_MOUNT}/{hostfs.SOCKET_NAME}"
 MAX_SOCKET_PATH = 107  # bytes in a Unix socket address (sun_path) on Linux
 READY_TIMEOUT = 30.0
-READY_POLL = 0.25  # how often a starting kernel's container is checked while its runner is silent
+# a starting kernel's container is checked while its runner is silent, first after READY_POLL,
+# then less and less often: a burst of kernels starting at once (each runner slow on its small
+# CPU share) must not flood the engine with inspections that delay the kernels' own starts
+READY_POLL, READY_POLL_MAX = 0.25, 2.0
+DIRS_AT_ONCE = 8
 BUSY_POLL = 1.0  # how often a run waiting for a busy (or dead) runner checks its container
 LOGS_LIMIT = 4 * 1024 * 1024  # a Reply must fit in one frame (the control plane takes 16 MiB)
 _HEX12 = re.compile(r"^[0-9a-f]{12}")
@@ -152,8 +156,9 @@ class Kernels:
         self._known: dict[str, Kernel] = {}
         self._sockets: dict[str, RunnerSocket] = {}  # by kernel id, until destroyed or closed
         self._relays: dict[str, RunnerSocket] = {}  # the same for relayed streams (relay.sock)
-        # one at a time: two creates must not both find room for their work image in the reserve
-        self._disk = trio.CapacityLimiter(1)
+        # kernel folders (mkfs and mount of their work filesystems) made at once; hostfs keeps
+        # their disk reservations one at a time
+        self._disk = trio.CapacityLimiter(DIRS_AT_ONCE)
         # kernels whose end the control plane caused or was told about in a Reply
         self._expected_exits: set[str] = set()
         # kernels restarted in place, each expecting the one "die" event of its restart
@@ -327,7 +332,10 @@ class Kernels:
             raise NodeError(f"warm kernel {warm.container_id[:12]} does not answer")
         cpu, mem = int(slots["cpu"] * 1_000_000_000), int(slots["mem"])
         limits = Limits(cpu, mem, self._config.pids_limit)
-        await self._runtime.update(warm.container_id, limits)
+        if (warm.nano_cpus, warm.mem_limit) != (limits.nano_cpus, limits.mem_limit):
+            # a session asking for what warm kernels are made with (the default resources,
+            # most of them) saves the engine's round trip
+            await self._runtime.update(warm.container_id, limits)
         claim = Claim(warm.kernel_id, req.kernel_id, req.session_id, req.owner_access_key)
         await trio.to_thread.run_sync(_write_claim, warm.dir, claim)
         for sockets in (self._sockets, self._relays):
@@ -409,9 +417,9 @@ class Kernels:
                     f"image {spec.image} not found on node {self._config.node_id}"
                 ) from exc
             await self._runtime.start(container_id)
-            pid = (await self._runtime.inspect(container_id)).pid
+            # its init process (for statistics) is looked up by `find_pids`, off the start
             kernel = Kernel(
-                kernel_id, session_id, container_id, kdir, spec.mem_limit, runner, pid,
+                kernel_id, session_id, container_id, kdir, spec.mem_limit, runner, None,
                 spec.nano_cpus,
             )  # fmt: skip
             await self._wait_ready(kernel)
@@ -502,10 +510,12 @@ class Kernels:
     async def _wait_ready(self, kernel: Kernel) -> None:
         try:
             with trio.fail_after(READY_TIMEOUT):
+                poll = READY_POLL
                 while True:
-                    with trio.move_on_after(READY_POLL):
+                    with trio.move_on_after(poll):
                         if await ping(kernel.runner):
                             return
+                    poll = min(poll * 2, READY_POLL_MAX)
                     state = await self._runtime.inspect(kernel.container_id)
                     if not state.running:
                         raise KernelStartFailed(await self._start_failure(kernel, state))
@@ -556,9 +566,19 @@ class Kernels:
         except BaseException:
             self._restarting.discard(kernel_id)
             raise
-        pid = (await self._runtime.inspect(kernel.container_id)).pid
-        self._known[kernel_id] = dataclasses.replace(kernel, pid=pid)  # for live statistics
+        self._known[kernel_id] = dataclasses.replace(kernel, pid=None)  # a new init process
         await self._wait_ready(kernel)
+
+    async def find_pids(self) -> None:
+        """Look up the init process of the kernels started since the last call (before each
+        statistics sample): one engine call fewer on every kernel's start."""
+        for kernel in [k for k in self._known.values() if k.pid is None]:
+            try:
+                pid = (await self._runtime.inspect(kernel.container_id)).pid
+            except NodeError:
+                continue  # gone meanwhile: its destroy or exit is on its way
+            if pid is not None and self._known.get(kernel.kernel_id) is kernel:
+                self._known[kernel.kernel_id] = dataclasses.replace(kernel, pid=pid)
 
     def tracked(self) -> list[Tracked]:
         """The running kernels this node knows, for the statistics sampler."""

@@ -36,5 +36,6 @@ def test_the_benchmark_runs_at_tiny_sizes() -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     for row in ROWS:
         assert row in done.stdout, done.stdout
+    assert " failed)" not in done.stdout, done.stdout  # every burst session ran
     written = done.stdout.strip().splitlines()[-1].removeprefix("written to ")
     Path(written).unlink()  # a smoke run's figures are not results

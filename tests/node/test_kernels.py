@@ -9,6 +9,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import trio
 
 from node.testing import FakeControlPlane, NodeProcess, text_of
 from tests.node.conftest import OWNER, NewKernel
@@ -16,6 +17,7 @@ from wire import (
     CreateKernel,
     DestroyKernel,
     GetLogs,
+    Heartbeat,
     KernelDestroyed,
     KernelExited,
     Upload,
@@ -252,6 +254,40 @@ async def test_destroy_removes_container_and_folder(
     again = await control_plane.request(lambda req_id: DestroyKernel(req_id, kernel_id))
     assert again.ok and read_result(again, KernelDestroyed) == KernelDestroyed(None, None)
     assert control_plane.of_type(KernelExited) == []
+
+
+async def test_kernels_created_at_once_each_get_their_own_work_filesystem(
+    node: NodeProcess, new_kernel: NewKernel, control_plane: FakeControlPlane
+) -> None:
+    # the node makes kernel folders (mkfs and mount) concurrently for bursts of sessions
+    ids: list[str] = []
+
+    async def create() -> None:
+        ids.append(await new_kernel(mem="64m"))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(create)
+    code = (
+        "import os\n"
+        "open('mine', 'w').write('x')\n"
+        "fs = os.statvfs('.')\n"
+        "print(os.path.ismount('.'), sorted(os.listdir('.')), fs.f_blocks * fs.f_frsize <= 2**30)"
+    )
+    for kernel_id in ids:
+        outputs = await control_plane.execute(kernel_id, code)
+        assert text_of(outputs) == "True ['lost+found', 'mine'] True\n", kernel_id
+    # their init processes are looked up after the start, for the statistics of each heartbeat
+    beat = await control_plane.wait_for(
+        Heartbeat, lambda beat: {k.kernel_id for k in beat.kernels} == set(ids)
+    )
+    assert all(k.mem_used > 0 and k.mem_limit == 64 * 2**20 for k in beat.kernels), beat
+    for kernel_id in ids:
+        destroy = functools.partial(DestroyKernel, kernel_id=kernel_id)
+        reply = await control_plane.request(destroy)
+        assert reply.ok, reply.error
+    mounts = await trio.Path("/proc/self/mountinfo").read_text()
+    assert str(node.config.state_dir) not in mounts
 
 
 async def test_unknown_kernel_and_missing_image(

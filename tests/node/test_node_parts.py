@@ -7,6 +7,9 @@ import gc
 import os
 import shutil
 import socket
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -171,6 +174,41 @@ def test_kernel_folder_is_refused_when_it_would_eat_the_disk_reserve(tmp_path: P
     with pytest.raises(OSError, match="below its reserve of"):
         make_kernel_dir(kdir, 65536, 8 * MIB, free)
     assert not kdir.exists()
+
+
+def test_kernel_folders_made_at_once_never_eat_the_disk_reserve(tmp_path: Path) -> None:
+    # a 36 MiB disk with an 8 MiB reserve has room for three 8 MiB work filesystems; six made
+    # at once (the node makes them concurrently) must not all see the same free space
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=36m", "tmpfs", str(disk)], check=True)
+    kdirs = [disk / "k" / f"{i:012x}" for i in range(6)]
+    start = threading.Barrier(len(kdirs))
+
+    def make(kdir: Path) -> OSError | None:
+        start.wait()
+        try:
+            make_kernel_dir(kdir, 65536, 8 * MIB, 8 * MIB)
+        except OSError as exc:
+            return exc
+        return None
+
+    try:
+        with ThreadPoolExecutor(len(kdirs)) as threads:
+            failures = list(threads.map(make, kdirs))
+        made = [kdir for kdir, failure in zip(kdirs, failures, strict=True) if failure is None]
+        assert len(made) == 3, failures
+        for kdir in made:
+            fs = os.statvfs(kdir / "work")
+            assert os.path.ismount(kdir / "work") and fs.f_blocks * fs.f_frsize <= 8 * MIB
+        refused = [f for f in failures if f is not None]
+        assert all("below its reserve of 8 MiB" in str(f) for f in refused), refused
+        assert sorted(p.name for p in (disk / "k").iterdir()) == sorted(k.name for k in made)
+        assert shutil.disk_usage(disk).free >= 8 * MIB
+    finally:
+        for kdir in kdirs:
+            remove_kernel_dir(kdir)  # a folder that was refused is not there: nothing to do
+        subprocess.run(["umount", str(disk)], check=True)
 
 
 @pytest.mark.trio

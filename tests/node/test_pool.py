@@ -65,12 +65,17 @@ async def _unclaimed(client: docker.DockerClient, node: NodeProcess) -> list[str
 
 
 async def _create(
-    cp: FakeControlPlane, image: str, *, cpu: str = "0.5", env: dict[str, str] | None = None
+    cp: FakeControlPlane,
+    image: str,
+    *,
+    cpu: str = "0.5",
+    mem: str = "256m",
+    env: dict[str, str] | None = None,
 ) -> tuple[str, str]:
     kernel_id = str(uuid.uuid4())
     reply = await cp.request(
         lambda req_id: CreateKernel(
-            req_id, kernel_id, str(uuid.uuid4()), OWNER, image, {"cpu": cpu, "mem": "256m"},
+            req_id, kernel_id, str(uuid.uuid4()), OWNER, image, {"cpu": cpu, "mem": mem},
             environ=env or {},
         )
     )  # fmt: skip
@@ -116,8 +121,11 @@ async def test_a_warm_kernel_serves_one_session_and_carries_nothing_to_the_next(
     reply = await control_plane.request(lambda req_id: DestroyKernel(req_id, first))
     assert reply.ok, reply.error
     warm_again = await _ready(caplog, 2)
-    second, container = await _create(control_plane, kernel_image)
+    # the limits warm kernels are made with: kept as they are
+    second, container = await _create(control_plane, kernel_image, cpu="1", mem="1g")
     assert container.startswith(warm_again) and warm_again != warm
+    host = docker_client.api.inspect_container(container)["HostConfig"]
+    assert (host["NanoCpus"], host["Memory"], host["PidsLimit"]) == (10**9, 2**30, 1024)
     assert text_of(await control_plane.execute(second, FIND_TRACES)) == (
         "['lost+found'] False False False False\n"  # a fresh work filesystem
     )
