@@ -15,7 +15,7 @@ from quart_schema import hide
 from controlplane import keypairs, tenancy
 from controlplane.api import admin as admin_api
 from controlplane.api import tenancy as tenancy_api
-from controlplane.api._context import core, require_admin, requester
+from controlplane.api._context import core, requester, require_admin
 from controlplane.api._models import CreateKeypair, KeypairCreated, KeypairList
 from controlplane.api._tenancy_models import (
     CreateUser,
