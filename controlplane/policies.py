@@ -208,7 +208,8 @@ def _names(value: list[str] | None) -> frozenset[str] | None:
     return None if value is None else frozenset(value)
 
 
-# --- what admins change (GraphQL create/modify/delete_keypair_resource_policy, the CLI) -------
+# --- what admins change (GraphQL create/modify/delete_keypair_resource_policy, the CLI, the web
+# UI's policies page) ------------------------------------------------------------------------
 
 INT_FIELDS = (
     "max_concurrent_sessions",
@@ -267,6 +268,30 @@ def apply_props(row: ResourcePolicy, props: Mapping[str, object]) -> None:
             ):
                 raise PolicyError(f"{field_name} must be a list of names, or null for any")
             setattr(row, field_name, value)
+
+
+async def create(db: DBSession, name: str, props: Mapping[str, object]) -> ResourcePolicy:
+    """A new policy with the given fields checked (the others at their defaults: no limit)."""
+    if not 1 <= len(name) <= 64:
+        raise PolicyError("a policy name has 1 to 64 characters")
+    if await db.get(ResourcePolicy, name) is not None:
+        raise PolicyError(f"a resource policy named {name!r} already exists")
+    row = ResourcePolicy(name=name)
+    apply_props(row, props)
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def modify(db: DBSession, name: str, props: Mapping[str, object]) -> ResourcePolicy:
+    """Change the given fields of an existing policy (the caller wakes the scheduler: a looser
+    policy may let waiting sessions start)."""
+    row = await db.get(ResourcePolicy, name)
+    if row is None:
+        raise PolicyError(f"no resource policy named {name!r}")
+    apply_props(row, props)
+    await db.flush()
+    return row
 
 
 async def in_use(db: DBSession, name: str) -> str | None:

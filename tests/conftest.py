@@ -1,6 +1,6 @@
 """What every test module shares: one PostgreSQL database per pytest-xdist worker (tests drop
-and recreate its schema, so two workers must never share one), and the single executable, built
-from this tree at most once per run however many workers ask for it."""
+and recreate its schema, so two workers must never share one), and what is built at most once
+per run however many workers ask for it: the single executable and the lab image."""
 
 from __future__ import annotations
 
@@ -101,11 +101,34 @@ def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.skip(message)
 
 
-def _built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # with xdist every worker has its own base temp, under one folder of this run
+def _run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every worker of this run shares (with xdist each has its own base temp, under
+    one folder of the run), for the locks that let one worker build while the others wait."""
     shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent
+    return shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+
+
+@pytest.fixture(scope="session")
+def lab_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The python-host-lab recipe's image (JupyterLab), built when missing: minutes, so here,
+    not by ./dev before pytest (it overlaps other modules' tests), and by one worker at a time
+    (tests/e2e/test_lab.py and tests/webui both use it)."""
+    from kernelimages import FIXTURE_LAB_IMAGE
+
+    with (_run_dir(tmp_path_factory) / "lab-image.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first builds; the others wait, then find it
+        built = subprocess.run(
+            [sys.executable, "-m", "shipyard", "image", "build", "python-host-lab", "--if-missing"],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+    assert built.returncode == 0, f"could not build {FIXTURE_LAB_IMAGE}: {built.stderr[-4000:]}"
+    return FIXTURE_LAB_IMAGE
+
+
+def _built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    shared = _run_dir(tmp_path_factory)
     out = shared / "pyinstaller"
     with (shared / "pyinstaller.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker builds; the others wait, then reuse

@@ -29,8 +29,10 @@ from controlplane.api import (
     ui_admin,
     ui_auth,
     ui_folders,
+    ui_limits,
     ui_live,
     ui_sessions,
+    ui_users,
     vfolder_files,
     vfolder_sharing,
     vfolders,
@@ -166,6 +168,8 @@ def create_app(the_core: Core) -> Quart:
         ui_live.bp,
         ui_folders.bp,
         ui_sessions.bp,
+        ui_users.bp,
+        ui_limits.bp,
     ):
         app.register_blueprint(blueprint)
     return app

@@ -1,4 +1,5 @@
-"""The web UI's admin pages (docs/webui.md): nodes, images, keypairs and join tokens. Each
+"""The web UI's admin pages (docs/webui.md): nodes, images, keypairs and join tokens (users:
+ui_users.py; resource policies and presets: ui_limits.py). Each
 calls `require_admin()` first, so anyone else gets the 403 page (ui.py's error handler)."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from quart import Blueprint, Response, redirect, url_for
 from quart_schema import hide
 
 from controlplane import images as images_db
-from controlplane import jointokens, keypairs, nodes
+from controlplane import jointokens, keypairs, nodes, tenancy
 from controlplane.api import node_tokens
 from controlplane.api._context import core, require_admin, require_superadmin
 from controlplane.api.ui import page, problem_page
@@ -43,9 +44,9 @@ async def images_page() -> Response:
 @hide
 @browser
 async def keypairs_page() -> Response:
-    require_admin()
-    async with core().db() as db:
-        found = await keypairs.list_all(db)
+    admin = require_admin()
+    async with core().db() as db:  # as GET /admin/keypairs: the domain the admin manages
+        found = await keypairs.list_all(db, domain_name=tenancy.managed_domain(admin))
     return await page("admin_keypairs.html", active="keypairs", keypairs=found)
 
 

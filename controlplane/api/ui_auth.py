@@ -162,6 +162,12 @@ async def read_form(model: type[M]) -> M:
     form = await request.form
     # a field sent more than once (checkboxes) is a list
     fields = {k: vs if len(vs) > 1 else vs[0] for k, vs in form.lists() if k != "csrf_token"}
+    return form_as(model, fields)
+
+
+def form_as(model: type[M], fields: Any) -> M:
+    """`fields` as `model` (a form's, or an API request made from one); a readable
+    InvalidAPIParams saying which field to fix."""
     try:
         return model.model_validate(fields)
     except ValidationError as exc:

@@ -151,17 +151,11 @@ async def resolve_create_policy(
     _: Any, info: Info, name: str, props: dict[str, Any]
 ) -> dict[str, Any]:
     ctx = admin_only(info)
-    if not 1 <= len(name) <= 64:
-        return {"ok": False, "msg": "a policy name has 1 to 64 characters"}
     async with ctx.core.db() as db:
-        if await db.get(ResourcePolicy, name) is not None:
-            return {"ok": False, "msg": f"a resource policy named {name!r} already exists"}
-        row = ResourcePolicy(name=name)
         try:
-            policies.apply_props(row, props)
+            row = await policies.create(db, name, props)
         except policies.PolicyError as exc:
             return {"ok": False, "msg": str(exc)}
-        db.add(row)
         await db.commit()
         return {"ok": True, "msg": "", "resource_policy": resource_policy_view(row)}
 
@@ -172,11 +166,8 @@ async def resolve_modify_policy(
 ) -> dict[str, Any]:
     ctx = admin_only(info)
     async with ctx.core.db() as db:
-        row = await db.get(ResourcePolicy, name)
-        if row is None:
-            return {"ok": False, "msg": f"no resource policy named {name!r}"}
         try:
-            policies.apply_props(row, props)
+            await policies.modify(db, name, props)
         except policies.PolicyError as exc:
             return {"ok": False, "msg": str(exc)}
         await db.commit()

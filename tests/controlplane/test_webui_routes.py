@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from html import unescape
 
 import anyio
 import pytest
@@ -13,7 +14,16 @@ from sqlalchemy import func, select
 
 import wire
 from controlplane import reconcile
-from controlplane.db.models import JoinToken, Session, VFolderMount
+from controlplane.db.models import (
+    JoinToken,
+    ResourcePolicy,
+    ResourcePreset,
+    Session,
+    User,
+    VFolderMount,
+)
+from controlplane.db.models import Keypair as Keypair_
+from controlplane.keypairs import ADMIN_EMAIL
 from controlplane.testing import FakeNode
 from tests.controlplane.conftest import API, Keypair
 
@@ -121,10 +131,19 @@ async def test_every_state_changing_request_without_csrf_is_refused(
     async with api.core.db() as db:
         sessions_before = await db.scalar(select(func.count()).select_from(Session))
         tokens_before = await db.scalar(select(func.count()).select_from(JoinToken))
+        users_before = await db.scalar(select(func.count()).select_from(User))
+    victim = await _user(api, "victim@example.com")
     changes = [
         ("/ui/sessions", {"image": "python", "name": "forged"}),
         (f"{session_path}/destroy", {}),
         ("/ui/admin/tokens", {}),
+        ("/ui/admin/users", {"email": "forged@example.com"}),
+        ("/ui/admin/users/victim@example.com", {"status": "inactive"}),
+        ("/ui/admin/users/victim@example.com/keypairs", {}),
+        (f"/ui/admin/keypairs/{victim.access_key}/revoke", {}),
+        ("/ui/admin/policies", {"name": "forged"}),
+        ("/ui/admin/policies/default", {"max_concurrent_sessions": "1"}),
+        ("/ui/admin/presets", {"name": "forged", "resource_slots": "cpu=1"}),
         ("/ui/sign-out", {}),
     ]
     for token in ("", "not-the-token"):
@@ -136,6 +155,13 @@ async def test_every_state_changing_request_without_csrf_is_refused(
     async with api.core.db() as db:
         assert await db.scalar(select(func.count()).select_from(Session)) == sessions_before
         assert await db.scalar(select(func.count()).select_from(JoinToken)) == tokens_before
+        assert await db.scalar(select(func.count()).select_from(User)) == users_before + 1
+        assert await db.get(ResourcePolicy, "forged") is None
+        default = await db.get(ResourcePolicy, "default")
+        assert default is not None and default.max_concurrent_sessions == 0
+        assert await db.scalar(select(func.count()).select_from(ResourcePreset)) == 0
+        assert await db.scalar(select(func.count()).select_from(Keypair_)) == 2  # admin, victim
+    assert (await sign_in(api, victim)).csrf  # still active
     status, html = await admin.get(session_path)
     assert status == 200
     assert "Destroyed" not in html and "TERMINATED" not in html
@@ -153,7 +179,10 @@ async def test_pages_open_only_to_those_allowed(api: API, node: FakeNode) -> Non
     status, _, mine = await owner.post("/ui/sessions", {"image": "python", "name": "mine"})
     assert status == 303
     owners_pages = [mine, f"{mine}/logs", f"{mine}/events"]
-    admin_pages = ["/ui/admin/nodes", "/ui/admin/images", "/ui/admin/keypairs", "/ui/admin/tokens"]
+    admin_pages = [
+        f"/ui/admin/{name}"
+        for name in ("nodes", "images", "keypairs", "tokens", "users", "policies", "presets")
+    ] + ["/ui/admin/users/owner@example.com", "/ui/admin/policies/default"]
     for path in [*owners_pages[:2], *admin_pages, "/ui/sessions", "/ui/sessions/new"]:
         status, _ = await nobody.get(path)
         assert status == 303, path  # to the sign-in page
@@ -168,7 +197,14 @@ async def test_pages_open_only_to_those_allowed(api: API, node: FakeNode) -> Non
         assert "Insufficient privilege" in html
         status, _ = await admin.get(path)
         assert status == 200, path
-    for path, form in ((f"{mine}/destroy", {}), ("/ui/admin/tokens", {})):
+    for path, form in (
+        (f"{mine}/destroy", {}),
+        ("/ui/admin/tokens", {}),
+        ("/ui/admin/users", {"email": "sneaky@example.com", "role": "admin"}),
+        ("/ui/admin/users/other@example.com", {"role": "admin"}),
+        ("/ui/admin/policies/default", {"max_concurrent_sessions": "99"}),
+        ("/ui/admin/presets", {"name": "sneaky", "resource_slots": "cpu=1"}),
+    ):
         status, _, _ = await other.post(path, form)
         assert status in (403, 404), path
     status, html = await owner.get(mine)
@@ -436,3 +472,173 @@ async def db_mounts(api: API, session_id: object) -> list[str]:
         return list(
             await db.scalars(select(VFolderMount.path).where(VFolderMount.session_id == session_id))
         )
+
+
+def _alert(html: str) -> str:
+    found = re.search(r'role="alert">(.*?)</div>', html, re.S)
+    assert found, html
+    return unescape(found.group(1))
+
+
+async def test_admin_creates_a_user_issues_and_revokes_its_keypair(api: API) -> None:
+    admin = await sign_in(api, api.admin)
+    status, html = await admin.get("/ui/admin/users")
+    assert status == 200 and 'href="/ui/admin/users"' in html  # its nav link
+    # bad input says what to fix and makes nobody
+    for form, said in (
+        ({"email": "new@example.com", "password": "short"}, "at least 8 characters"),
+        ({"email": "not-an-address"}, "is not an e-mail address"),
+        ({"email": "new@example.com", "role": "owner"}, "role"),
+        ({"email": "new@example.com", "domain": "nowhere"}, "no domain 'nowhere'"),
+    ):
+        status, html, _ = await admin.post("/ui/admin/users", form)
+        assert status in (400, 404), (form, html)
+        assert said in _alert(html) and 'value="short"' not in html  # never sent back
+    async with api.core.db() as db:
+        assert await db.scalar(select(User).where(User.email == "new@example.com")) is None
+    form = {"email": "new@example.com", "password": "long-enough-1", "role": "user"}
+    status, _, where = await admin.post("/ui/admin/users", form)
+    assert status == 303 and where.endswith("/ui/admin/users/new@example.com"), where
+    status, html, _ = await admin.post("/ui/admin/users", form)
+    assert status == 400 and "already exists" in _alert(html)
+    status, html = await admin.get(where)
+    assert status == 200 and "User new@example.com" in html and "No keypairs" in html
+
+    # a keypair, its secret shown once; it signs in; revoked, it no longer does
+    status, html, _ = await admin.post(f"{where}/keypairs")
+    assert status == 201, html
+    access = re.search(r'id="new-access-key">([^<]+)<', html)
+    secret = re.search(r'id="new-secret-key">([^<]+)<', html)
+    assert access and secret, html
+    issued = Keypair(access.group(1), secret.group(1))
+    assert (await sign_in(api, issued)).csrf
+    status, html = await admin.get(where)
+    assert issued.secret_key not in html and f'data-keypair="{issued.access_key}"' in html
+    status, _, back = await admin.post(f"/ui/admin/keypairs/{issued.access_key}/revoke")
+    assert status == 303 and back == where
+    assert not (await sign_in(api, issued)).csrf
+    status, html = await admin.get(where)
+    assert "revoked" in html
+
+    # role and status: deactivated, a fresh keypair of the user does not sign in either
+    status, html, _ = await admin.post(where, {"role": "admin", "status": "active"})
+    assert status == 303
+    fresh = await _user(api, "new@example.com")
+    status, _, _ = await admin.post(where, {"status": "inactive"})
+    assert status == 303
+    status, html = await admin.get("/ui/admin/users")
+    row = re.search(r'<tr data-user="new@example.com">(.*?)</tr>', html, re.S)
+    assert row and "admin" in row.group(1) and "inactive" in row.group(1)
+    assert not (await sign_in(api, fresh)).csrf
+    # an admin saves its own page unchanged, but cannot demote itself
+    me = f"/ui/admin/users/{ADMIN_EMAIL}"
+    status, html, _ = await admin.post(me, {"role": "superadmin", "status": "active"})
+    assert status == 303, html
+    status, html, _ = await admin.post(me, {"role": "user"})
+    assert status == 403 and "your own status or role" in _alert(html)
+    status, html = await admin.get("/ui/admin/users/nobody@example.com")
+    assert status == 404 and "no user" in html
+
+
+async def test_a_domain_admin_manages_its_domain_only(api: API) -> None:
+    assert (await api.call("POST", "/admin/domains", {"name": "lab"})).status == 201
+    made = await api.call(
+        "POST", "/admin/users", {"email": "boss@lab.example", "role": "admin", "domain": "lab"}
+    )
+    assert made.status == 201, made.body
+    made = await api.call("POST", "/admin/keypairs", {"user": "boss@lab.example", "isAdmin": True})
+    boss = await sign_in(api, Keypair(made.body["accessKey"], made.body["secretKey"]))
+    await _user(api, "outsider@example.com")  # in the default domain
+    status, html = await boss.get("/ui/admin/users")
+    assert status == 200 and 'data-user="boss@lab.example"' in html
+    assert "outsider@example.com" not in html and ADMIN_EMAIL not in html
+    assert "<option>default</option>" not in html and "<option selected>lab</option>" in html
+    # nodes and presets span domains: neither linked nor opened
+    assert 'href="/ui/admin/nodes"' not in html and 'href="/ui/admin/presets"' not in html
+    for path in ("/ui/admin/nodes", "/ui/admin/presets"):
+        assert (await boss.get(path))[0] == 403
+    status, html = await boss.get("/ui/admin/users/outsider@example.com")
+    assert status == 404
+    status, _, _ = await boss.post("/ui/admin/users/outsider@example.com", {"status": "inactive"})
+    assert status == 404
+    status, html, _ = await boss.post(
+        "/ui/admin/users", {"email": "x@example.com", "domain": "default"}
+    )
+    assert status == 403 and "you manage the domain 'lab' only" in _alert(html)
+    status, html, _ = await boss.post(
+        "/ui/admin/users", {"email": "root@lab.example", "role": "superadmin", "domain": "lab"}
+    )
+    assert status == 403 and "superadmin" in _alert(html)
+    async with api.core.db() as db:
+        outsider = await db.scalar(select(User).where(User.email == "outsider@example.com"))
+        assert outsider is not None and outsider.status == "active"
+        assert await db.scalar(select(User).where(User.email == "x@example.com")) is None
+
+
+async def test_policies_and_presets_pages_create_edit_and_delete(api: API) -> None:
+    admin = await sign_in(api, api.admin)
+    form = {
+        "name": "students",
+        "total_resource_slots": "cpu=4 mem=8g",
+        "max_concurrent_sessions": "2",
+        "idle_timeout": "600",
+        "max_vfolder_size": "10g",
+        "allowed_images": "python, python-lab",
+    }
+    for wrong, said in (
+        ({"total_resource_slots": "cpu 4"}, "slot=amount"),
+        ({"total_resource_slots": "cpu=lots"}, "total_resource_slots"),
+        ({"total_resource_slots": "fpga=1"}, "unknown slot"),
+        ({"min_cpu_util_pct": "150"}, "percentage"),
+        ({"max_vfolder_size": "huge"}, "Largest folder"),
+    ):
+        status, html, _ = await admin.post("/ui/admin/policies", {**form, **wrong})
+        assert status == 400 and said in _alert(html), (wrong, html)
+        assert f'value="{next(iter(wrong.values()))}"' in html  # what was typed is kept
+    status, _, where = await admin.post("/ui/admin/policies", form)
+    assert status == 303 and where.endswith("/ui/admin/policies")
+    status, html, _ = await admin.post("/ui/admin/policies", form)
+    assert status == 400 and "already exists" in _alert(html)
+    async with api.core.db() as db:
+        row = await db.get(ResourcePolicy, "students")
+        assert row is not None
+        assert (row.total_resource_slots, row.max_concurrent_sessions) == (
+            {"cpu": "4", "mem": str(8 * 2**30)},
+            2,
+        )
+        assert (row.idle_timeout, row.max_vfolder_size) == (600, 10 * 2**30)
+        assert row.allowed_images == ["python", "python-lab"]
+    # the edit form shows the figures as they were typed, and saves changes
+    status, html = await admin.get("/ui/admin/policies/students")
+    assert status == 200 and 'value="cpu=4 mem=8g"' in html and 'value="10g"' in html
+    edited = {**form, "max_concurrent_sessions": "3", "allowed_images": ""}
+    edited.pop("name")
+    status, _, _ = await admin.post("/ui/admin/policies/students", edited)
+    assert status == 303
+    status, html, _ = await admin.post(
+        "/ui/admin/policies/students", {**edited, "max_concurrent_sessions": "-1"}
+    )
+    assert status == 400 and "0 or more" in _alert(html)
+    async with api.core.db() as db:
+        row = await db.get(ResourcePolicy, "students")
+        assert row is not None and row.max_concurrent_sessions == 3
+        assert row.allowed_images is None
+    assert (await admin.get("/ui/admin/policies/nothing"))[0] == 404
+
+    # presets: made here, offered on the launch form, deleted
+    bad = {"name": "small", "resource_slots": "cpu=2 mem=1g", "shared_memory": "2g"}
+    status, html, _ = await admin.post("/ui/admin/presets", bad)
+    assert status == 400 and "shared memory is more than its memory" in _alert(html)
+    status, html, _ = await admin.post("/ui/admin/presets", {**bad, "name": "bad name!"})
+    assert status == 400 and "name" in _alert(html)
+    status, _, _ = await admin.post("/ui/admin/presets", {**bad, "shared_memory": "256m"})
+    assert status == 303
+    status, html = await admin.get("/ui/admin/presets")
+    row_html = re.search(r'<tr data-preset="small">(.*?)</tr>', html, re.S)
+    assert row_html and "cpu=2 mem=1 GiB" in row_html.group(1) and "256 MiB" in row_html.group(1)
+    assert '<option value="small"' in (await admin.get("/ui/sessions/new"))[1]
+    status, _, _ = await admin.post("/ui/admin/presets/small/delete")
+    assert status == 303
+    assert 'data-preset="small"' not in (await admin.get("/ui/admin/presets"))[1]
+    status, html, _ = await admin.post("/ui/admin/presets/small/delete")
+    assert status == 404 and "no preset" in html

@@ -3,7 +3,7 @@
 `shipyard ssh`/`scp` and plain `ssh` with the printed config (dropbear in the kernel, reached
 through the relay by a ProxyCommand).
 A real appliance, containers on `--network none`; the image is the python-host-lab recipe's
-(the appliance fixture builds it when missing: `shipyard image build python-host-lab`)."""
+(tests/conftest.py's `lab_image` builds it when missing: `shipyard image build python-host-lab`)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ import pytest
 import trio
 import trio_websocket
 
-from kernelimages import FIXTURE_LAB_IMAGE
 from shipyard.testing import Appliance, free_port, running_appliance
 from tests.e2e.test_apps import _stop
 
@@ -32,18 +31,10 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def appliance(test_image: str) -> Iterator[Appliance]:
-    # built here, not by ./dev before pytest: its minutes then overlap other modules' tests
-    built = subprocess.run(
-        [sys.executable, "-m", "shipyard", "image", "build", "python-host-lab", "--if-missing"],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert built.returncode == 0, f"could not build {FIXTURE_LAB_IMAGE}: {built.stderr[-4000:]}"
+def appliance(test_image: str, lab_image: str) -> Iterator[Appliance]:
     with running_appliance() as appliance:
         started = time.monotonic()
-        created = appliance.cli("session", "create", "-i", FIXTURE_LAB_IMAGE, "-n", "lab1")
+        created = appliance.cli("session", "create", "-i", lab_image, "-n", "lab1")
         assert created.returncode == 0, created.stderr + appliance.up_log()
         print(f"lab session created in {time.monotonic() - started:.2f} s")
         yield appliance
