@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from controlplane import vfolders
+from controlplane.db.models import DEFAULT_POLICY, ResourcePolicy
 from controlplane.testing import FakeNode
 from controlplane.vfolders import StorageHost
 from tests.controlplane.conftest import API, Keypair
@@ -236,13 +236,13 @@ async def test_project_folders_and_admin_share(api: API) -> None:
     assert (await api.call("DELETE", "/folders/team")).status == 204
 
 
-async def test_policy_limits(api: API, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the owner's policy is read by one function (every keypair is under `default` today)
-    async def limits(db: Any, user: Any) -> vfolders.FolderLimits:
-        return vfolders.FolderLimits(max_count=1, max_size=2**20)
-
-    monkeypatch.setattr(vfolders._folders, "folder_limits", limits)
+async def test_policy_limits(api: API) -> None:
     alice = await user(api, "alice@example.com")
+    async with api.core.db() as db:  # alice's user policy (`default`, as everyone's here)
+        policy = await db.get(ResourcePolicy, DEFAULT_POLICY)
+        assert policy is not None
+        policy.max_vfolder_count, policy.max_vfolder_size = 1, 2**20
+        await db.commit()
     created = await folder(api, "one", alice)
     assert created["max_size"] == 1  # MiB: the policy's size when none was asked
     second = await api.call("POST", "/folders", {"name": "two"}, keypair=alice)
