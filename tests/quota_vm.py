@@ -109,7 +109,7 @@ def initramfs(kernel: Path) -> bytes:
     return gzip.compress(_cpio(entries), compresslevel=1)
 
 
-def timeout() -> float:
+def time_limit() -> float:
     # emulated, Python runs ~50 times slower: importing the control plane takes minutes
     return 120 if kvm_problem() is None else 1500
 
@@ -123,18 +123,9 @@ def run(command: str, cwd: Path, work: Path, timeout: float) -> tuple[int, str]:
     (work / "initrd").write_bytes(initramfs(kernel))
     (out / "command").write_text(f"cd {shlex.quote(str(cwd))} && {command}\n")
     assert " " not in str(out), f"{out}: the guest is told this path on its kernel command line"
+    accel = "kvm" if kvm_problem() is None else "tcg,thread=multi"
     qemu = [
-        *(
-            QEMU,
-            "-accel",
-            "kvm" if kvm_problem() is None else "tcg,thread=multi",
-            "-m",
-            "1536",
-            "-smp",
-            "2",
-            "-nic",
-            "none",
-        ),
+        *(QEMU, "-accel", accel, "-m", "1536", "-smp", "2", "-nic", "none"),
         *("-display", "none", "-serial", f"file:{work / 'console'}", "-monitor", "none"),
         *("-no-reboot", "-kernel", str(next(kernel.glob("boot/vmlinuz-*")))),
         *("-initrd", str(work / "initrd")),

@@ -159,7 +159,7 @@ def test_on_a_kernel_with_quota_support(tmp_path: Path) -> None:
         f" && {sys.executable} -m pytest -p anyio -p no:cacheprovider -q -rA {test}"
         " -k 'not on_a_kernel'"
     )
-    rc, output = quota_vm.run(command, REPO, tmp_path / "guest", timeout=quota_vm.timeout())
+    rc, output = quota_vm.run(command, REPO, tmp_path / "guest", timeout=quota_vm.time_limit())
     for fs in sorted(MKFS):
         assert f"PASSED {test}::test_folders_are_projects_the_kernel_limits[{fs}]" in output, output
     assert rc == 0, output
