@@ -165,6 +165,7 @@ class HostInfo(Raw):
     backend: str
     capabilities: list[str]
     quota_mode: str  # "project": the kernel enforces sizes; "accounted": only the API does
+    quota_mode_reason: str | None = None  # why "accounted"
     project_quota_capable: bool
     usage: dict[str, int]
     sftp_scaling_groups: list[str] = []

@@ -122,7 +122,7 @@ async def request_upload(name: str, data: RequestUpload) -> TransferGranted:
     folder, uid = access.folder, core().config.vfolder_uid
     root = host.folder_path(folder.id)
     await _in_thread(vfolders.fs.check_writable, root, data.path)
-    await _in_thread(transfer.check_room, root, folder.max_size, data.size)
+    await _in_thread(transfer.check_room, host, folder.id, folder.max_size, data.size)
     if data.size == 0:
         await _in_thread(transfer.create_empty, root, data.path, uid)
     ticket = transfer.Ticket.new(
@@ -190,16 +190,15 @@ async def tus_patch(args: TokenQuery) -> Response:
     async with core().uploads.hold(ticket.upload_id):
         try:
             offset = await transfer.append(host, ticket, offset, chunks)
+            if offset == ticket.size:
+                path = f"{args.dst_dir.strip('/')}/{ticket.path}" if args.dst_dir else ticket.path
+                done = transfer.Ticket(**{**ticket.__dict__, "path": path})
+                await _in_thread(transfer.finish, host, done, core().config.vfolder_uid)
         except transfer.UploadOffsetMismatch as exc:
             return Response(exc.msg, 409, headers=_tus_headers(exc.offset, ticket))
-        if offset == ticket.size:
-            path = f"{args.dst_dir.strip('/')}/{ticket.path}" if args.dst_dir else ticket.path
-            done = transfer.Ticket(**{**ticket.__dict__, "path": path})
-            try:
-                await _in_thread(transfer.finish, host, done, core().config.vfolder_uid)
-            except VFolderQuotaExceeded:
-                await _in_thread((host.uploads / ticket.upload_id).unlink, missing_ok=True)
-                raise
+        except VFolderQuotaExceeded:  # what arrived would only count against the folder
+            await _in_thread((host.uploads / ticket.upload_id).unlink, missing_ok=True)
+            raise
     return Response(status=204, headers=_tus_headers(offset, ticket))
 
 

@@ -63,6 +63,7 @@ async def list_hosts() -> HostsView:
             backend="vfs",
             capabilities=["quota"],
             quota_mode=host.quota_mode,
+            quota_mode_reason=host.no_project_quota or None,
             project_quota_capable=host.project_quota_capable,
             usage={"capacity_bytes": total, "used_bytes": used},
         )
@@ -154,8 +155,8 @@ async def folder_info(name: str) -> FolderInfo:
     async with the_core.db() as db:
         access = await vfolders.find(db, _user(), name)
     folder = access.folder
-    root = the_core.vfolder_hosts.get(folder.host).folder_path(folder.id)
-    used, files = await anyio.to_thread.run_sync(vfolders.fs.usage, root)
+    host = the_core.vfolder_hosts.get(folder.host)
+    used, files = await anyio.to_thread.run_sync(host.usage, folder.id)
     item = FolderItem.of(access, cur_size=used)
     return FolderInfo(
         **item.model_dump(),
@@ -212,12 +213,13 @@ async def clone_folder(name: str, data: CloneFolder) -> FolderCreated:
             max_size=source.folder.max_size,
             cloneable=data.cloneable,
         )
-        src = the_core.vfolder_hosts.get(source.folder.host).folder_path(source.folder.id)
+        source_host = the_core.vfolder_hosts.get(source.folder.host)
+        src = source_host.folder_path(source.folder.id)
         uid = the_core.config.vfolder_uid
         await anyio.to_thread.run_sync(host.make_folder, folder.id, uid, folder.max_size)
         try:
-            used, _ = await anyio.to_thread.run_sync(vfolders.fs.usage, src)
-            vfolders.transfer.check_room(host.folder_path(folder.id), folder.max_size, used)
+            used, _ = await anyio.to_thread.run_sync(source_host.usage, source.folder.id)
+            vfolders.transfer.check_room(host, folder.id, folder.max_size, used)
             await anyio.to_thread.run_sync(
                 vfolders.fs.copy_tree, src, host.folder_path(folder.id), the_core.config.vfolder_uid
             )

@@ -21,6 +21,7 @@ from controlplane import tenancy
 from controlplane.db.models import (
     ACTIVE_STATUSES,
     Project,
+    ResourcePolicy,
     Session,
     User,
     VFolder,
@@ -70,9 +71,12 @@ class FolderLimits:
 
 
 async def folder_limits(db: DBSession, user: User) -> FolderLimits:
-    """The owner's resource policy's folder limits. Every keypair is under the one `default`
-    policy today (controlplane/tenancy.py), whose max_vfolder_count/size are 0: unlimited."""
-    return FolderLimits(max_count=None, max_size=None)
+    """The folder limits of the owner's (user) resource policy; 0 there means no limit. They
+    apply when a folder is made: a folder keeps its size limit when the policy changes later."""
+    policy = await db.get(ResourcePolicy, user.resource_policy)
+    if policy is None:
+        return FolderLimits(max_count=None, max_size=None)
+    return FolderLimits(policy.max_vfolder_count or None, policy.max_vfolder_size or None)
 
 
 def check_name(name: str) -> str:

@@ -16,11 +16,13 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from controlplane.errors import InvalidAPIParams, StorageHostUnusable
-from controlplane.vfolders import _quota
+from controlplane.vfolders import _fs, _quota
 
 log = logging.getLogger(__name__)
 QUOTA_OPTIONS = {"prjquota", "pquota", "pqnoenforce"}
@@ -70,10 +72,17 @@ class StorageHost:
                 " control plane must be able to write there and to chown (CAP_CHOWN)"
             ) from exc
 
+    @contextmanager
+    def _root_fd(self) -> Iterator[int]:
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
     def _limit(self, folder_id: uuid.UUID, max_size: int | None, path: Path | None) -> None:
         project = _quota.project_id(folder_id)
-        root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
+        with self._root_fd() as root_fd:
             if path is not None:
                 dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 try:
@@ -81,8 +90,29 @@ class StorageHost:
                 finally:
                     os.close(dir_fd)
             _quota.set_limit(root_fd, project, max_size)
-        finally:
-            os.close(root_fd)
+
+    def claim(self, fd: int, folder_id: uuid.UUID) -> None:
+        """Charge the file open as `fd` (a partial upload, outside the folder) to the folder,
+        so that the kernel holds it to the folder's limit and it can be renamed into it."""
+        if not self.no_project_quota:
+            _quota.assign(fd, _quota.project_id(folder_id))
+
+    def usage(self, folder_id: uuid.UUID) -> tuple[int, int]:
+        """(bytes, files) of a folder: with project quotas, what the kernel charges to it (the
+        space its files take on disk, and its entries but itself); else the apparent sizes of
+        its regular files, walked."""
+        if self.no_project_quota:
+            return _fs.usage(self.folder_path(folder_id))
+        with self._root_fd() as root_fd:
+            used, inodes = _quota.usage(root_fd, _quota.project_id(folder_id))
+        return used, max(inodes - 1, 0)
+
+    def project_limit(self, folder_id: uuid.UUID) -> int | None:
+        """The limit the kernel holds the folder to, in bytes; None: none (or no quotas)."""
+        if self.no_project_quota:
+            return None
+        with self._root_fd() as root_fd:
+            return _quota.limit(root_fd, _quota.project_id(folder_id))
 
     def remove_folder(self, folder_id: uuid.UUID) -> None:
         shutil.rmtree(self.folder_path(folder_id), ignore_errors=True)  # never follows links

@@ -14,6 +14,7 @@ sees half a file); its size is the tus offset, so a client whose connection drop
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -87,11 +88,11 @@ class Ticket:
         )
 
 
-def check_room(root: Path, max_size: int | None, adding: int) -> None:
+def check_room(host: StorageHost, folder_id: uuid.UUID, max_size: int | None, adding: int) -> None:
     """Refuse to add `adding` bytes to a folder that would then exceed `max_size`."""
     if max_size is None:
         return
-    used, _ = _fs.usage(root)
+    used, _ = host.usage(folder_id)
     if used + adding > max_size:
         raise VFolderQuotaExceeded(
             f"the folder holds {used} of its {max_size} bytes: {adding} more do not fit"
@@ -135,22 +136,37 @@ async def append(
     current = await anyio.to_thread.run_sync(partial_size, host, ticket)
     if offset != current:
         raise UploadOffsetMismatch(f"Upload-Offset is {offset}, the upload has {current}", current)
-    fd = await anyio.to_thread.run_sync(
-        lambda: os.open(
-            host.uploads / ticket.upload_id,
-            os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-        )
-    )
+    fd = await anyio.to_thread.run_sync(_open_partial, host, ticket)
     try:
         async for chunk in chunks:
             if offset + len(chunk) > ticket.size:
                 raise InvalidAPIParams(f"the upload is {ticket.size} bytes; this goes past it")
-            await anyio.to_thread.run_sync(os.pwrite, fd, chunk, offset)
+            try:
+                await anyio.to_thread.run_sync(os.pwrite, fd, chunk, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EDQUOT, errno.ENOSPC):
+                    raise
+                # with project quotas the kernel holds the partial to the folder's limit (XFS
+                # says ENOSPC for a project over it)
+                raise VFolderQuotaExceeded(
+                    f"the folder (or its storage host) is full after {offset} bytes of"
+                    f" {ticket.size}: {exc.strerror}"
+                ) from exc
             offset += len(chunk)
     finally:
         os.close(fd)
     return offset
+
+
+def _open_partial(host: StorageHost, ticket: Ticket) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(host.uploads / ticket.upload_id, flags, 0o600)
+    try:
+        host.claim(fd, uuid.UUID(ticket.folder))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class UploadOffsetMismatch(InvalidAPIParams):
@@ -164,8 +180,10 @@ class UploadOffsetMismatch(InvalidAPIParams):
 def finish(host: StorageHost, ticket: Ticket, uid: int) -> None:
     """Move a complete upload into its folder, creating the parent folders."""
     partial = host.uploads / ticket.upload_id
-    root = host.folder_path(uuid.UUID(ticket.folder))
-    check_room(root, ticket.max_size, ticket.size)
+    folder_id = uuid.UUID(ticket.folder)
+    root = host.folder_path(folder_id)
+    # with project quotas the partial is charged to the folder already
+    check_room(host, folder_id, ticket.max_size, 0 if host.quota_mode == "project" else ticket.size)
     if uid >= 0:
         os.chown(partial, uid, uid, follow_symlinks=False)
     os.chmod(partial, 0o644, follow_symlinks=False)

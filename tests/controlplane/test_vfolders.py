@@ -5,16 +5,13 @@ and Docker are in tests/node/test_vfolder_mounts.py, the official client in test
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controlplane import vfolders
+from controlplane.db.models import DEFAULT_POLICY, ResourcePolicy
 from controlplane.testing import FakeNode
 from controlplane.vfolders import StorageHost
 from tests.controlplane.conftest import API, Keypair
@@ -51,6 +48,7 @@ async def test_hosts_say_capacity_and_quota_mode(api: API) -> None:
     assert (hosts.body["default"], hosts.body["allowed"]) == ("local:volume1", ["local:volume1"])
     info = hosts.body["volume_info"]["local:volume1"]
     assert info["quota_mode"] == "accounted"
+    assert "project quotas" in info["quota_mode_reason"], info  # why, e.g. not mounted so
     assert info["usage"]["capacity_bytes"] > info["usage"]["used_bytes"] > 0
     assert isinstance(info["project_quota_capable"], bool)
     types = await api.call("GET", "/folders/_/allowed_types")
@@ -238,13 +236,13 @@ async def test_project_folders_and_admin_share(api: API) -> None:
     assert (await api.call("DELETE", "/folders/team")).status == 204
 
 
-async def test_policy_limits(api: API, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the owner's policy is read by one function (every keypair is under `default` today)
-    async def limits(db: Any, user: Any) -> vfolders.FolderLimits:
-        return vfolders.FolderLimits(max_count=1, max_size=2**20)
-
-    monkeypatch.setattr(vfolders._folders, "folder_limits", limits)
+async def test_policy_limits(api: API) -> None:
     alice = await user(api, "alice@example.com")
+    async with api.core.db() as db:  # alice's user policy (`default`, as everyone's here)
+        policy = await db.get(ResourcePolicy, DEFAULT_POLICY)
+        assert policy is not None
+        policy.max_vfolder_count, policy.max_vfolder_size = 1, 2**20
+        await db.commit()
     created = await folder(api, "one", alice)
     assert created["max_size"] == 1  # MiB: the policy's size when none was asked
     second = await api.call("POST", "/folders", {"name": "two"}, keypair=alice)
@@ -385,53 +383,6 @@ async def test_graphql_vfolder_list_as_the_client_asks(api: API) -> None:
         "POST", "/admin/gql", {"query": VFOLDER_LIST, "variables": paged}, keypair=alice
     )
     assert [i["name"] for i in got.body["data"]["vfolder_list"]["items"]] == ["a-team"]
-
-
-@pytest.fixture
-def prjquota_dir(tmp_path: Path) -> Iterator[Path]:
-    """A loop-mounted XFS or ext4 with project quotas (needs root, the tools and a kernel with
-    quota support; skips otherwise)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a filesystem needs root")
-    tried = []
-    for fs, mkfs in (
-        ("xfs", ["mkfs.xfs", "-q"]),
-        ("ext4", ["mkfs.ext4", "-q", "-O", "quota,project", "-E", "quotatype=prjquota"]),
-    ):
-        if shutil.which(mkfs[0]) is None:
-            tried.append(f"{fs}: no {mkfs[0]}")
-            continue
-        image, point = tmp_path / f"{fs}.img", tmp_path / fs
-        with image.open("wb") as f:
-            f.truncate(320 << 20)  # XFS wants 300 MiB at least; sparse
-        point.mkdir()
-        subprocess.run([*mkfs, str(image)], check=True, capture_output=True)
-        mount = ["mount", "-o", "loop,prjquota", str(image), str(point)]
-        mounted = subprocess.run(mount, capture_output=True, text=True)
-        if mounted.returncode != 0:
-            tried.append(f"{fs}: {mounted.stderr.strip().splitlines()[0]}")
-            continue
-        try:
-            yield point
-        finally:
-            subprocess.run(["umount", str(point)], check=True)
-        return
-    pytest.skip(f"no filesystem with project quotas here ({'; '.join(tried)})")
-
-
-def test_project_quotas_are_enforced_where_the_filesystem_has_them(prjquota_dir: Path) -> None:
-    host = StorageHost("quota:q", prjquota_dir / "vfolders")
-    host.prepare()
-    assert host.quota_mode == "project", host.no_project_quota
-    folder_id = uuid.uuid4()
-    host.make_folder(folder_id, 65536, 1 << 20)
-    # the sessions' user writing into the mounted folder: the kernel stops it at 1 MiB
-    target = host.folder_path(folder_id) / "big"
-    write = f"head -c {2 << 20} /dev/zero >{target}"
-    wrote = subprocess.run(["sh", "-c", write], user=65536, group=65536, capture_output=True)
-    assert b"quota exceeded" in wrote.stderr.lower(), wrote
-    assert target.stat().st_size <= 1 << 20
-    host.remove_folder(folder_id)
 
 
 def test_without_project_quotas_a_host_says_why_and_accounts(tmp_path: Path) -> None:
