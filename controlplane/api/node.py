@@ -129,8 +129,8 @@ def _dispatch(the_core: Core, conn: NodeConnection, message: wire.Message) -> No
         case wire.StreamWindow() | wire.StreamClose():
             conn.streams.on_message(message)
         case wire.Heartbeat():
-            job = functools.partial(reconcile.on_heartbeat, the_core, node_id, message)
-            the_core.writer.submit(job, key=("heartbeat", node_id))
+            write = functools.partial(reconcile.on_heartbeats, the_core)
+            the_core.writer.batch("heartbeats", write, node_id, reconcile.Beat(node_id, message))
         case wire.KernelExited():
             the_core.writer.submit(
                 functools.partial(reconcile.on_kernel_exited, the_core, node_id, message)
