@@ -1,10 +1,13 @@
 """Scale of the control plane: many simulated nodes against one control plane (issue 15 item 5).
 
-    bench/nodesim.py [--nodes 1000] [--seconds 60] [--heartbeat 5]     (also part of ./dev bench)
+    bench/nodesim.py [--nodes 1000] [--seconds 60] [--heartbeat 5] [--joins 100] [--log PATH]
+
+(./dev bench runs it too, after its appliance stopped.)
 
 A real control plane (`shipyard controlplane serve`, embedded SQLite, its own process) gets
 `--nodes` nodes that each join with their own join token (`POST /admin/node-tokens`) and then
-keep a WebSocket link open, registering and sending heartbeats every `--heartbeat` seconds.
+keep a WebSocket link open, registering and sending heartbeats every `--heartbeat` seconds; they
+first dial in `--joins` a second (the time until all are registered is reported).
 The nodes are the node's own agent (node/agent.py: link, Register, heartbeat loop, request
 dispatch) on in-memory runtimes, all in one child process (the fleet); only kernel creation is
 simulated: a CreateKernel makes an in-memory container and is answered at once, since no
@@ -57,6 +60,7 @@ from wire import CreateKernel, DestroyKernel, Heartbeat, KernelCreated, KernelDe
 
 IMAGE = "shipyard-sim/python:3.11"
 LABELS = {"ai.shipyard.kernel": "1", "ai.shipyard.aliases": "python"}
+JOINS_PER_SECOND = 100.0  # nodes dialing in for the first time, a second
 API_WORKERS, API_PAUSE = 4, 0.1  # each worker: one call, then this pause (about 30 calls/s)
 POLL = 0.2  # seconds between reads of the nodes' last_contact
 CLOCK = os.sysconf("SC_CLK_TCK")
@@ -116,9 +120,9 @@ async def _fleet(plan: dict[str, Any]) -> dict[str, Any]:
     ]  # fmt: skip
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            for agent in agents:  # spread over one heartbeat interval, as a fleet coming up is
+            for agent in agents:  # at a steady pace, so that the heartbeats are spread too
                 nursery.start_soon(agent.connect_forever)
-                await trio.sleep(plan["heartbeat"] / len(agents))
+                await trio.sleep(1 / plan["per_second"])
             async for _ in signals:
                 nursery.cancel_scope.cancel()
     return {a._config.node_id: [a.registrations, a.heartbeats] for a in agents}
@@ -232,7 +236,11 @@ def _heartbeat_figures(
 
 
 def simulate(
-    nodes: int, seconds: float, heartbeat: float, log_to: Path | None = None
+    nodes: int,
+    seconds: float,
+    heartbeat: float,
+    per_second: float = JOINS_PER_SECOND,
+    log_to: Path | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="shipyard-nodesim-") as tmp:
         state = Path(tmp)
@@ -243,14 +251,15 @@ def simulate(
             server = subprocess.Popen([*cmd, str(state / "controlplane.toml")], stderr=log)
         fleet: subprocess.Popen[bytes] | None = None
         try:
-            wait_for(lambda: not port_free(config.port), "the control plane to listen", 60)
+            wait_for(lambda: not port_free(config.port), "the control plane to listen", 120)
             keypair = json.loads(config.admin_keypair_file.read_text())
             endpoint = f"http://127.0.0.1:{config.port}"
             client = ClientConfig(endpoint, keypair["access_key"], keypair["secret_key"])
             tokens = trio.run(_tokens, client, nodes)
             plan = {
                 "endpoint": endpoint, "tokens": tokens, "heartbeat": heartbeat,
-                "state_dir": str(state / "node"), "out": str(state / "fleet.json"),
+                "per_second": per_second, "state_dir": str(state / "node"),
+                "out": str(state / "fleet.json"),
             }  # fmt: skip
             (state / "plan.json").write_text(json.dumps(plan))
             argv = [sys.executable, __file__, "--fleet", str(state / "plan.json")]
@@ -261,13 +270,14 @@ def simulate(
                 "nodes": nodes,
                 "heartbeat_s": heartbeat,
                 "seconds": seconds,
+                "joins_per_second": per_second,
                 "all_registered_s": time.perf_counter() - joined,
             }
             measured = trio.run(_measure, client, state / "controlplane.db", server.pid, seconds)
             report.update(measured.pop("report"))
             report["not_alive_at_end"] = trio.run(_not_alive, client)
             fleet.send_signal(signal.SIGTERM)
-            fleet.wait(60)
+            fleet.wait(120)
             sent = json.loads((state / "fleet.json").read_text())
             report["heartbeats"] = _heartbeat_figures(sent, measured["seen"], measured["window"])
             return report
@@ -341,7 +351,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
          "0 missed"),
         (f"{report['nodes']} nodes: control plane CPU / RSS",
          f"{report['controlplane_cpu_pct']:.0f}% / {memory['VmRSS']:.0f} MB",
-         f"peak RSS {memory['VmHWM']:.0f} MB; all registered in {report['all_registered_s']:.1f} s",
+         f"peak RSS {memory['VmHWM']:.0f} MB; {report['joins_per_second']:.0f} joins/s: all in"
+         f" {report['all_registered_s']:.1f} s",
          ""),
     ]  # fmt: skip
 
@@ -351,6 +362,12 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--heartbeat", type=float, default=5.0)
+    parser.add_argument(
+        "--joins",
+        type=float,
+        default=JOINS_PER_SECOND,
+        help="nodes dialing in a second at the start",
+    )
     parser.add_argument("--log", type=Path, help="copy the control plane's log here")
     parser.add_argument("--fleet", type=Path, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
@@ -358,7 +375,8 @@ def main() -> None:
         plan = json.loads(args.fleet.read_text())
         Path(plan["out"]).write_text(json.dumps(trio.run(_fleet, plan)))
         return
-    report = simulate(args.nodes, args.seconds, args.heartbeat, args.log)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the children too (finally)
+    report = simulate(args.nodes, args.seconds, args.heartbeat, args.joins, args.log)
     print(json.dumps(report, indent=2))
     for row in rows(report):
         print(f"{row[0]:56}{row[1]:22}{row[3]:16}{row[2]}")
