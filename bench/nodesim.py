@@ -60,6 +60,7 @@ from wire import CreateKernel, DestroyKernel, Heartbeat, KernelCreated, KernelDe
 
 IMAGE = "shipyard-sim/python:3.11"
 LABELS = {"ai.shipyard.kernel": "1", "ai.shipyard.aliases": "python"}
+REGISTER_WAIT = 120.0  # seconds for every node to register
 JOINS_PER_SECOND = 100.0  # nodes dialing in for the first time, a second
 API_WORKERS, API_PAUSE = 4, 0.1  # each worker: one call, then this pause (about 30 calls/s)
 POLL = 0.2  # seconds between reads of the nodes' last_contact
@@ -285,7 +286,11 @@ def simulate(
             for process in (fleet, server):
                 if process is not None and process.poll() is None:
                     process.terminate()
-                    process.wait(30)
+                    try:
+                        process.wait(60)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
             if log_to is not None:
                 shutil.copyfile(state / "controlplane.log", log_to)
 
@@ -305,13 +310,17 @@ async def _tokens(config: ClientConfig, count: int) -> list[str]:
 
 
 async def _all_alive(config: ClientConfig, count: int) -> None:
-    """Wait until every node is connected, then register the image they report."""
+    """Wait until every node is registered, then register the image they report."""
+    alive = 0
     async with Client(config) as api:
-        with trio.fail_after(120):
+        with trio.move_on_after(REGISTER_WAIT):
             while True:  # polled: nothing tells us
-                if (await api.request("GET", "/health", signed=False))["nodesAlive"] >= count:
+                alive = (await api.request("GET", "/health", signed=False))["nodesAlive"]
+                if alive >= count:
                     break
                 await trio.sleep(0.2)
+        if alive < count:
+            raise SystemExit(f"only {alive} of {count} nodes registered in {REGISTER_WAIT:g} s")
         await api.register_image(IMAGE)
 
 
