@@ -21,13 +21,15 @@ kernels of IMAGE (node.toml `warm_pool_images`), then measures, on this machine 
              time from the first request to the last result (and to the last RUNNING); then
              their removal. Sessions that fail are counted beside the figure.
   rss        resident memory of the idle control plane and node processes
+  nodes      after the appliance stopped: N simulated nodes against a control plane of their
+             own (bench/nodesim.py): API p99, heartbeat lag and misses, control plane CPU/RSS
 
 The node gives each kernel a 64 MiB work filesystem (node.toml `work_size`; 1 GiB by default,
 preallocated), so that the burst fits the disk of a small machine.
 
 Prints one table and writes it as JSON to bench/results/<time>.json, with the load average
 beside the figures (the machine may be shared). `--smoke` is the tiny run CI does so that the
-benchmark keeps working: 2 iterations, a burst of 3.
+benchmark keeps working: 2 iterations, a burst of 3, 20 nodes for 5 s (1 s heartbeats).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nodesim
 import trio
 
 from client.config import ClientConfig
@@ -277,10 +280,13 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--burst", type=int, default=100)
     parser.add_argument("--image", default=DEFAULT_IMAGE)
+    parser.add_argument("--nodes", type=int, default=1000, help="simulated nodes (0: none)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     args = parser.parse_args()
+    node_seconds, heartbeat = 60.0, 5.0
     if args.smoke:
-        args.iterations, args.burst = 2, 3
+        args.iterations, args.burst, args.nodes = 2, 3, 20
+        node_seconds, heartbeat = 5.0, 1.0
     report: dict[str, Any] = {
         "image": args.image,
         "iterations": args.iterations,
@@ -304,6 +310,9 @@ def main() -> None:
         _section("burst", lambda: trio.run(_burst, config, args.burst), report)
         after = _cpu_ms(roles)  # the burst's and its removal's
         report["burst"]["cpu_s"] = {role: (after[role] - used[role]) / 1000 for role in roles}
+    if args.nodes:
+        work = lambda: nodesim.simulate(args.nodes, node_seconds, heartbeat)  # noqa: E731
+        _section("nodes", work, report)
     report["load_after"] = os.getloadavg()
     print(table(report))
     out = Path(__file__).with_name("results")
@@ -351,6 +360,8 @@ def table(report: dict[str, Any]) -> str:
     load = " ".join(f"{x:.1f}" for x in report["load_before"])
     lines = [f"image {report['image']}, {report['iterations']} interleaved iterations, "
              f"load average before {load}"]  # fmt: skip
+    if "nodes" in report:
+        rows += nodesim.rows(report["nodes"])
     lines.append(f"{'measure':56}{'figure':22}{'target':16}reference (same run)")
     lines += [f"{a:56}{b:22}{d:16}{c}" for a, b, c, d in rows]
     return "\n".join(lines)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select, update
 
@@ -228,33 +230,50 @@ async def on_kernel_exited(core: Core, node_id: str, message: wire.KernelExited)
         await core.publish(db, event)
 
 
-async def on_heartbeat(core: Core, node_id: str, message: wire.Heartbeat) -> None:
+@dataclass(frozen=True)
+class Beat:
+    """A heartbeat as received: from which node, and when (the node was alive then, however
+    long the write waits behind others)."""
+
+    node_id: str
+    message: wire.Heartbeat
+    received_at: datetime = field(default_factory=utcnow)
+
+
+BATCH = 500  # ids in one IN (...): under SQLite's bound-parameter limit
+
+
+async def on_heartbeats(core: Core, beats: list[Beat]) -> None:
+    """Record the nodes' and their kernels' figures, every heartbeat in one transaction."""
     async with core.db() as db:
-        node = await db.get(Node, node_id)
-        if node is None:
-            return
-        node.cpu_cur_pct = message.cpu_pct
-        node.mem_cur_bytes = message.mem_used_bytes
-        node.live_stat = stats.node_live_stat(message)
-        node.last_contact = utcnow()
-        by_id = {k.kernel_id: k for k in message.kernels}
-        ids = []
-        for kernel_id in by_id:
-            try:
-                ids.append(uuid.UUID(kernel_id))
-            except ValueError:
-                continue
-        if ids:
+        wanted: dict[tuple[str, uuid.UUID], wire.KernelStats] = {}
+        for start in range(0, len(beats), BATCH):
+            chunk = {beat.node_id: beat for beat in beats[start : start + BATCH]}
+            for node in await db.scalars(select(Node).where(Node.id.in_(chunk))):
+                beat = chunk[node.id]
+                node.cpu_cur_pct = beat.message.cpu_pct
+                node.mem_cur_bytes = beat.message.mem_used_bytes
+                node.live_stat = stats.node_live_stat(beat.message)
+                node.last_contact = beat.received_at
+                for sample in beat.message.kernels:
+                    try:
+                        wanted[(node.id, uuid.UUID(sample.kernel_id))] = sample
+                    except ValueError:
+                        continue
+        ids = [kernel_id for _, kernel_id in wanted]
+        for start in range(0, len(ids), BATCH):
             rows = await db.execute(
                 select(Kernel, Session.requested_slots)
                 .join(Session, Kernel.session_id == Session.id)
-                .where(Kernel.id.in_(ids), Kernel.node_id == node_id, Kernel.status != "TERMINATED")
+                .where(Kernel.id.in_(ids[start : start + BATCH]), Kernel.status != "TERMINATED")
             )
             for kernel, requested in rows:
-                sample = by_id[str(kernel.id)]
+                found = wanted.get((kernel.node_id, kernel.id))
+                if found is None:  # another node's kernel: a node reports only its own
+                    continue
                 slots = wire.Slots.from_wire(requested)
-                kernel.live_stat = stats.kernel_live_stat(sample, slots)
-                core.activity.sample(kernel.session_id, *stats.utilization(sample, slots))
+                kernel.live_stat = stats.kernel_live_stat(found, slots)
+                core.activity.sample(kernel.session_id, *stats.utilization(found, slots))
         await db.commit()
     core.heartbeats.fire()
 

@@ -38,7 +38,7 @@ async def connect() -> None:
     if joined and not jointokens.looks_like_one(token):
         raise AuthFailed("unknown node token")
     if joined:
-        async with the_core.db() as db:
+        async with the_core.registering, the_core.db() as db:
             await jointokens.admit(db, token)
     await websocket.accept()
     ws = websocket._get_current_object()  # type: ignore[attr-defined]  # usable from other tasks
@@ -46,7 +46,7 @@ async def connect() -> None:
     if first is None:
         return
     try:  # before the hub knows it: a refused node never gets a frame nor replaces the real one
-        async with the_core.db() as db:
+        async with the_core.registering, the_core.db() as db:
             row = await jointokens.admit(db, token) if joined else None
             await jointokens.claim(db, first.node_id, row)
             await db.commit()
@@ -68,8 +68,9 @@ async def connect() -> None:
     log.info("node %s connected (protocol %s)", conn.node_id, first.protocol)
     try:
         with conn.scope:
-            await reconcile.on_register(the_core, first)
-            conn.registered = True  # before anything awaits: on_register woke the scheduler
+            async with the_core.registering:
+                await reconcile.on_register(the_core, first)
+                conn.registered = True  # before anything awaits: on_register woke the scheduler
             while True:
                 frame = await ws.receive()
                 try:
@@ -129,8 +130,8 @@ def _dispatch(the_core: Core, conn: NodeConnection, message: wire.Message) -> No
         case wire.StreamWindow() | wire.StreamClose():
             conn.streams.on_message(message)
         case wire.Heartbeat():
-            job = functools.partial(reconcile.on_heartbeat, the_core, node_id, message)
-            the_core.writer.submit(job, key=("heartbeat", node_id))
+            write = functools.partial(reconcile.on_heartbeats, the_core)
+            the_core.writer.batch("heartbeats", write, node_id, reconcile.Beat(node_id, message))
         case wire.KernelExited():
             the_core.writer.submit(
                 functools.partial(reconcile.on_kernel_exited, the_core, node_id, message)

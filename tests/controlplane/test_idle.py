@@ -272,7 +272,7 @@ async def test_node_heartbeats_end_an_under_used_session_under_its_policys_thres
     for _ in range(7):  # a heartbeat a minute, as the node sends them (more often, in truth)
         # 0.5 % of one core is 5 % of the 0.1 cpu it holds; 5 % is half of the 0.1
         beat = wire.Heartbeat(3.0, 2**30, kernels=[_stats(dozing, 0.5), _stats(working, 5.0)])
-        await reconcile.on_heartbeat(api.core, "i-idle", beat)
+        await reconcile.on_heartbeats(api.core, [reconcile.Beat("i-idle", beat)])
         await checker.check_once()
         idle.clock.advance(60)
     assert await idle.info("dozing") == ("TERMINATED", "idle-utilization")

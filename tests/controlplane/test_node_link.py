@@ -217,7 +217,7 @@ async def test_a_slow_database_does_not_hold_run_output(
         writing.set()
         await release.wait()  # the database hangs on this write
 
-    monkeypatch.setattr(reconcile, "on_heartbeat", slow_heartbeat)
+    monkeypatch.setattr(reconcile, "on_heartbeats", slow_heartbeat)
     async with _dial(api, _register()) as ws:
         buffer = RunBuffer("run-1", NODE_ID)
         api.core.hub.open_run(buffer)

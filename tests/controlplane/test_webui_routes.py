@@ -446,7 +446,7 @@ async def test_live_stats_follow_the_heartbeats_and_the_terminal_needs_a_sign_in
         [kernel_id] = node.kernels
         sample = wire.KernelStats(kernel_id, 50.0, 10, 2**30, 2**31, 0, 0, 0, 0)
         beat = wire.Heartbeat(cpu_pct=50.0, mem_used_bytes=2**30, kernels=[sample])
-        await reconcile.on_heartbeat(api.core, node.node_id, beat)
+        await reconcile.on_heartbeats(api.core, [reconcile.Beat(node.node_id, beat)])
         text = b""
         with anyio.fail_after(10):
             while b'data-stat="cpu"' not in text:

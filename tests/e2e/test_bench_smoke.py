@@ -1,6 +1,7 @@
-"""`./dev bench` keeps working: its tiny run (two iterations, a burst of three) completes and
-prints every row of its table. The figures themselves are not checked: benchmarks are not timed
-tests (`./dev bench` on a quiet machine gives them)."""
+"""`./dev bench` keeps working: its tiny run (two iterations, a burst of three, twenty simulated
+nodes for five seconds) completes and prints every row of its table, and no simulated node
+missed a heartbeat. The figures themselves are not checked: benchmarks are not timed tests
+(`./dev bench` on a quiet machine gives them)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ ROWS = (
     "query round trip",
     "burst of 3 runs",
     "idle RSS control plane / node",
+    "20 nodes: API p99",
+    "20 nodes: heartbeat lag, missed",
+    "20 nodes: control plane CPU / RSS",
 )
 
 
@@ -37,5 +41,6 @@ def test_the_benchmark_runs_at_tiny_sizes() -> None:
     for row in ROWS:
         assert row in done.stdout, done.stdout
     assert " failed)" not in done.stdout, done.stdout  # every burst session ran
+    assert ", 0 lost" in done.stdout, done.stdout  # no simulated node missed a heartbeat
     written = done.stdout.strip().splitlines()[-1].removeprefix("written to ")
     Path(written).unlink()  # a smoke run's figures are not results
