@@ -7,7 +7,10 @@ Standard library only: the fast `shipyard run` (client/fastrun.py) and the SDK's
 from __future__ import annotations
 
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # the fast `shipyard run` imports this: typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def show_frame(frame: dict[str, Any]) -> int | None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+
+TYPE_CHECKING = False  # the fast `shipyard run` imports this: typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 GENERIC_ERROR = "https://api.backend.ai/probs/generic-error"
 

@@ -15,30 +15,30 @@ a second connection listens to its events and writes why to stderr, as the SDK p
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import hmac
-import http.client
 import json
 import os
 import signal
 import socket
 import sys
 import threading
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote, urlsplit
 
-from client import _output
+from client import _http, _output
 from client.config import ClientConfig
 from client.errors import APIError, ClientError, ConfigError
+
+TYPE_CHECKING = False  # typing, dataclasses and http.client are not imported: start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 API_VERSION = "v7.20230615"  # wire.API_VERSION (importing wire would import pydantic)
 USER_AGENT = "Shipyard Client for Python"
 BATCH_DEFAULTS = {"clean": "*", "build": "*", "buildLog": False}
 REASONS_AFTER = 0.3  # seconds a create may take before we ask why it waits
 REMOVE_TIMEOUT = 30.0
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # of b"": no body
 _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8": "aarch64"}
 _VALUED = {
     "-i": "image", "--image": "image", "-c": "code", "--code": "code", "--exec": "exec",
@@ -47,14 +47,14 @@ _VALUED = {
 }  # fmt: skip
 
 
-@dataclass
 class RunArgs:
-    image: str = "python"
-    code: str | None = None
-    exec_cmd: str | None = None
-    resources: dict[str, str] = field(default_factory=dict)
-    environ: dict[str, str] = field(default_factory=dict)
-    max_wait: float = 0.0
+    def __init__(self) -> None:
+        self.image = "python"
+        self.code: str | None = None
+        self.exec_cmd: str | None = None
+        self.resources: dict[str, str] = {}
+        self.environ: dict[str, str] = {}
+        self.max_wait = 0.0
 
 
 def parse_pair(item: str, *, resource: bool) -> tuple[str, str] | None:
@@ -180,6 +180,8 @@ def _run(api: Connection, args: RunArgs, name: str) -> int:
 def _describe(exc: BaseException, config: ClientConfig) -> str:
     if isinstance(exc, ClientError):
         return str(exc)
+    if isinstance(exc, _http.BadAnswer):
+        return f"the control plane at {config.endpoint} answered badly: {exc}"
     return f"the connection to the control plane at {config.endpoint} broke: {exc!r}"
 
 
@@ -190,41 +192,31 @@ class Connection:
         self.config = config
         parts = urlsplit(config.endpoint)
         self._prefix = parts.path.rstrip("/")
-        self._host = parts.hostname or ""
-        self._port = parts.port
-        self._https = parts.scheme == "https"
-        host = f"[{self._host.lower()}]" if ":" in self._host else self._host.lower()
+        https = parts.scheme == "https"
+        host = (parts.hostname or "").lower()
+        port = parts.port or (443 if https else 80)
+        self._conn = _http.Connection(host, port, tls=https, timeout=timeout)
+        host = f"[{host}]" if ":" in host else host
         self.signing_host = host if parts.port is None else f"{host}:{parts.port}"
-        self._timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
         self._idle = False  # open with nothing in flight: the server may close it meanwhile
 
     def connect(self) -> None:
-        if self._https:
-            import ssl
-
-            context = ssl.create_default_context()
-            self._conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._timeout, context=context
-            )
-        else:
-            self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         self._conn.connect()
         self._idle = True
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        self._conn.close()
 
     def abort(self) -> None:
         """End the connection under a read in another thread (`close` would wait for it)."""
-        sock = self._conn.sock if self._conn is not None else None
+        sock = self._conn.sock
         if sock is not None:
-            with contextlib.suppress(OSError):
+            try:
                 sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                return  # already gone (contextlib.suppress would cost an import)
 
-    def send(self, method: str, path: str, body: Any = None) -> http.client.HTTPResponse:
-        assert self._conn is not None
+    def send(self, method: str, path: str, body: Any = None) -> _http.Response:
         self._idle, idle = False, self._idle
         rel_url = self._prefix + path
         payload = b"" if body is None else json.dumps(body).encode()
@@ -234,6 +226,7 @@ class Connection:
         date = datetime.now(UTC).isoformat()
         signature = sign(method, rel_url, date, self.signing_host, content_type, self.config)
         headers = {
+            "Host": self.signing_host,
             "Content-Type": content_type,
             "Date": date,
             "X-BackendAI-Version": API_VERSION,
@@ -242,17 +235,14 @@ class Connection:
             "User-Agent": USER_AGENT,
         }
         try:
-            self._conn.request(method, rel_url, body=payload, headers=headers)
-            return self._conn.getresponse()
-        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            return self._conn.request(method, rel_url, headers, payload)
+        except (BrokenPipeError, ConnectionResetError, _http.NoAnswer):
             if not idle:
                 raise
         # the server had closed the kept-alive connection before our request: not sent, so
         # sent again on a new one
-        self.close()
-        self.connect()
-        self._conn.request(method, rel_url, body=payload, headers=headers)
-        return self._conn.getresponse()
+        self._conn.connect()
+        return self._conn.request(method, rel_url, headers, payload)
 
     def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         """The JSON answer; APIError for a non-2xx one."""
@@ -317,7 +307,7 @@ def sign(
             f"host:{host}",
             f"content-type:{content_type.lower()}",
             f"x-backendai-version:{API_VERSION}",
-            hashlib.sha256(b"").hexdigest(),
+            EMPTY_SHA256,
         ]
     )
     k1 = hmac.new(config.secret_key.encode(), day.encode(), "sha256").digest()
@@ -356,7 +346,7 @@ class _Reasons:
             if response.status != 200:
                 return
             event = ""
-            for raw in response:
+            for raw in response.lines():
                 line = raw.decode(errors="replace").rstrip("\r\n")
                 if line.startswith("event:"):
                     event = line.partition(":")[2].strip()
