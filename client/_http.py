@@ -1,7 +1,7 @@
 """A minimal HTTP/1.1 client on one socket, for the fast `shipyard run` (client/fastrun.py).
 
-`http.client` pulls in the email package to parse headers, which alone costs more than the
-rest of the fast path's start-up. This reads what our control plane sends and nothing more:
+`http.client` pulls in the email package to parse headers: about as much import time as the
+rest of the fast path together. This reads what our control plane sends and nothing more:
 a status line, headers, and a body framed by Content-Length, chunked, or the connection's
 end; kept alive unless either side says otherwise. Anything else is a `BadAnswer`.
 """
@@ -60,7 +60,7 @@ class Response:
         self.will_close = "close" in tokens or old
         self._length: int | None = None
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        if status in (204, 304) or conn.last_method == "HEAD":
+        if status in (204, 304):
             self._length = 0
         elif not self._chunked and "content-length" in headers:
             value = headers["content-length"].strip()
@@ -130,7 +130,6 @@ class Connection:
         self.port = port
         self.tls = tls
         self.timeout = timeout
-        self.last_method = ""
         self.sock: socket.socket | None = None
         self._file: BufferedReader | None = None
 
@@ -175,7 +174,6 @@ class Connection:
         head = [f"{method} {target} HTTP/1.1"]
         head += [f"{name}: {value}" for name, value in headers.items()]
         head.append(f"Content-Length: {len(body)}")
-        self.last_method = method
         self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         status_line = self.file.readline(_MAX_LINE + 1)
         if not status_line:
