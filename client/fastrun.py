@@ -180,6 +180,8 @@ def _run(api: Connection, args: RunArgs, name: str) -> int:
 def _describe(exc: BaseException, config: ClientConfig) -> str:
     if isinstance(exc, ClientError):
         return str(exc)
+    if isinstance(exc, _http.NoAnswer):
+        return f"the control plane at {config.endpoint} closed the connection without answering"
     if isinstance(exc, _http.BadAnswer):
         return f"the control plane at {config.endpoint} answered badly: {exc}"
     return f"the connection to the control plane at {config.endpoint} broke: {exc!r}"

@@ -177,7 +177,7 @@ def test_output_and_exit_status_are_exact_on_one_kept_alive_connection(server: S
         ),
         (
             [Closing(), Closing()],  # the first, on the kept-alive connection, is sent again
-            "answered badly: the server closed the connection without answering",
+            "closed the connection without answering",
         ),
         ([b"SSH-2.0-OpenSSH_9.2\r\n"], "answered badly: not an HTTP/1.1 answer: b'SSH-2.0"),
     ],
