@@ -294,7 +294,7 @@ def main() -> None:
         "load_before": os.getloadavg(),
     }
     # 64 MiB work filesystems: a burst of 100 kernels must fit the disk (1 GiB each by default)
-    node = {"warm_pool_images": [args.image], "work_size": "64m"}
+    node = {"warm_pool": 2, "warm_pool_images": [args.image], "work_size": "64m"}
     with running_appliance(alias_to=args.image, node=node) as appliance:
         env = appliance.env()
         config = ClientConfig(

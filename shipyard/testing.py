@@ -169,10 +169,12 @@ def running_appliance(
     appliance = Appliance(state, free_port(), f"i-test-{uuid.uuid4().hex[:8]}", extra_args or [])
     # what `shipyard up` fills in itself
     placeholders = {"state_dir": str(state), "node_token": "replaced by shipyard up"}
-    for name, settings in (("controlplane.toml", controlplane), ("node.toml", node)):
-        if settings:
-            extra = {"controlplane_url": appliance.endpoint} if name == "node.toml" else {}
-            (state / name).write_text(tomli_w.dumps({**placeholders, **extra, **settings}))
+    if controlplane:
+        (state / "controlplane.toml").write_text(tomli_w.dumps({**placeholders, **controlplane}))
+    # no warm kernels unless asked for: the pool fills from the default image where a machine
+    # has it (`./dev up` builds it), and its containers are none of a test's business
+    node_settings = {**placeholders, "controlplane_url": appliance.endpoint, "warm_pool": 0}
+    (state / "node.toml").write_text(tomli_w.dumps({**node_settings, **(node or {})}))
     try:
         appliance.start()
         alias = appliance.cli("image", "alias", "python", alias_to)

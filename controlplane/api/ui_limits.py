@@ -1,7 +1,8 @@
 """The web UI's resource policies and resource presets pages (docs/webui.md).
 
 Policies: list, create and edit their limits, through controlplane/policies.py's `create` and
-`modify` as GraphQL's create/modify_keypair_resource_policy do, with the same admin check.
+`modify` as GraphQL's create/modify_keypair_resource_policy do: superadmins only, as there,
+since a policy spans domains.
 Presets: list, create and delete through the REST routes' own functions (POST/DELETE
 /admin/presets, superadmin). Slot amounts are typed as people write them: `cpu=4 mem=16g`.
 """
@@ -19,7 +20,7 @@ from sqlalchemy import select
 import wire
 from controlplane import policies
 from controlplane.api import tenancy as tenancy_api
-from controlplane.api._context import core, require_admin, require_superadmin
+from controlplane.api._context import core, require_superadmin
 from controlplane.api._tenancy_models import CreatePreset, PresetList
 from controlplane.api.ui import api, page, problem_page
 from controlplane.api.ui_auth import browser, form_as, read_form
@@ -140,7 +141,7 @@ async def _policies_page(
 @hide
 @browser
 async def policies_page() -> Response:
-    require_admin()
+    require_superadmin()  # policies span domains (as the GraphQL mutations)
     return await _policies_page()
 
 
@@ -148,7 +149,7 @@ async def policies_page() -> Response:
 @hide
 @browser
 async def create_policy() -> Response:
-    require_admin()
+    require_superadmin()  # policies span domains (as the GraphQL mutations)
     form = await read_form(PolicyForm)
     try:
         async with core().db() as db:
@@ -181,7 +182,7 @@ async def _policy_page(
 @hide
 @browser
 async def policy_page(name: str) -> Response:
-    require_admin()
+    require_superadmin()  # policies span domains (as the GraphQL mutations)
     return await _policy_page(name)
 
 
@@ -189,7 +190,7 @@ async def policy_page(name: str) -> Response:
 @hide
 @browser
 async def edit_policy(name: str) -> Response:
-    require_admin()
+    require_superadmin()  # policies span domains (as the GraphQL mutations)
     form = await read_form(PolicyForm)
     try:
         async with core().db() as db:

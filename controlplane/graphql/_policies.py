@@ -150,7 +150,7 @@ async def resolve_keypair_resource_policies(_: Any, info: Info) -> list[dict[str
 async def resolve_create_policy(
     _: Any, info: Info, name: str, props: dict[str, Any]
 ) -> dict[str, Any]:
-    ctx = admin_only(info)
+    ctx = superadmin_only(info)  # policies span domains
     async with ctx.core.db() as db:
         try:
             row = await policies.create(db, name, props)
@@ -164,7 +164,7 @@ async def resolve_create_policy(
 async def resolve_modify_policy(
     _: Any, info: Info, name: str, props: dict[str, Any]
 ) -> dict[str, Any]:
-    ctx = admin_only(info)
+    ctx = superadmin_only(info)  # policies span domains
     async with ctx.core.db() as db:
         try:
             await policies.modify(db, name, props)
@@ -177,7 +177,7 @@ async def resolve_modify_policy(
 
 @mutation.field("delete_keypair_resource_policy")
 async def resolve_delete_policy(_: Any, info: Info, name: str) -> dict[str, Any]:
-    ctx = admin_only(info)
+    ctx = superadmin_only(info)  # policies span domains
     if name == DEFAULT_POLICY:
         return {"ok": False, "msg": "the default policy cannot be deleted"}
     async with ctx.core.db() as db:

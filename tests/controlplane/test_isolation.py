@@ -227,6 +227,14 @@ async def test_a_domain_admin_reaches_only_its_domains_pools_and_trash(projects:
         boss, 'mutation { modify_agent(id: "i-fake", props: {scaling_group: "pool-acme"}) { ok } }'
     )
     assert "needs a superadmin" in json.dumps(move["errors"])
+    # a resource policy applies in every domain that uses it: changing one is a superadmin's
+    for mutation in (
+        'create_keypair_resource_policy(name: "mine", props: {max_concurrent_sessions: 9})',
+        'modify_keypair_resource_policy(name: "default", props: {max_concurrent_sessions: 99})',
+        'delete_keypair_resource_policy(name: "default")',
+    ):
+        refused_policy = await w.gql(boss, f"mutation {{ {mutation} {{ ok msg }} }}")
+        assert "needs a superadmin" in json.dumps(refused_policy["errors"]), mutation
 
     trash = await w.act(None, "GET", "/folders/_/trash")
     [bob_old] = [f for f in trash.body["items"] if f["name"] == "bob-old"]
@@ -241,6 +249,9 @@ async def test_a_domain_admin_reaches_only_its_domains_pools_and_trash(projects:
     assert [(e["action"], e["outcome"]) for e in own.body["items"]] == [
         ("graphql create_scaling_group", "failure"),
         ("graphql modify_agent", "failure"),
+        ("graphql create_keypair_resource_policy", "failure"),
+        ("graphql modify_keypair_resource_policy", "failure"),
+        ("graphql delete_keypair_resource_policy", "failure"),
         (f"POST /folders/_/trash/{bob_old['id']}/restore", "failure"),
         (f"DELETE /folders/_/trash/{bob_old['id']}", "failure"),
     ]

@@ -553,10 +553,12 @@ async def test_a_domain_admin_manages_its_domain_only(api: API) -> None:
     assert status == 200 and 'data-user="boss@lab.example"' in html
     assert "outsider@example.com" not in html and ADMIN_EMAIL not in html
     assert "<option>default</option>" not in html and "<option selected>lab</option>" in html
-    # nodes and presets span domains: neither linked nor opened
-    assert 'href="/ui/admin/nodes"' not in html and 'href="/ui/admin/presets"' not in html
-    for path in ("/ui/admin/nodes", "/ui/admin/presets"):
-        assert (await boss.get(path))[0] == 403
+    # nodes, presets and policies span domains: neither linked nor opened
+    for name in ("nodes", "presets", "policies"):
+        assert f'href="/ui/admin/{name}"' not in html
+        assert (await boss.get(f"/ui/admin/{name}"))[0] == 403
+    status, _, _ = await boss.post("/ui/admin/policies/default", {"max_concurrent_sessions": "99"})
+    assert status == 403
     status, html = await boss.get("/ui/admin/users/outsider@example.com")
     assert status == 404
     status, _, _ = await boss.post("/ui/admin/users/outsider@example.com", {"status": "inactive"})

@@ -53,6 +53,7 @@ class NodeServe:
             "node_token": self.token,
             "node_id": self.node_id,
             "heartbeat_interval": HEARTBEAT,
+            "warm_pool": 0,  # its containers are the sessions' only
             "accelerators": ["mock"],
             "mock_devices": str(devices),
         }
