@@ -12,7 +12,6 @@ what is authenticated (your keypair signs the WebSocket) and it reaches only you
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from client._cli_sshkey import write_private_key
 from client._clibase import Command, call
 from client.errors import APIError, ClientError
 from client.sdk import Client
@@ -49,13 +49,6 @@ async def _private_key(api: Client) -> str:
     return str(found["ssh_private_key"])
 
 
-def _write_key(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    path.chmod(0o600)
-
-
 def _proxy_command(ref: str) -> str:
     """This program again, as ssh runs it (`%` is ssh's escape character)."""
     me = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "shipyard"]
@@ -80,7 +73,7 @@ def _fetched_key() -> Iterator[Path]:
     text = call(_private_key)
     with tempfile.TemporaryDirectory(prefix="shipyard-ssh-") as folder:
         key = Path(folder) / "id"
-        _write_key(key, text)
+        write_private_key(key, text)
         yield key
 
 
@@ -101,7 +94,7 @@ def ssh(ref: str, command: tuple[str, ...], config_key: Path | None) -> None:
     'print(6*7)'`); for shell syntax, run a shell: `-- sh -c 'echo $HOME'`.
     """
     if config_key is not None:
-        _write_key(config_key, call(_private_key))
+        write_private_key(config_key, call(_private_key))
         options = _options(ref, config_key.resolve())
         lines = [f"Host {ref}", f"    User {USER}", *(f"    {k} {v}" for k, v in options.items())]
         click.echo("\n".join(lines))

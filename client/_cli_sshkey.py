@@ -21,7 +21,8 @@ def ssh_key(ctx: click.Context) -> None:
         click.echo(found["ssh_public_key"], nl=False)
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private_key(path: Path, text: str) -> None:
+    """A private key file only its owner can read (mode 600 from its creation)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -39,7 +40,7 @@ def _write_private(path: Path, text: str) -> None:
 def generate(output: Path) -> None:
     """Make a new ed25519 pair (replacing yours), save its private key, print the public one."""
     made = call(lambda api: api.request("PATCH", "/auth/ssh-keypair"))
-    _write_private(output, made["ssh_private_key"])
+    write_private_key(output, made["ssh_private_key"])
     click.echo(made["ssh_public_key"], nl=False)
 
 
