@@ -365,6 +365,7 @@ class Agent:
             if event.kind == "image":
                 self._images_dirty.set()
             elif event.action == "die" and event.attributes.get(LABEL_NODE) == self._config.node_id:
+                self._kernels.stopped(event.id)  # a kernel starting now fails at once
                 await self._kernel_died(event)
 
     async def _kernel_died(self, event: RuntimeEvent) -> None:

@@ -20,7 +20,7 @@ import os
 import pwd
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -66,11 +66,12 @@ CLAIM = "claim.json"
 SOCKET_MOUNT = "/run/shipyard"
 RUNNER_SOCKET = f"{SOCKET_MOUNT}/{hostfs.SOCKET_NAME}"
 MAX_SOCKET_PATH = 107  # bytes in a Unix socket address (sun_path) on Linux
-READY_TIMEOUT = 30.0
-# a starting kernel's container is checked while its runner is silent, first after READY_POLL,
-# then less and less often: a burst of kernels starting at once (each runner slow on its small
-# CPU share) must not flood the engine with inspections that delay the kernels' own starts
-READY_POLL, READY_POLL_MAX = 0.25, 2.0
+# How long a starting kernel's runner has to answer: READY_TIMEOUT with a whole CPU, stretched
+# for a kernel with less (the engine lets 0.02 CPU run 2 ms in each 100 ms, so its runner starts
+# 50 times slower), up to READY_TIMEOUT_MAX, below the control plane's create timeout (180 s).
+# A broken image whose runner never answers is removed after that; one whose container stops
+# fails at once (the engine's "die" event, `stopped`).
+READY_TIMEOUT, READY_TIMEOUT_MAX = 30.0, 150.0
 DIRS_AT_ONCE = 8
 BUSY_POLL = 1.0  # how often a run waiting for a busy (or dead) runner checks its container
 LOGS_LIMIT = 4 * 1024 * 1024  # a Reply must fit in one frame (the control plane takes 16 MiB)
@@ -164,6 +165,23 @@ class Kernels:
         # kernels restarted in place, each expecting the one "die" event of its restart
         self._restarting: set[str] = set()
         self._claims: dict[str, Claim] = {}  # handed-out warm kernels, by kernel id
+        # containers whose runner is awaited, by id: set when the engine says one stopped
+        self._starting: dict[str, trio.Event] = {}
+
+    @contextlib.contextmanager
+    def _watching(self, container_id: str) -> Iterator[None]:
+        """While this lasts, the engine's "die" event of the container reaches `_wait_ready`."""
+        self._starting[container_id] = trio.Event()
+        try:
+            yield
+        finally:
+            del self._starting[container_id]
+
+    def stopped(self, container_id: str) -> None:
+        """The engine says this container stopped (its "die" event): a wait for its runner
+        ends now."""
+        if container_id in self._starting:
+            self._starting[container_id].set()
 
     def exit_is_expected(self, kernel_id: str) -> bool:
         if kernel_id in self._restarting:
@@ -416,13 +434,14 @@ class Kernels:
                 raise ImageNotFound(
                     f"image {spec.image} not found on node {self._config.node_id}"
                 ) from exc
-            await self._runtime.start(container_id)
             # its init process (for statistics) is looked up by `find_pids`, off the start
             kernel = Kernel(
                 kernel_id, session_id, container_id, kdir, spec.mem_limit, runner, None,
                 spec.nano_cpus,
             )  # fmt: skip
-            await self._wait_ready(kernel)
+            with self._watching(container_id):  # from before the start: it may stop at once
+                await self._runtime.start(container_id)
+                await self._wait_ready(kernel)
         except BaseException:
             with trio.CancelScope(shield=True):
                 if container_id:
@@ -508,21 +527,25 @@ class Kernels:
         )
 
     async def _wait_ready(self, kernel: Kernel) -> None:
-        try:
-            with trio.fail_after(READY_TIMEOUT):
-                poll = READY_POLL
-                while True:
-                    with trio.move_on_after(poll):
-                        if await ping(kernel.runner):
-                            return
-                    poll = min(poll * 2, READY_POLL_MAX)
-                    state = await self._runtime.inspect(kernel.container_id)
-                    if not state.running:
-                        raise KernelStartFailed(await self._start_failure(kernel, state))
-        except trio.TooSlowError as exc:
-            raise KernelStartFailed(
-                f"kernel {kernel.kernel_id} did not become ready within {READY_TIMEOUT:g} s"
-            ) from exc
+        """Until the kernel's runner answers a ping. No engine call is made while it starts (in
+        a burst each would queue behind the other kernels' creates and starts): its container
+        stopping is told by the engine's event, and the engine is asked only then, or when the
+        time is up, whether it still runs."""
+        timeout = ready_timeout(kernel.nano_cpus)
+        deadline = trio.current_time() + timeout
+        while True:
+            with trio.move_on_at(deadline):
+                if await _answers(kernel.runner, self._starting[kernel.container_id]):
+                    return
+            # stopped, or out of time; a "die" event may also be the stop of a restart
+            self._starting[kernel.container_id] = trio.Event()
+            state = await self._runtime.inspect(kernel.container_id)
+            if not state.running:
+                raise KernelStartFailed(await self._start_failure(kernel, state))
+            if trio.current_time() >= deadline:
+                raise KernelStartFailed(
+                    f"kernel {kernel.kernel_id} did not become ready within {timeout:g} s"
+                )
 
     async def _start_failure(self, kernel: Kernel, state: ContainerState) -> str:
         try:
@@ -561,13 +584,14 @@ class Kernels:
         """Restart the kernel's container in place and wait until its runner answers."""
         kernel = await self.get(kernel_id)
         self._restarting.add(kernel_id)
-        try:
-            await self._runtime.restart(kernel.container_id)
-        except BaseException:
-            self._restarting.discard(kernel_id)
-            raise
-        self._known[kernel_id] = dataclasses.replace(kernel, pid=None)  # a new init process
-        await self._wait_ready(kernel)
+        with self._watching(kernel.container_id):
+            try:
+                await self._runtime.restart(kernel.container_id)
+            except BaseException:
+                self._restarting.discard(kernel_id)
+                raise
+            self._known[kernel_id] = dataclasses.replace(kernel, pid=None)  # a new init process
+            await self._wait_ready(kernel)
 
     async def find_pids(self) -> None:
         """Look up the init process of the kernels started since the last call (before each
@@ -673,6 +697,29 @@ MIN_MEM = 6 * 2**20
 
 
 HAND_OUT_PING = 1.0  # seconds a warm kernel's runner has to answer before it is handed out
+
+
+def ready_timeout(nano_cpus: int | None) -> float:
+    """Seconds a kernel with this CPU limit (None: none) has for its runner to answer."""
+    share = min(nano_cpus / 1_000_000_000, 1.0) if nano_cpus else 1.0
+    return min(READY_TIMEOUT / share, READY_TIMEOUT_MAX)
+
+
+async def _answers(runner: RunnerSocket, stopped: trio.Event) -> bool:
+    """True once the runner answers a ping; False as soon as `stopped` is set."""
+    answered = False
+    async with trio.open_nursery() as nursery:
+
+        async def cancel_when_stopped() -> None:
+            await stopped.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(cancel_when_stopped)
+        while not await ping(runner):
+            pass  # its connection broke: a runner that lives dials again, one that died stops
+        answered = True
+        nursery.cancel_scope.cancel()
+    return answered
 
 
 def requested(req: CreateKernel) -> Slots:

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from node import NodeConfig
+from node import NodeConfig, kernels
 from node.kernels import LABEL_KERNEL, LABEL_NODE, LABEL_SESSION
 from node.runtime import ContainerSpec, ImageRecord
 from node.testing import FakeControlPlane, MemoryRuntime, NodeProcess
-from tests.node.conftest import TOKEN
-from wire import ImagesChanged, KernelExited
+from tests.node.conftest import OWNER, TOKEN
+from wire import CreateKernel, ImagesChanged, KernelExited
 
 pytestmark = pytest.mark.trio
 
@@ -73,3 +73,77 @@ async def test_register_images_and_kernel_ends_on_the_memory_runtime(
         ("test/r:4", "aarch64"),
     ]
     await node.stop()
+
+
+class _BrokenImage(MemoryRuntime):
+    """Its containers' program fails as soon as it starts, as python3 does with a bad PYTHONHOME."""
+
+    async def start(self, container_id: str) -> None:
+        await super().start(container_id)
+        self.write_log(container_id, "Fatal Python error: init_fs_encoding\n")
+        await self.exit(container_id, 1)
+
+
+async def _node(
+    nursery: trio.Nursery, state_dir: Path, control_plane: FakeControlPlane, runtime: MemoryRuntime
+) -> str:
+    node_id = f"i-memory-{uuid.uuid4().hex[:8]}"
+    config = NodeConfig(
+        state_dir, control_plane.url, TOKEN, node_id=node_id, work_quota=False, warm_pool=0
+    )
+    await NodeProcess(nursery, config, runtime).start()
+    await control_plane.registration()
+    return node_id
+
+
+async def _create(control_plane: FakeControlPlane, kernel_id: str, cpu: str) -> str:
+    """The node's error for a create that must fail."""
+    reply = await control_plane.request(
+        lambda req_id: CreateKernel(
+            req_id, kernel_id, "s", OWNER, "test/python:1", {"cpu": cpu, "mem": "128m"}
+        )
+    )
+    assert not reply.ok and reply.error is not None
+    return reply.error
+
+
+async def test_a_kernel_that_stops_while_starting_fails_at_once(
+    nursery: trio.Nursery, state_dir: Path, control_plane: FakeControlPlane
+) -> None:
+    runtime = _BrokenImage([IMAGE])
+    node_id = await _node(nursery, state_dir, control_plane, runtime)
+    kernel_id = str(uuid.uuid4())
+    started = trio.current_time()
+    error = await _create(control_plane, kernel_id, cpu="0.02")
+    assert error == (
+        f"kernel {kernel_id} stopped while starting (exited with code 1); its last output:\n"
+        "Fatal Python error: init_fs_encoding"
+    )
+    # the engine's "die" event said so; nothing waited for the runner's time (150 s at 0.02)
+    assert trio.current_time() - started < 10
+    assert await runtime.containers({LABEL_NODE: node_id}) == []
+    assert list((state_dir / "k").iterdir()) == []
+
+
+async def test_a_runner_that_never_answers_has_time_by_its_cpu_share(
+    nursery: trio.Nursery,
+    state_dir: Path,
+    control_plane: FakeControlPlane,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 30 s with a whole CPU; a small share stretches it, up to a bound below the control
+    # plane's create timeout (180 s)
+    assert kernels.ready_timeout(None) == kernels.ready_timeout(2_000_000_000) == 30
+    assert kernels.ready_timeout(250_000_000) == 120
+    assert kernels.ready_timeout(20_000_000) == kernels.READY_TIMEOUT_MAX == 150
+    # the memory runtime runs no runner: none ever answers
+    monkeypatch.setattr(kernels, "READY_TIMEOUT", 0.3)
+    runtime = MemoryRuntime([IMAGE])
+    node_id = await _node(nursery, state_dir, control_plane, runtime)
+    for cpu, waited in (("2", 0.3), ("1", 0.3), ("0.5", 0.6)):
+        kernel_id = str(uuid.uuid4())
+        started = trio.current_time()
+        error = await _create(control_plane, kernel_id, cpu)
+        assert error == f"kernel {kernel_id} did not become ready within {waited:g} s"
+        assert waited <= trio.current_time() - started < waited + 5
+    assert await runtime.containers({LABEL_NODE: node_id}) == []

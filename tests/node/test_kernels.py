@@ -235,6 +235,27 @@ async def test_kernel_exiting_on_its_own_is_reported(
     assert outputs[-1].exit_code == 3
 
 
+async def test_a_kernel_whose_interpreter_cannot_start_fails_at_once_saying_why(
+    node: NodeProcess, control_plane: FakeControlPlane, kernel_image: str
+) -> None:
+    kernel_id = str(uuid.uuid4())
+    started = trio.current_time()
+    reply = await control_plane.request(
+        lambda req_id: CreateKernel(
+            req_id, kernel_id, "s", OWNER, kernel_image, {"cpu": "0.05", "mem": "64m"},
+            environ={"PYTHONHOME": "/nonexistent"},
+        )
+    )  # fmt: skip
+    assert not reply.ok and reply.error is not None
+    assert reply.error.startswith(
+        f"kernel {kernel_id} stopped while starting (exited with code 1); its last output:\n"
+    )
+    assert "Fatal Python error: init_fs_encoding" in reply.error
+    # the engine's event ended the wait, not the runner's time (150 s at 0.05 CPU)
+    assert trio.current_time() - started < 20
+    assert not _kernel_dir(node, kernel_id).exists()
+
+
 async def test_destroy_removes_container_and_folder(
     node: NodeProcess,
     new_kernel: NewKernel,
