@@ -63,11 +63,10 @@ def install_runner(state_dir: Path) -> Path:
     return folder
 
 
-def make_kernel_dir(path: Path, uid: int, work_size: int | None, reserve: int) -> None:
-    """Create a kernel's folder: the socket folder, the passwd/group files its user sees, and a
-    `work_size` work filesystem owned by `uid`, mounted (None: a plain folder, unlimited).
-    FileExistsError if it is there already; OSError (ENOSPC) when the image would leave less
-    than `reserve` bytes free."""
+def make_kernel_dir(path: Path, uid: int, *, work_quota: bool) -> None:
+    """Create a kernel's folder: the socket folder, the passwd/group files its user sees, and
+    the work folder: the mount point of `make_work_fs` with a quota, else a plain folder owned
+    by `uid`, unlimited. FileExistsError if it is there already."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     path.mkdir(mode=0o755)
     try:
@@ -77,10 +76,8 @@ def make_kernel_dir(path: Path, uid: int, work_size: int | None, reserve: int) -
             (path / name).chmod(0o755)
         _write(path / PASSWD, _passwd(uid))
         _write(path / GROUP, f"root:x:0:\nnogroup:x:65534:\nwork:x:{uid}:\n")
-        if work_size is None:
+        if not work_quota:
             os.chown(path / WORK_DIR, uid, uid)
-        else:
-            _make_work_fs(path, uid, work_size, reserve)
     except BaseException:
         remove_kernel_dir(path)
         raise
@@ -101,7 +98,14 @@ def _write(path: Path, text: str) -> None:
         out.write(text)
 
 
-def _make_work_fs(kdir: Path, uid: int, size: int, reserve: int) -> None:
+def make_work_fs(kdir: Path, uid: int, size: int, reserve: int) -> None:
+    """Mount a `size` work filesystem whose root `uid` owns on the work folder of the kernel
+    folder `kdir` (made by `make_kernel_dir`, which the caller removes if this fails). OSError
+    (ENOSPC) when its image would leave less than `reserve` bytes free.
+
+    Separate from the folder because it takes longer than the engine's create of the container,
+    which needs only the folder to exist: the node does both at once (mounted before the start).
+    """
     image = kdir / WORK_IMAGE
     with _RESERVING:
         free = shutil.disk_usage(kdir).free

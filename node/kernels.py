@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -165,13 +166,14 @@ class Kernels:
         # kernels restarted in place, each expecting the one "die" event of its restart
         self._restarting: set[str] = set()
         self._claims: dict[str, Claim] = {}  # handed-out warm kernels, by kernel id
-        # containers whose runner is awaited, by id: set when the engine says one stopped
-        self._starting: dict[str, trio.Event] = {}
+        # containers whose runner is awaited, by id: the wait's scope, cancelled when the engine
+        # says the container stopped (entered by `_wait_ready`; cancelled before, it ends at once)
+        self._starting: dict[str, trio.CancelScope] = {}
 
     @contextlib.contextmanager
     def _watching(self, container_id: str) -> Iterator[None]:
         """While this lasts, the engine's "die" event of the container reaches `_wait_ready`."""
-        self._starting[container_id] = trio.Event()
+        self._starting[container_id] = trio.CancelScope()
         try:
             yield
         finally:
@@ -181,7 +183,7 @@ class Kernels:
         """The engine says this container stopped (its "die" event): a wait for its runner
         ends now."""
         if container_id in self._starting:
-            self._starting[container_id].set()
+            self._starting[container_id].cancel()
 
     def exit_is_expected(self, kernel_id: str) -> bool:
         if kernel_id in self._restarting:
@@ -424,16 +426,19 @@ class Kernels:
             await self._clear_leftover(kernel_id, kdir)
             await self._make_dir(kdir)
         self._expected_exits.add(kernel_id)  # dying while starting is reported in the Reply
-        container_id = ""
+        created: list[str] = []  # the container once the engine made it, for the cleanup
         try:
             runner = self._socket(kernel_id, kdir)
             spec = build(kdir)
             try:
-                container_id = await self._runtime.create(spec)
-            except ImageNotFound as exc:
-                raise ImageNotFound(
-                    f"image {spec.image} not found on node {self._config.node_id}"
-                ) from exc
+                async with trio.open_nursery() as nursery:
+                    # the work filesystem is made while the engine creates the container,
+                    # which needs only its folder until it starts
+                    nursery.start_soon(self._make_work_fs, kdir)
+                    await self._create(spec, created)
+            except ExceptionGroup as group:  # if both failed, the first says enough
+                raise group.exceptions[0] from None
+            [container_id] = created
             # its init process (for statistics) is looked up by `find_pids`, off the start
             kernel = Kernel(
                 kernel_id, session_id, container_id, kdir, spec.mem_limit, runner, None,
@@ -444,7 +449,7 @@ class Kernels:
                 await self._wait_ready(kernel)
         except BaseException:
             with trio.CancelScope(shield=True):
-                if container_id:
+                for container_id in created:
                     try:
                         await self._runtime.remove(container_id)
                     except NodeError as exc:
@@ -454,16 +459,41 @@ class Kernels:
         self._expected_exits.discard(kernel_id)
         return kernel
 
+    async def _create(self, spec: ContainerSpec, created: list[str]) -> None:
+        # shielded: the id of a container whose create was cancelled midway would be lost, and
+        # the container never removed
+        with trio.CancelScope(shield=True):
+            try:
+                created.append(await self._runtime.create(spec))
+            except ImageNotFound as exc:
+                raise ImageNotFound(
+                    f"image {spec.image} not found on node {self._config.node_id}"
+                ) from exc
+
     async def _make_dir(self, kdir: Path) -> None:
+        """The kernel's folder, without its work filesystem (`_make_work_fs`)."""
         config = self._config
         try:
             await trio.to_thread.run_sync(
-                hostfs.make_kernel_dir, kdir, config.kernel_uid,
-                config.work_size_bytes if config.work_quota else None,
-                config.disk_reserve_bytes, limiter=self._disk,
-            )  # fmt: skip
+                functools.partial(
+                    hostfs.make_kernel_dir, kdir, config.kernel_uid, work_quota=config.work_quota
+                )
+            )
         except FileExistsError:
             raise
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise NodeError(f"cannot create the kernel folder {kdir}: {reason}") from exc
+
+    async def _make_work_fs(self, kdir: Path) -> None:
+        config = self._config
+        if not config.work_quota:
+            return
+        try:
+            await trio.to_thread.run_sync(
+                hostfs.make_work_fs, kdir, config.kernel_uid, config.work_size_bytes,
+                config.disk_reserve_bytes, limiter=self._disk,
+            )  # fmt: skip
         except OSError as exc:
             reason = exc.strerror or exc
             raise NodeError(f"cannot create the kernel folder {kdir}: {reason}") from exc
@@ -534,11 +564,14 @@ class Kernels:
         timeout = ready_timeout(kernel.nano_cpus)
         deadline = trio.current_time() + timeout
         while True:
-            with trio.move_on_at(deadline):
-                if await _answers(kernel.runner, self._starting[kernel.container_id]):
-                    return
+            scope = self._starting[kernel.container_id]
+            scope.deadline = deadline
+            with scope:
+                while not await ping(kernel.runner):
+                    pass  # its connection broke: a runner that lives dials again
+                return
             # stopped, or out of time; a "die" event may also be the stop of a restart
-            self._starting[kernel.container_id] = trio.Event()
+            self._starting[kernel.container_id] = trio.CancelScope()
             state = await self._runtime.inspect(kernel.container_id)
             if not state.running:
                 raise KernelStartFailed(await self._start_failure(kernel, state))
@@ -703,23 +736,6 @@ def ready_timeout(nano_cpus: int | None) -> float:
     """Seconds a kernel with this CPU limit (None: none) has for its runner to answer."""
     share = min(nano_cpus / 1_000_000_000, 1.0) if nano_cpus else 1.0
     return min(READY_TIMEOUT / share, READY_TIMEOUT_MAX)
-
-
-async def _answers(runner: RunnerSocket, stopped: trio.Event) -> bool:
-    """True once the runner answers a ping; False as soon as `stopped` is set."""
-    answered = False
-    async with trio.open_nursery() as nursery:
-
-        async def cancel_when_stopped() -> None:
-            await stopped.wait()
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(cancel_when_stopped)
-        while not await ping(runner):
-            pass  # its connection broke: a runner that lives dials again, one that died stops
-        answered = True
-        nursery.cancel_scope.cancel()
-    return answered
 
 
 def requested(req: CreateKernel) -> Slots:

@@ -23,6 +23,7 @@ from node.hostfs import (
     check_upload,
     install_runner,
     make_kernel_dir,
+    make_work_fs,
     remove_kernel_dir,
     write_upload,
 )
@@ -129,8 +130,9 @@ def test_host_folders(tmp_path: Path) -> None:
 
 def test_kernel_folder_has_a_quota_sized_work_filesystem(tmp_path: Path) -> None:
     kdir = tmp_path / "k" / "0123456789ab"
-    make_kernel_dir(kdir, 65536, 8 * MIB, 0)
+    make_kernel_dir(kdir, 65536, work_quota=True)
     try:
+        make_work_fs(kdir, 65536, 8 * MIB, 0)
         for name in ("", "sock"):
             st = (kdir / name).lstat()  # root's: kernels see the socket folder read-only
             assert (st.st_uid, st.st_mode & 0o777) == (0, 0o755), name
@@ -146,7 +148,7 @@ def test_kernel_folder_has_a_quota_sized_work_filesystem(tmp_path: Path) -> None
         )
         assert "work:x:65536:\n" in (kdir / "group").read_text()
         with pytest.raises(FileExistsError):
-            make_kernel_dir(kdir, 65536, 8 * MIB, 0)
+            make_kernel_dir(kdir, 65536, work_quota=True)
 
         [(path, data)] = check_upload([("big.bin", base64.b64encode(bytes(9 * MIB)).decode())])
         with pytest.raises(UploadRejected, match=r"big\.bin: cannot write it \(No space left"):
@@ -161,7 +163,7 @@ def test_kernel_folder_has_a_quota_sized_work_filesystem(tmp_path: Path) -> None
 
 def test_kernel_folder_without_a_work_quota_is_a_plain_folder(tmp_path: Path) -> None:
     kdir = tmp_path / "k" / "0123456789ab"
-    make_kernel_dir(kdir, 65536, None, 0)  # work_quota = false: for nodes that cannot mount
+    make_kernel_dir(kdir, 65536, work_quota=False)  # for nodes that cannot mount
     assert not os.path.ismount(kdir / "work") and not (kdir / "work.img").exists()
     assert (kdir / "work").stat().st_uid == 65536
     remove_kernel_dir(kdir)
@@ -170,10 +172,12 @@ def test_kernel_folder_without_a_work_quota_is_a_plain_folder(tmp_path: Path) ->
 
 def test_kernel_folder_is_refused_when_it_would_eat_the_disk_reserve(tmp_path: Path) -> None:
     kdir = tmp_path / "k" / "0123456789ab"
+    make_kernel_dir(kdir, 65536, work_quota=True)
     free = shutil.disk_usage(tmp_path).free
     with pytest.raises(OSError, match="below its reserve of"):
-        make_kernel_dir(kdir, 65536, 8 * MIB, free)
-    assert not kdir.exists()
+        make_work_fs(kdir, 65536, 8 * MIB, free)
+    assert not (kdir / "work.img").exists() and not os.path.ismount(kdir / "work")
+    remove_kernel_dir(kdir)
 
 
 def test_kernel_folders_made_at_once_never_eat_the_disk_reserve(tmp_path: Path) -> None:
@@ -187,9 +191,11 @@ def test_kernel_folders_made_at_once_never_eat_the_disk_reserve(tmp_path: Path) 
 
     def make(kdir: Path) -> OSError | None:
         start.wait()
+        make_kernel_dir(kdir, 65536, work_quota=True)
         try:
-            make_kernel_dir(kdir, 65536, 8 * MIB, 8 * MIB)
+            make_work_fs(kdir, 65536, 8 * MIB, 8 * MIB)
         except OSError as exc:
+            remove_kernel_dir(kdir)  # as the node does
             return exc
         return None
 
