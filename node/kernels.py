@@ -597,7 +597,7 @@ class Kernels:
             return None  # not an id this node could have created
         exit_code = None
         with trio.CancelScope(shield=True):
-            for state in await self._runtime.containers(self._labels(kernel_id)):
+            for state in await self._containers_of(kernel_id):
                 await self._runtime.remove(state.id)
                 if not state.running:
                     exit_code = state.exit_code
@@ -606,6 +606,17 @@ class Kernels:
             await self._remove_dir(kernel_id, kdir)
             self._claims.pop(kernel_id, None)
         return exit_code
+
+    async def _containers_of(self, kernel_id: str) -> list[ContainerState]:
+        """The kernel's container: by its id when known (one engine call; a listing by label
+        costs more, the more containers the engine has), else found by its labels."""
+        known = self._known.get(kernel_id)
+        if known is None:
+            return await self._runtime.containers(self._labels(kernel_id))
+        try:
+            return [await self._runtime.inspect(known.container_id)]
+        except ContainerNotFound:
+            return []
 
     def release_devices(self, kernel_id: str) -> None:
         """The kernel stopped: its accelerator devices are free for others (unless it stopped
