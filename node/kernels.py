@@ -73,6 +73,12 @@ MAX_SOCKET_PATH = 107  # bytes in a Unix socket address (sun_path) on Linux
 # A broken image whose runner never answers is removed after that; one whose container stops
 # fails at once (the engine's "die" event, `stopped`).
 READY_TIMEOUT, READY_TIMEOUT_MAX = 30.0, 150.0
+# A kernel with less CPU than this starts with it, and gets its own share once its runner
+# answers (before any of the session's code runs): the engine's start (runc's init runs in the
+# container's cgroup) and the runner's would otherwise crawl at that share, 5 s at 0.02 CPU
+# instead of 0.1, each holding one of the engine's threads. Setting the share costs one engine
+# call (about 25 ms of the engine's CPU).
+START_NANO_CPUS = 1_000_000_000
 DIRS_AT_ONCE = 8
 BUSY_POLL = 1.0  # how often a run waiting for a busy (or dead) runner checks its container
 LOGS_LIMIT = 4 * 1024 * 1024  # a Reply must fit in one frame (the control plane takes 16 MiB)
@@ -430,12 +436,14 @@ class Kernels:
         try:
             runner = self._socket(kernel_id, kdir)
             spec = build(kdir)
+            limits = _small_share(spec)
             try:
                 async with trio.open_nursery() as nursery:
                     # the work filesystem is made while the engine creates the container,
                     # which needs only its folder until it starts
                     nursery.start_soon(self._make_work_fs, kdir)
-                    await self._create(spec, created)
+                    starting = dataclasses.replace(spec, nano_cpus=START_NANO_CPUS)
+                    await self._create(starting if limits else spec, created)
             except ExceptionGroup as group:  # if both failed, the first says enough
                 raise group.exceptions[0] from None
             [container_id] = created
@@ -446,7 +454,9 @@ class Kernels:
             )  # fmt: skip
             with self._watching(container_id):  # from before the start: it may stop at once
                 await self._runtime.start(container_id)
-                await self._wait_ready(kernel)
+                await self._wait_ready(kernel, START_NANO_CPUS if limits else spec.nano_cpus)
+            if limits:
+                await self._runtime.update(container_id, limits)
         except BaseException:
             with trio.CancelScope(shield=True):
                 for container_id in created:
@@ -556,12 +566,12 @@ class Kernels:
             group_add=list(devices.group_add),
         )
 
-    async def _wait_ready(self, kernel: Kernel) -> None:
-        """Until the kernel's runner answers a ping. No engine call is made while it starts (in
-        a burst each would queue behind the other kernels' creates and starts): its container
-        stopping is told by the engine's event, and the engine is asked only then, or when the
-        time is up, whether it still runs."""
-        timeout = ready_timeout(kernel.nano_cpus)
+    async def _wait_ready(self, kernel: Kernel, nano_cpus: int | None) -> None:
+        """Until the kernel's runner, started with `nano_cpus`, answers a ping. No engine call
+        is made while it starts (in a burst each would queue behind the other kernels' creates
+        and starts): its container stopping is told by the engine's event, and the engine is
+        asked only then, or when the time is up, whether it still runs."""
+        timeout = ready_timeout(nano_cpus)
         deadline = trio.current_time() + timeout
         while True:
             scope = self._starting[kernel.container_id]
@@ -635,7 +645,7 @@ class Kernels:
                 self._restarting.discard(kernel_id)
                 raise
             self._known[kernel_id] = dataclasses.replace(kernel, pid=None)  # a new init process
-            await self._wait_ready(kernel)
+            await self._wait_ready(kernel, kernel.nano_cpus)  # it keeps its own share
 
     async def find_pids(self) -> None:
         """Look up the init process of the kernels started since the last call (before each
@@ -741,6 +751,15 @@ MIN_MEM = 6 * 2**20
 
 
 HAND_OUT_PING = 1.0  # seconds a warm kernel's runner has to answer before it is handed out
+
+
+def _small_share(spec: ContainerSpec) -> Limits | None:
+    """The container's own limits when its CPU share is below START_NANO_CPUS (it then starts
+    with that many), else None."""
+    if spec.nano_cpus is None or spec.nano_cpus >= START_NANO_CPUS:
+        return None
+    assert spec.mem_limit is not None and spec.pids_limit is not None  # `_spec` sets both
+    return Limits(spec.nano_cpus, spec.mem_limit, spec.pids_limit)
 
 
 def ready_timeout(nano_cpus: int | None) -> float:
