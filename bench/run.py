@@ -7,9 +7,10 @@ kernels of IMAGE (node.toml `warm_pool_images`), then measures, on this machine 
 
   run        `shipyard run -c 'print(1)'` from a warm kernel, the same with `-e` (a session
              environment is fixed at container creation, so the node makes a new kernel: the
-             figure without a pool, while the pool keeps refilling beside it), and the reference
-             `docker run --rm --network none IMAGE python3 -c 'print(1)'`, interleaved; medians
-             and the ratios to docker run
+             figure without a pool), and the reference `docker run --rm --network none IMAGE
+             python3 -c 'print(1)'`, interleaved; medians and the ratios to docker run. Each
+             starts once the node is settled (its pool full again, the last session's container
+             gone), so none pays for the refill or removal the one before caused
   client     process start -> first request of `shipyard run` (a local socket notes when the
              request arrives), beside `python -c pass`
   api        create -> RUNNING (`POST /session`, held until it runs; 1.5 s apart, the time the
@@ -19,7 +20,9 @@ kernels of IMAGE (node.toml `warm_pool_images`), then measures, on this machine 
              the machine's load)
   burst      N run sessions at once through the API (create, run `print(i)`, check the output):
              time from the first request to the last result (and to the last RUNNING); then
-             their removal. Sessions that fail are counted beside the figure.
+             their removal. Sessions that fail are counted beside the figure. Beside the CPU of
+             the control plane and the node, the container engine's (dockerd, containerd, and
+             the shims with the runc they ran): the floor that no change to Shipyard lowers.
   rss        resident memory of the idle control plane and node processes
   nodes      after the appliance stopped: N simulated nodes against a control plane of their
              own (bench/nodesim.py): API p99, heartbeat lag and misses, control plane CPU/RSS
@@ -41,6 +44,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -79,7 +83,22 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def bench_run(appliance: Appliance, image: str, iterations: int) -> dict[str, Any]:
+def _settled(appliance: Appliance, warm: int) -> None:
+    """Wait (at most 30 s) until the node holds just its `warm` warm kernels, all running."""
+    label = f"label=ai.shipyard.node-id={appliance.node_id}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listed = subprocess.run(
+            ["docker", "ps", "--all", "--filter", label, "--format", "{{.State}}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        if listed == ["running"] * warm:
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"the node did not settle within 30 s: {listed}")
+
+
+def bench_run(appliance: Appliance, image: str, iterations: int, pool: int) -> dict[str, Any]:
     env = appliance.env()
     shipyard = [sys.executable, "-m", "shipyard", "run"]
     warm = [*shipyard, "-c", "print(1)"]
@@ -90,9 +109,11 @@ def bench_run(appliance: Appliance, image: str, iterations: int) -> dict[str, An
     commands = {"warm": (warm, env), "cold": (cold, env), "docker": (docker, None)}
     for _ in range(2):  # caches on every side
         for cmd, cmd_env in commands.values():
+            _settled(appliance, pool)
             _timed(cmd, cmd_env)
     for _ in range(iterations):
         for key, (cmd, cmd_env) in commands.items():
+            _settled(appliance, pool)
             samples[key].append(_timed(cmd, cmd_env))
     result: dict[str, Any] = {key: _summary(values) for key, values in samples.items()}
     docker_median = result["docker"]["median_ms"]
@@ -269,6 +290,64 @@ def _cpu_ms(roles: dict[str, str]) -> dict[str, float]:
     return used
 
 
+class EngineCPU:
+    """CPU time the container engine spends while this lasts: dockerd and containerd (with the
+    children they reaped), and each container's shim with the runc it ran, read from /proc. A
+    shim exits with its container, so every shim is sampled every 20 ms until then. Whatever
+    else uses the engine meanwhile counts too."""
+
+    def __init__(self) -> None:
+        self._base: dict[str, float] = {}
+        self._shims: dict[str, float] = {}  # pid -> CPU last seen
+        self._shim_base: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self.used_ms = 0.0
+
+    def __enter__(self) -> EngineCPU:
+        self._base = self._daemons()
+        self._sample_shims()
+        self._shim_base = dict(self._shims)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        now = self._daemons()
+        daemons = sum(now.get(pid, 0.0) - base for pid, base in self._base.items())
+        shims = sum(used - self._shim_base.get(pid, 0.0) for pid, used in self._shims.items())
+        self.used_ms = daemons + shims
+
+    def _follow(self) -> None:
+        while not self._stop.wait(0.02):
+            self._sample_shims()
+
+    def _sample_shims(self) -> None:
+        for pid, used in _engine_processes(("containerd-shim",)).items():
+            self._shims[pid] = used
+
+    @staticmethod
+    def _daemons() -> dict[str, float]:
+        return _engine_processes(("dockerd", "containerd"), exact=True)
+
+
+def _engine_processes(names: tuple[str, ...], *, exact: bool = False) -> dict[str, float]:
+    """pid -> CPU ms (its own and its reaped children's) of the processes with these names."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            comm = (proc / "comm").read_text().strip()
+            if not (comm in names if exact else comm.startswith(names)):
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            continue  # not a process, or gone meanwhile
+        found[proc.name] = sum(int(f) for f in fields[11:15]) * 1000 / tick
+    return found
+
+
 def _section(name: str, work: Callable[[], Any], report: dict[str, Any]) -> None:
     started = time.perf_counter()
     report[name] = work()
@@ -294,7 +373,8 @@ def main() -> None:
         "load_before": os.getloadavg(),
     }
     # 64 MiB work filesystems: a burst of 100 kernels must fit the disk (1 GiB each by default)
-    node = {"warm_pool": 2, "warm_pool_images": [args.image], "work_size": "64m"}
+    pool = 2
+    node = {"warm_pool": pool, "warm_pool_images": [args.image], "work_size": "64m"}
     with running_appliance(alias_to=args.image, node=node) as appliance:
         env = appliance.env()
         config = ClientConfig(
@@ -302,14 +382,16 @@ def main() -> None:
         )
         time.sleep(3)  # settle: the node fills its pool, start-up work ends
         _section("rss", lambda: rss(appliance), report)
-        _section("run", lambda: bench_run(appliance, args.image, args.iterations), report)
+        _section("run", lambda: bench_run(appliance, args.image, args.iterations, pool), report)
         _section("client", lambda: bench_client(args.iterations), report)
         _section("api", lambda: bench_api(appliance, config, args.iterations), report)
         roles = _roles(appliance)
         used = _cpu_ms(roles)
-        _section("burst", lambda: trio.run(_burst, config, args.burst), report)
+        with EngineCPU() as engine:
+            _section("burst", lambda: trio.run(_burst, config, args.burst), report)
         after = _cpu_ms(roles)  # the burst's and its removal's
         report["burst"]["cpu_s"] = {role: (after[role] - used[role]) / 1000 for role in roles}
+        report["burst"]["cpu_s"]["engine"] = engine.used_ms / 1000
     if args.nodes:
         work = lambda: nodesim.simulate(args.nodes, node_seconds, heartbeat)  # noqa: E731
         _section("nodes", work, report)
@@ -351,7 +433,8 @@ def table(report: dict[str, Any]) -> str:
          + (f" ({burst['failed']} failed)" if burst["failed"] else ""),
          f"last RUNNING at {burst['first_request_to_last_running_s']:.1f} s; "
          f"their removal {burst['removal_s']:.1f} s; CPU of both: control plane "
-         f"{burst['cpu_s']['controlplane']:.1f} s, node {burst['cpu_s']['node']:.1f} s",
+         f"{burst['cpu_s']['controlplane']:.1f} s, node {burst['cpu_s']['node']:.1f} s, "
+         f"container engine {burst['cpu_s']['engine']:.1f} s",
          "<= 10 s"),
         ("idle RSS control plane / node",
          f"{memory.get('controlplane', 0):.0f} / {memory.get('node', 0):.0f} MB", "",
