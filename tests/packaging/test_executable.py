@@ -102,6 +102,75 @@ def test_every_command_loads_with_an_empty_environment(executable: Path, tmp_pat
         assert result.returncode == 0, f"{' '.join(command)} --help: {result.stderr}"
 
 
+@pytest.fixture(scope="module")
+def installed(executable: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`shipyard install --executable` into a fresh prefix: the command a user then runs."""
+    prefix = tmp_path_factory.mktemp("prefix")
+    link = prefix / "bin" / "shipyard"
+    result = subprocess.run(
+        [str(executable), "install", "--executable", str(link)],
+        cwd=prefix,
+        env=clean_env(prefix),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return link
+
+
+def test_installed_executable_starts_without_unpacking(
+    executable: Path, installed: Path, tmp_path: Path
+) -> None:
+    """The installed command is the same program laid out once: it starts as one process, on
+    the libpython of its own folder, where the one-file program unpacks about 45 MB into a
+    temporary folder at every start and runs Python as its child."""
+    build = installed.resolve().parent
+    assert build.parent == installed.parent.parent / "lib" / "shipyard"
+    assert build.name.startswith(f"{__version__}-")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(60)
+        env = clean_env(tmp_path) | {
+            "SHIPYARD_ENDPOINT": f"http://127.0.0.1:{listener.getsockname()[1]}",
+            "SHIPYARD_ACCESS_KEY": "AKIATEST",
+            "SHIPYARD_SECRET_KEY": "test",
+        }
+        process = subprocess.Popen(
+            [str(installed), "run", "-c", "print(1)"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(1)  # its first request: the command is up
+                maps = Path(f"/proc/{process.pid}/maps").read_text()
+                children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+        finally:
+            process.kill()
+            process.wait()
+    assert children == ""
+    assert {Path(p).parent for p in re.findall(r"\S*/libpython3[^/\s]*", maps)} == {
+        build / "_internal"
+    }
+
+    def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(installed), *args], env=clean_env(tmp_path), capture_output=True, text=True
+        )
+
+    version = shipyard("--version")
+    assert (version.returncode, version.stdout) == (0, f"shipyard, version {__version__}\n")
+    # installing from the installed command finds the same build: the index it appended to
+    # the program is not taken for part of it
+    again = shipyard("install", "--executable", str(installed))
+    assert again.returncode == 0 and "executable: already done" in again.stdout, again.stdout
+    assert [p.name for p in build.parent.iterdir()] == [build.name]
+
+
 @dataclass
 class Database:
     url: str  # empty: the embedded SQLite database in the state folder
@@ -205,9 +274,10 @@ def test_control_plane_migrates_a_fresh_database_and_serves(
 
 
 @pytest.mark.docker
-def test_shipyard_up_runs_code(executable: Path) -> None:
+def test_shipyard_up_runs_code(executable: Path, installed: Path) -> None:
     """`shipyard up` re-executes the executable for the control plane and the node; the node
-    copies the bundled runner into its state folder and mounts it into the kernel."""
+    copies the bundled runner into its state folder and mounts it into the kernel. The client
+    commands are the installed ones (laid out unpacked)."""
     client = docker.from_env()
     try:
         client.images.get(TEST_IMAGE)
@@ -247,7 +317,7 @@ def test_shipyard_up_runs_code(executable: Path) -> None:
 
         def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [str(executable), *args],
+                [str(installed), *args],
                 cwd=state,
                 env=env,
                 capture_output=True,
