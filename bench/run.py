@@ -11,7 +11,7 @@ kernels of IMAGE (node.toml `warm_pool_images`), then measures, on this machine 
              `docker run --rm --network none IMAGE python3 -c 'print(1)'`, interleaved; medians
              and the ratios to docker run
   client     process start -> first request of `shipyard run` (a local socket notes when the
-             request arrives), beside `python -c pass`
+             request arrives), and `shipyard --version`, beside `python -c pass`
   api        create -> RUNNING (`POST /session`, held until it runs; 1.5 s apart, the time the
              pool takes to refill) and destroy, and the query round trip on a running session
              (`POST /session/<id>` with `1`, kept-alive connection); beside them the CPU time
@@ -26,6 +26,9 @@ kernels of IMAGE (node.toml `warm_pool_images`), then measures, on this machine 
 
 The node gives each kernel a 64 MiB work filesystem (node.toml `work_size`; 1 GiB by default,
 preallocated), so that the burst fits the disk of a small machine.
+
+The `shipyard` command measured (run, client) is what a user of this checkout runs: the venv's
+console script, or `--command PATH` (an installed one: `shipyard install --executable PATH`).
 
 Prints one table and writes it as JSON to bench/results/<time>.json, with the load average
 beside the figures (the machine may be shared). `--smoke` is the tiny run CI does so that the
@@ -79,9 +82,9 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def bench_run(appliance: Appliance, image: str, iterations: int) -> dict[str, Any]:
+def bench_run(appliance: Appliance, image: str, iterations: int, command: str) -> dict[str, Any]:
     env = appliance.env()
-    shipyard = [sys.executable, "-m", "shipyard", "run"]
+    shipyard = [command, "run"]
     warm = [*shipyard, "-c", "print(1)"]
     cold = [*shipyard, "-e", "BENCH=cold", "-c", "print(1)"]
     docker = ["docker", "run", "--rm", "--network", "none", "--pull", "never"]
@@ -101,7 +104,7 @@ def bench_run(appliance: Appliance, image: str, iterations: int) -> dict[str, An
     return result
 
 
-def bench_client(iterations: int) -> dict[str, Any]:
+def bench_client(iterations: int, command: str) -> dict[str, Any]:
     """Process start -> the first request's bytes on a socket that never answers."""
     starts: list[float] = []
     with socket.socket() as listener:
@@ -117,7 +120,7 @@ def bench_client(iterations: int) -> dict[str, Any]:
         for _ in range(iterations + 1):
             start = time.perf_counter()
             process = subprocess.Popen(
-                [sys.executable, "-m", "shipyard", "run", "-c", "print(1)"],
+                [command, "run", "-c", "print(1)"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -128,13 +131,19 @@ def bench_client(iterations: int) -> dict[str, Any]:
                 starts.append(time.perf_counter() - start)
                 process.kill()
                 process.wait()
+    version = [_elapsed([command, "--version"]) for _ in range(iterations + 1)]
     bare = [_elapsed([sys.executable, "-c", "pass"]) for _ in range(iterations + 1)]
-    return {"first_request": _summary(starts[1:]), "python_pass": _summary(bare[1:])}
+    return {
+        "command": command,
+        "first_request": _summary(starts[1:]),
+        "version": _summary(version[1:]),
+        "python_pass": _summary(bare[1:]),
+    }
 
 
 def _elapsed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -282,6 +291,11 @@ def main() -> None:
     parser.add_argument("--image", default=DEFAULT_IMAGE)
     parser.add_argument("--nodes", type=int, default=1000, help="simulated nodes (0: none)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument(
+        "--command",
+        default=str(Path(sys.executable).with_name("shipyard")),
+        help="the shipyard command to measure (default: this venv's)",
+    )
     args = parser.parse_args()
     node_seconds, heartbeat = 60.0, 5.0
     if args.smoke:
@@ -302,8 +316,9 @@ def main() -> None:
         )
         time.sleep(3)  # settle: the node fills its pool, start-up work ends
         _section("rss", lambda: rss(appliance), report)
-        _section("run", lambda: bench_run(appliance, args.image, args.iterations), report)
-        _section("client", lambda: bench_client(args.iterations), report)
+        work = lambda: bench_run(appliance, args.image, args.iterations, args.command)  # noqa: E731
+        _section("run", work, report)
+        _section("client", lambda: bench_client(args.iterations, args.command), report)
         _section("api", lambda: bench_api(appliance, config, args.iterations), report)
         roles = _roles(appliance)
         used = _cpu_ms(roles)
@@ -342,6 +357,8 @@ def table(report: dict[str, Any]) -> str:
          f"{run['ratio_cold']:.2f}x {docker}", "<= 1.2x"),
         ("client start -> first request", ms(client["first_request"]),
          f"python -c pass: {ms(client['python_pass'])}", "< 60 ms"),
+        ("shipyard --version", ms(client["version"]), f"command: {client['command']}",
+         "<= 100 ms"),
         ("API create -> RUNNING (warm)", ms(api["create_to_running"]), cpu("create"),
          "<= 50 ms"),
         ("query round trip", ms(api["query_round_trip"]), cpu("query"), "<= 10 ms"),
