@@ -294,7 +294,8 @@ def main() -> None:
     parser.add_argument(
         "--command",
         default=str(Path(sys.executable).with_name("shipyard")),
-        help="the shipyard command to measure (default: this venv's)",
+        help="the shipyard command to measure (default: this venv's; not a one-file program:"
+        " the client row kills it, and its bootloader leaves Python and its folder behind)",
     )
     args = parser.parse_args()
     node_seconds, heartbeat = 60.0, 5.0
