@@ -2,7 +2,9 @@
 user would: from a folder outside the repository, with an empty environment and no virtualenv.
 
 The executable comes from the `executable` fixture (tests/conftest.py): `./dev test` sets
-SHIPYARD_TEST_PACKAGE=1, which builds it from this tree once per run (about 40 s).
+SHIPYARD_TEST_PACKAGE=1, which builds it from this tree once per run (about 40 s). The module
+installs it once, unpacked (`shipyard install --executable`, installer/_layout.py), and runs most
+commands through that installed one: the same program, without unpacking at every start.
 """
 
 from __future__ import annotations
@@ -75,33 +77,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def test_every_command_loads_with_an_empty_environment(executable: Path, tmp_path: Path) -> None:
-    def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(executable), *args],
-            cwd=tmp_path,
-            env=clean_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    version = shipyard("--version")
-    assert (version.returncode, version.stdout) == (0, f"shipyard, version {__version__}\n")
-    # The CLI imports each subcommand's module by name only when it is used; its --help
-    # fails if PyInstaller left that module (or one it imports) out.
-    listing = shipyard("--help").stdout
-    commands = [line.split()[0] for line in listing.split("Commands:\n", 1)[1].splitlines()]
-    assert {"run", "up", "controlplane", "node", "image"} <= set(commands)
-    for command in commands:
-        result = shipyard(command, "--help")
-        assert result.returncode == 0, f"{command} --help: {result.stderr}"
-    # commands one package adds to another's group (shipyard/cli.py's registry)
-    for command in (["image", "build"], ["node", "token", "create"]):
-        result = shipyard(*command, "--help")
-        assert result.returncode == 0, f"{' '.join(command)} --help: {result.stderr}"
-
-
 @pytest.fixture(scope="module")
 def installed(executable: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`shipyard install --executable` into a fresh prefix: the command a user then runs."""
@@ -117,6 +92,39 @@ def installed(executable: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return link
+
+
+def test_every_command_loads_with_an_empty_environment(
+    executable: Path, installed: Path, tmp_path: Path
+) -> None:
+    """The one-file program, then each command through the installed one: the same program
+    (the same modules, read from inside the same file), without unpacking at every start."""
+
+    def shipyard(*args: str, program: Path = installed) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(program), *args],
+            cwd=tmp_path,
+            env=clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    for program in (executable, installed):
+        version = shipyard("--version", program=program)
+        assert (version.returncode, version.stdout) == (0, f"shipyard, version {__version__}\n")
+    # The CLI imports each subcommand's module by name only when it is used; its --help
+    # fails if PyInstaller left that module (or one it imports) out.
+    listing = shipyard("--help").stdout
+    commands = [line.split()[0] for line in listing.split("Commands:\n", 1)[1].splitlines()]
+    assert {"run", "up", "controlplane", "node", "image"} <= set(commands)
+    for command in commands:
+        result = shipyard(command, "--help")
+        assert result.returncode == 0, f"{command} --help: {result.stderr}"
+    # commands one package adds to another's group (shipyard/cli.py's registry)
+    for command in (["image", "build"], ["node", "token", "create"]):
+        result = shipyard(*command, "--help")
+        assert result.returncode == 0, f"{' '.join(command)} --help: {result.stderr}"
 
 
 def test_installed_executable_starts_without_unpacking(
