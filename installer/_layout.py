@@ -16,8 +16,9 @@ So the installer writes `<prefix>/lib/shipyard/<version>-<digest>/` once per bui
 
 and makes `<prefix>/bin/shipyard` (plan.executable) a symbolic link to it: the bootloader
 resolves its own path through /proc/self/exe, so it finds the folder beside the real file.
-PyInstaller's `_PYI_APPLICATION_HOME_DIR` is no way around the unpacking: since its 2026
-security fix the bootloader accepts that folder only from a running one-file parent.
+PyInstaller's `_PYI_APPLICATION_HOME_DIR` is no way around the unpacking: since its
+security fix (GHSA-9fxf-4qw3-ghmr) the bootloader accepts that folder only from a running
+one-file parent of the same executable.
 """
 
 from __future__ import annotations
