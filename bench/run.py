@@ -12,7 +12,7 @@ kernels of IMAGE (node.toml `warm_pool_images`), then measures, on this machine 
              starts once the node is settled (its pool full again, the last session's container
              gone), so none pays for the refill or removal the one before caused
   client     process start -> first request of `shipyard run` (a local socket notes when the
-             request arrives), beside `python -c pass`
+             request arrives), and `shipyard --version`, beside `python -c pass`
   api        create -> RUNNING (`POST /session`, held until it runs; 1.5 s apart, the time the
              pool takes to refill) and destroy, and the query round trip on a running session
              (`POST /session/<id>` with `1`, kept-alive connection); beside them the CPU time
@@ -29,6 +29,9 @@ kernels of IMAGE (node.toml `warm_pool_images`), then measures, on this machine 
 
 The node gives each kernel a 64 MiB work filesystem (node.toml `work_size`; 1 GiB by default,
 preallocated), so that the burst fits the disk of a small machine.
+
+The `shipyard` command measured (run, client) is what a user of this checkout runs: the venv's
+console script, or `--command PATH` (an installed one: `shipyard install --executable PATH`).
 
 Prints one table and writes it as JSON to bench/results/<time>.json, with the load average
 beside the figures (the machine may be shared). `--smoke` is the tiny run CI does so that the
@@ -98,9 +101,11 @@ def _settled(appliance: Appliance, warm: int) -> None:
     raise SystemExit(f"the node did not settle within 30 s: {listed}")
 
 
-def bench_run(appliance: Appliance, image: str, iterations: int, pool: int) -> dict[str, Any]:
+def bench_run(
+    appliance: Appliance, image: str, iterations: int, pool: int, command: str
+) -> dict[str, Any]:
     env = appliance.env()
-    shipyard = [sys.executable, "-m", "shipyard", "run"]
+    shipyard = [command, "run"]
     warm = [*shipyard, "-c", "print(1)"]
     cold = [*shipyard, "-e", "BENCH=cold", "-c", "print(1)"]
     docker = ["docker", "run", "--rm", "--network", "none", "--pull", "never"]
@@ -122,7 +127,7 @@ def bench_run(appliance: Appliance, image: str, iterations: int, pool: int) -> d
     return result
 
 
-def bench_client(iterations: int) -> dict[str, Any]:
+def bench_client(iterations: int, command: str) -> dict[str, Any]:
     """Process start -> the first request's bytes on a socket that never answers."""
     starts: list[float] = []
     with socket.socket() as listener:
@@ -138,7 +143,7 @@ def bench_client(iterations: int) -> dict[str, Any]:
         for _ in range(iterations + 1):
             start = time.perf_counter()
             process = subprocess.Popen(
-                [sys.executable, "-m", "shipyard", "run", "-c", "print(1)"],
+                [command, "run", "-c", "print(1)"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -149,13 +154,19 @@ def bench_client(iterations: int) -> dict[str, Any]:
                 starts.append(time.perf_counter() - start)
                 process.kill()
                 process.wait()
+    version = [_elapsed([command, "--version"]) for _ in range(iterations + 1)]
     bare = [_elapsed([sys.executable, "-c", "pass"]) for _ in range(iterations + 1)]
-    return {"first_request": _summary(starts[1:]), "python_pass": _summary(bare[1:])}
+    return {
+        "command": command,
+        "first_request": _summary(starts[1:]),
+        "version": _summary(version[1:]),
+        "python_pass": _summary(bare[1:]),
+    }
 
 
 def _elapsed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -361,6 +372,12 @@ def main() -> None:
     parser.add_argument("--image", default=DEFAULT_IMAGE)
     parser.add_argument("--nodes", type=int, default=1000, help="simulated nodes (0: none)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument(
+        "--command",
+        default=str(Path(sys.executable).with_name("shipyard")),
+        help="the shipyard command to measure (default: this venv's; not a one-file program:"
+        " the client row kills it, and its bootloader leaves Python and its folder behind)",
+    )
     args = parser.parse_args()
     node_seconds, heartbeat = 60.0, 5.0
     if args.smoke:
@@ -382,8 +399,11 @@ def main() -> None:
         )
         time.sleep(3)  # settle: the node fills its pool, start-up work ends
         _section("rss", lambda: rss(appliance), report)
-        _section("run", lambda: bench_run(appliance, args.image, args.iterations, pool), report)
-        _section("client", lambda: bench_client(args.iterations), report)
+        work = lambda: bench_run(  # noqa: E731
+            appliance, args.image, args.iterations, pool, args.command
+        )
+        _section("run", work, report)
+        _section("client", lambda: bench_client(args.iterations, args.command), report)
         _section("api", lambda: bench_api(appliance, config, args.iterations), report)
         roles = _roles(appliance)
         used = _cpu_ms(roles)
@@ -424,6 +444,8 @@ def table(report: dict[str, Any]) -> str:
          f"{run['ratio_cold']:.2f}x {docker}", "<= 1.2x"),
         ("client start -> first request", ms(client["first_request"]),
          f"python -c pass: {ms(client['python_pass'])}", "< 60 ms"),
+        ("shipyard --version", ms(client["version"]), f"command: {client['command']}",
+         "<= 100 ms"),
         ("API create -> RUNNING (warm)", ms(api["create_to_running"]), cpu("create"),
          "<= 50 ms"),
         ("query round trip", ms(api["query_round_trip"]), cpu("query"), "<= 10 ms"),

@@ -7,10 +7,31 @@ This is the bottom layer beside `wire` (.importlinter): the control plane, the n
 the kernel image builder and the installer may import it; it imports none of them.
 """
 
-from hostlib._config import ConfigError, dump_config, load_config, parse_config, render_config
 from hostlib._exe import host_environ, shipyard_argv
 
+TYPE_CHECKING = False  # not typing's: importing typing costs `shipyard --version` its start-up
+if TYPE_CHECKING:
+    from hostlib._config import (
+        ConfigError,
+        dump_config,
+        load_config,
+        parse_config,
+        render_config,
+    )
+
 __version__ = "0.1.0"
+_CONFIG = frozenset({"ConfigError", "dump_config", "load_config", "parse_config", "render_config"})
+
+
+def __getattr__(name: str) -> object:
+    """The TOML loader, imported on first use: it imports pydantic (a tenth of a second), which
+    `shipyard --version` and the processes that read no configuration need not pay for."""
+    if name in _CONFIG:
+        from hostlib import _config
+
+        return getattr(_config, name)
+    raise AttributeError(f"module 'hostlib' has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigError",

@@ -9,6 +9,7 @@ import trio
 
 from hostlib import ConfigError
 from installer._files import remove_tree
+from installer._layout import program_dir, remove_program
 from installer._step import Step
 from installer.plan import Plan
 from node.config import NodeConfig
@@ -94,11 +95,12 @@ class RemoveExecutable(Step):
     title = "Remove the executable"
 
     async def check(self) -> bool:
-        return not self.plan.executable.exists()
+        link = self.plan.executable
+        return not (link.exists() or link.is_symlink() or program_dir(self.plan).exists())
 
     async def apply(self) -> None:
-        self.plan.executable.unlink()
-        self.log(f"removed {self.plan.executable}")
+        for line in await trio.to_thread.run_sync(remove_program, self.plan):
+            self.log(line)
 
 
 class RemoveConfigs(Step):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import secrets
 import shlex
 import sqlite3
@@ -21,6 +20,7 @@ from hostlib import ConfigError, __version__, render_config
 from installer import units as unitfiles
 from installer._files import FilesStep, make_dirs
 from installer._host import is_debian_like
+from installer._layout import UnpackedExecutable, refuse_downgrade
 from installer._service_user import (
     GroupReadable,
     ServiceUser,
@@ -45,7 +45,7 @@ def install_stages(plan: Plan) -> list[list[Step]]:
         first.append(DatabaseReachable(plan))
     if plan.role == "node":
         first.append(JoinCheck(plan))
-    prepare: list[Step] = [StateDirs(plan), Executable(plan)]
+    prepare: list[Step] = [StateDirs(plan), executable_step(plan)]
     if plan.install_engine:
         prepare.insert(0, Engine(plan))
     stages: list[list[Step]] = [first] if first else []
@@ -230,14 +230,14 @@ class StateDirs(Step):
         self.made.clear()
 
 
-def _version_key(text: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", text)[:4])
+def executable_step(plan: Plan) -> Step:
+    return UnpackedExecutable(plan) if getattr(sys, "frozen", False) else Executable(plan)
 
 
 class Executable(FilesStep):
-    """Copy this program to plan.executable. The packaged executable (`./dev package`) is the
-    supported way; run from a development checkout, a wrapper script pointing at this virtual
-    environment is installed instead, which works only while that checkout exists."""
+    """Run from a development checkout: plan.executable is a wrapper script for this virtual
+    environment, which works only while that checkout exists. The packaged executable
+    (`./dev package`) installs itself unpacked instead (`installer._layout`)."""
 
     name = "executable"
 
@@ -246,35 +246,18 @@ class Executable(FilesStep):
         self.title = f"Install the executable as {plan.executable}"
 
     def files(self) -> dict[Path, tuple[bytes, int]]:
-        if getattr(sys, "frozen", False):
-            data = Path(sys.executable).read_bytes()
-        else:
-            data = (
-                "#!/bin/sh\n"
-                "# Written by `shipyard install` run from a development checkout: runs Shipyard\n"
-                "# from that virtual environment. Install the packaged executable (dist/shipyard,\n"
-                "# built by ./dev package) for a real installation.\n"
-                f'exec {shlex.quote(sys.executable)} -m shipyard "$@"\n'
-            ).encode()
+        data = (
+            "#!/bin/sh\n"
+            "# Written by `shipyard install` run from a development checkout: runs Shipyard\n"
+            "# from that virtual environment. Install the packaged executable (dist/shipyard,\n"
+            "# built by ./dev package) for a real installation.\n"
+            f'exec {shlex.quote(sys.executable)} -m shipyard "$@"\n'
+        ).encode()
         return {self.plan.executable: (data, 0o755)}
 
     async def apply(self) -> None:
-        target = self.plan.executable
-        if target.exists():
-            code, output = await self.host.run(
-                [str(target), "--version"], time_limit=60, check=False
-            )
-            installed = output.strip().rsplit(" ", 1)[-1] if code == 0 else "unknown"
-            if code == 0 and _version_key(installed) > _version_key(__version__):
-                raise StepError(
-                    f"{target} is version {installed}, newer than this installer ({__version__})",
-                    f"run `{target} install` instead, or `shipyard uninstall` first",
-                )
-            self.run.facts["upgraded_from"] = installed
-            verb = "upgrading" if installed != __version__ else "replacing (same version)"
-            self.log(f"{verb} {target}: {installed} -> {__version__}")
-        if not getattr(sys, "frozen", False):
-            self.log("not the packaged executable: installing a wrapper for this checkout's venv")
+        await refuse_downgrade(self)
+        self.log("not the packaged executable: installing a wrapper for this checkout's venv")
         await super().apply()
 
 

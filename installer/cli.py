@@ -82,12 +82,29 @@ class Printer:
     default=None,
     help="The plan as TOML (see installer/examples/single-node.toml).",
 )
-def install(detect_only: bool, as_json: bool, headless: bool, answers: Path | None) -> None:
+@click.option(
+    "--executable",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Only install this program as PATH (laid out in PATH/../../lib/shipyard), no"
+    " services: for a machine that only uses the client.",
+)
+def install(
+    detect_only: bool,
+    as_json: bool,
+    headless: bool,
+    answers: Path | None,
+    executable: Path | None,
+) -> None:
     """Install Shipyard on this machine under systemd (or upgrade or repair it).
 
     Without --headless this opens the installer's text UI."""
     import trio
 
+    if executable is not None:
+        if detect_only or headless or answers is not None:
+            raise click.UsageError("--executable goes alone")
+        raise click.exceptions.Exit(_install_executable(executable))
     if detect_only:
         from installer.detect import detect, render_table
 
@@ -115,6 +132,17 @@ def install(detect_only: bool, as_json: bool, headless: bool, answers: Path | No
         raise click.exceptions.Exit(EXIT_PLAN) from None
     outcome: Outcome = trio.run(run_install, plan, Printer())
     raise click.exceptions.Exit(0 if outcome.ok else 1)
+
+
+def _install_executable(path: Path) -> int:
+    import trio
+
+    from installer.engine import install_executable
+    from installer.plan import Plan
+
+    plan = Plan(role="all-in-one", executable=path.absolute())
+    outcome = trio.run(install_executable, plan, Printer("installed"))
+    return 0 if outcome.ok else 1
 
 
 def _run_tui() -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 
+from hostlib import __version__
 from installer import _steps
 from installer._host import Host, SystemHost
 from installer._step import (
@@ -56,6 +57,7 @@ __all__ = [
     "StepStarted",
     "describe",
     "install",
+    "install_executable",
     "uninstall",
 ]
 
@@ -224,6 +226,25 @@ async def install(
         problems,
         failure.error if failure else "",
         failure.fix if failure else "",
+    )
+
+
+async def install_executable(plan: Plan, on_event: OnEvent, *, host: Host | None = None) -> Outcome:
+    """Only plan.executable (`shipyard install --executable PATH`), for a machine that runs no
+    services of its own but uses the command: no detection, no preflight, no root needed."""
+    run = Run(plan, host or SystemHost(), on_event)
+    step = _steps.executable_step(plan)
+    failure = await _Runner(run, [[step]]).execute([[step]])
+    summary = {"executable": str(plan.executable), "version": __version__}
+    if failure is not None:
+        summary |= {"error": failure.error, "fix": failure.fix}
+    on_event(Finished(failure is None, summary))
+    return Outcome(
+        failure is None,
+        summary,
+        tuple(sorted(run.changed)),
+        error=failure.error if failure else "",
+        fix=failure.fix if failure else "",
     )
 
 

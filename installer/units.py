@@ -3,8 +3,9 @@
 Both services are `Type=notify`: systemd counts the control plane as started once it listens and
 the node once it has registered with the control plane, and restarts either when it stops
 answering its watchdog (`WATCHDOG=1` at half of `WatchdogSec`, see hostlib/sdnotify.py).
-`KillMode=mixed` sends SIGTERM to the main process only (the packaged executable's bootloader,
-which forwards it once to Python) and SIGKILL to whatever is left after the timeout.
+`KillMode=mixed` sends SIGTERM to the main process only (Python: the installed executable is
+laid out unpacked, installer/_layout.py; a one-file program's bootloader would forward it once)
+and SIGKILL to whatever is left after the timeout.
 
 The control plane runs as its own system user (`plan.service_user`) in a tight sandbox
 (`CONTROLPLANE_SANDBOX`; `systemd-analyze security` rates it "OK"), writing only its state

@@ -1,7 +1,8 @@
-"""The `shipyard` executable's entry point: `shipyard run` takes the fast path when it can.
+"""The `shipyard` executable's entry point: `shipyard run` and `shipyard --version` take a fast
+path when they can.
 
 Only the standard library is imported before that choice: the click command tree
-(shipyard/cli.py) and everything behind it load only for what the fast path does not do.
+(shipyard/cli.py) and everything behind it load only for what the fast paths do not do.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ import sys
 
 def main() -> None:
     argv = sys.argv[1:]
+    if argv == ["--version"]:  # the line click's version_option (shipyard/cli.py) prints
+        from hostlib import __version__
+
+        print(f"shipyard, version {__version__}")
+        return
     if argv[:1] == ["run"]:
         from client import fastrun
 

@@ -322,6 +322,16 @@ def test_the_run_path_imports_only_what_it_needs() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_version_answers_as_click_would_without_importing_it() -> None:
+    code = (
+        "import sys; from shipyard._main import main; sys.argv = ['shipyard', '--version'];"
+        " main(); heavy = ['click', 'typing', 'pydantic', 'shipyard.cli'];"
+        " print([m for m in heavy if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == shipyard("--version").stdout + "[]\n"
+
+
 def test_the_fast_run_path_imports_no_sdk() -> None:
     # nor the standard library's slow starters (client/_http.py says why), even to connect
     code = (

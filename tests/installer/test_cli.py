@@ -55,6 +55,19 @@ def test_headless_needs_good_answers(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--json goes with --detect" in result.stderr
 
 
+def test_install_executable_only(tmp_path: Path) -> None:
+    """From a checkout, `--executable` writes the wrapper for this venv (the packaged program
+    lays itself out instead: tests/packaging); it goes with no other option."""
+    link = tmp_path / "bin" / "shipyard"
+    result = shipyard("install", "--executable", str(link))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "installed" in result.stdout and "-m shipyard" in link.read_text()
+    version = subprocess.run([str(link), "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("shipyard, version ")
+    result = shipyard("install", "--executable", str(link), "--headless")
+    assert result.returncode == 2 and "--executable goes alone" in result.stderr
+
+
 def test_the_commands_are_mounted() -> None:
     assert "install" in shipyard("--help").stdout
     assert "uninstall" in shipyard("--help").stdout

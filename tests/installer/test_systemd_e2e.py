@@ -167,6 +167,16 @@ def _scenario(
     t.command("stat -c '%a %U %n' /etc/shipyard/client.env /usr/local/bin/shipyard", env)
     assert env.stdout.splitlines()[0].startswith("600 root")
 
+    t.section("the executable is installed unpacked, and the services run it so")
+    program = host.run("readlink", "/usr/local/bin/shipyard")
+    t.command("readlink /usr/local/bin/shipyard", program)
+    assert re.fullmatch(r"/usr/local/lib/shipyard/[0-9.]+-[0-9a-f]{12}/shipyard\n", program.stdout)
+    pids = host.run("systemctl", "show", "-p", "MainPID", "--value", *UNITS).stdout.split()
+    exes = host.sh(" ".join(f"readlink /proc/{pid}/exe;" for pid in pids))
+    t.command("readlink /proc/MAINPID/exe (both units)", exes)
+    # one process each, Python itself: nothing was unpacked at their start
+    assert exes.stdout.split() == [program.stdout.strip()] * 2
+
     t.section("the control plane runs unprivileged and sandboxed; its state is its own")
     whoami = host.run("systemctl", "show", "-p", "User,MainPID", UNITS[0])
     t.command(f"systemctl show -p User,MainPID {UNITS[0]}", whoami)
@@ -217,7 +227,7 @@ def _scenario(
 
     t.section("upgrade: an older executable is installed; this one replaces it")
     older = (
-        "cp /usr/local/bin/shipyard /root/shipyard-old && printf '%s\\n' '#!/bin/sh'"
+        "cp /root/shipyard /root/shipyard-old && printf '%s\\n' '#!/bin/sh'"
         ' \'[ "$1" = --version ] && echo "shipyard, version 0.0.9" && exit 0\''
         " 'exec /root/shipyard-old \"$@\"' >/root/older && chmod 755 /root/older"
         " && mv /root/older /usr/local/bin/shipyard"  # a rename: the running one is busy
@@ -233,7 +243,10 @@ def _scenario(
     assert "restarted shipyard-controlplane.service, shipyard-node.service" in result.stdout
     restarted = time.monotonic()
     assert "upgraded_from: 0.0.9" in result.stdout
-    assert host.run("cmp", "/usr/local/bin/shipyard", "/root/shipyard").returncode == 0
+    # the same program, with the index that makes it find its files beside it appended
+    size = (host.root / "root" / "shipyard").stat().st_size
+    same = host.run("cmp", "-n", str(size), "/usr/local/bin/shipyard", "/root/shipyard")
+    assert same.returncode == 0, same.stdout
 
     t.section("the watchdog: the services ping it (WatchdogSec=30)")
     time.sleep(max(0.0, WATCHDOG_PROOF - (time.monotonic() - restarted)))
@@ -278,12 +291,15 @@ def _uninstall(host: nspawn.Machine, state: Path, node_id: str, t: Transcript) -
 
     t.section("nothing is left")
     left = host.sh(
-        "ls -d /etc/shipyard /usr/local/bin/shipyard /etc/systemd/system/shipyard-* 2>&1;"
+        "ls -d /etc/shipyard /usr/local/bin/shipyard /usr/local/lib/shipyard"
+        " /etc/systemd/system/shipyard-* 2>&1;"
         " systemctl list-units --all --no-legend 'shipyard*'; ls -A " + str(state)
     )
     t.command("ls -d /etc/shipyard ...; systemctl list-units --all 'shipyard*'; ls -A STATE", left)
     assert "No such file" in left.stdout
     assert "/etc/shipyard\n" not in left.stdout and "shipyard-node" not in left.stdout
+    # the program removed itself: the folder it ran from went when it exited
+    assert not (host.root / "usr" / "local" / "lib" / "shipyard").exists(), left.stdout
     assert not [p for p in state.iterdir()], list(state.iterdir())
     assert host.run("getent", "passwd", "shipyard").returncode == 2  # the service user went
     containers = _containers(node_id)

@@ -2,7 +2,9 @@
 user would: from a folder outside the repository, with an empty environment and no virtualenv.
 
 The executable comes from the `executable` fixture (tests/conftest.py): `./dev test` sets
-SHIPYARD_TEST_PACKAGE=1, which builds it from this tree once per run (about 40 s).
+SHIPYARD_TEST_PACKAGE=1, which builds it from this tree once per run (about 40 s). The module
+installs it once, unpacked (`shipyard install --executable`, installer/_layout.py), and runs most
+commands through that installed one: the same program, without unpacking at every start.
 """
 
 from __future__ import annotations
@@ -75,10 +77,32 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def test_every_command_loads_with_an_empty_environment(executable: Path, tmp_path: Path) -> None:
-    def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def installed(executable: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`shipyard install --executable` into a fresh prefix: the command a user then runs."""
+    prefix = tmp_path_factory.mktemp("prefix")
+    link = prefix / "bin" / "shipyard"
+    result = subprocess.run(
+        [str(executable), "install", "--executable", str(link)],
+        cwd=prefix,
+        env=clean_env(prefix),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return link
+
+
+def test_every_command_loads_with_an_empty_environment(
+    executable: Path, installed: Path, tmp_path: Path
+) -> None:
+    """The one-file program, then each command through the installed one: the same program
+    (the same modules, read from inside the same file), without unpacking at every start."""
+
+    def shipyard(*args: str, program: Path = installed) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(executable), *args],
+            [str(program), *args],
             cwd=tmp_path,
             env=clean_env(tmp_path),
             capture_output=True,
@@ -86,8 +110,9 @@ def test_every_command_loads_with_an_empty_environment(executable: Path, tmp_pat
             timeout=60,
         )
 
-    version = shipyard("--version")
-    assert (version.returncode, version.stdout) == (0, f"shipyard, version {__version__}\n")
+    for program in (executable, installed):
+        version = shipyard("--version", program=program)
+        assert (version.returncode, version.stdout) == (0, f"shipyard, version {__version__}\n")
     # The CLI imports each subcommand's module by name only when it is used; its --help
     # fails if PyInstaller left that module (or one it imports) out.
     listing = shipyard("--help").stdout
@@ -100,6 +125,58 @@ def test_every_command_loads_with_an_empty_environment(executable: Path, tmp_pat
     for command in (["image", "build"], ["node", "token", "create"]):
         result = shipyard(*command, "--help")
         assert result.returncode == 0, f"{' '.join(command)} --help: {result.stderr}"
+
+
+def test_installed_executable_starts_without_unpacking(
+    executable: Path, installed: Path, tmp_path: Path
+) -> None:
+    """The installed command is the same program laid out once: it starts as one process, on
+    the libpython of its own folder, where the one-file program unpacks about 45 MB into a
+    temporary folder at every start and runs Python as its child."""
+    build = installed.resolve().parent
+    assert build.parent == installed.parent.parent / "lib" / "shipyard"
+    assert build.name.startswith(f"{__version__}-")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(60)
+        env = clean_env(tmp_path) | {
+            "SHIPYARD_ENDPOINT": f"http://127.0.0.1:{listener.getsockname()[1]}",
+            "SHIPYARD_ACCESS_KEY": "AKIATEST",
+            "SHIPYARD_SECRET_KEY": "test",
+        }
+        process = subprocess.Popen(
+            [str(installed), "run", "-c", "print(1)"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(1)  # its first request: the command is up
+                maps = Path(f"/proc/{process.pid}/maps").read_text()
+                children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+        finally:
+            process.kill()
+            process.wait()
+    assert children == ""
+    assert {Path(p).parent for p in re.findall(r"\S*/libpython3[^/\s]*", maps)} == {
+        build / "_internal"
+    }
+
+    def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(installed), *args], env=clean_env(tmp_path), capture_output=True, text=True
+        )
+
+    version = shipyard("--version")
+    assert (version.returncode, version.stdout) == (0, f"shipyard, version {__version__}\n")
+    # installing from the installed command finds the same build: the index it appended to
+    # the program is not taken for part of it
+    again = shipyard("install", "--executable", str(installed))
+    assert again.returncode == 0 and "executable: already done" in again.stdout, again.stdout
+    assert [p.name for p in build.parent.iterdir()] == [build.name]
 
 
 @dataclass
@@ -205,9 +282,10 @@ def test_control_plane_migrates_a_fresh_database_and_serves(
 
 
 @pytest.mark.docker
-def test_shipyard_up_runs_code(executable: Path) -> None:
+def test_shipyard_up_runs_code(executable: Path, installed: Path) -> None:
     """`shipyard up` re-executes the executable for the control plane and the node; the node
-    copies the bundled runner into its state folder and mounts it into the kernel."""
+    copies the bundled runner into its state folder and mounts it into the kernel. The client
+    commands are the installed ones (laid out unpacked)."""
     client = docker.from_env()
     try:
         client.images.get(TEST_IMAGE)
@@ -247,7 +325,7 @@ def test_shipyard_up_runs_code(executable: Path) -> None:
 
         def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [str(executable), *args],
+                [str(installed), *args],
                 cwd=state,
                 env=env,
                 capture_output=True,
