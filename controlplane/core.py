@@ -24,7 +24,7 @@ from controlplane import keypairs, passwords
 from controlplane.activity import Clock, SessionActivity
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import migrate, sessionmaker
-from controlplane.db.models import ACTIVE_STATUSES, Keypair, Session
+from controlplane.db.models import ACTIVE_STATUSES, OCCUPYING_STATUSES, Keypair, Session
 from controlplane.dbwriter import DBWriter
 from controlplane.events import Beacon, SessionEvent, SessionEvents
 from controlplane.httpruns import HttpRuns
@@ -131,7 +131,9 @@ class Core:
             if event is not None:
                 self.events.publish(event)
                 self.http_runs.session_changed(event.session_id, event.status)
-        if any(e is not None for e in events):
+        # the scheduler cares for what may let a session be placed: one waiting anew, or one
+        # that ended; a start or an end under way (into an occupying status) frees nothing
+        if any(e is not None and e.status not in OCCUPYING_STATUSES for e in events):
             self.changed()
 
     async def prepare(self) -> tuple[Keypair, str, str] | None:

@@ -49,21 +49,25 @@ def _candidates(ref: str) -> list[str]:
     return [ref] if ":" in last or "@" in last else [ref, f"{ref}:latest"]
 
 
-async def _known(db: DBSession) -> set[str]:
-    rows = await db.scalars(select(RegisteredImage.name).where(RegisteredImage.registered))
-    return set(rows)
-
-
 async def resolve(db: DBSession, ref: str) -> str:
-    """The canonical name of a known image for a reference or an alias; ImageNotFound if none."""
+    """The canonical name of a known image for a reference or an alias; ImageNotFound if none.
+
+    One query reads the known images the reference names and the known target of the alias
+    of that name; a name wins over an alias."""
     ref = ref.strip()
-    known = await _known(db)
-    for candidate in _candidates(ref):
-        if candidate in known:
-            return candidate
-    alias = await db.get(ImageAlias, ref)
-    if alias is not None and alias.target in known:
-        return alias.target
+    candidates = _candidates(ref)
+    aliased = select(ImageAlias.target).where(ImageAlias.alias == ref).scalar_subquery()
+    found = set(
+        await db.scalars(
+            select(RegisteredImage.name).where(
+                RegisteredImage.registered,
+                RegisteredImage.name.in_(candidates) | (RegisteredImage.name == aliased),
+            )
+        )
+    )
+    for name in [*candidates, *found]:  # the alias's target is the one found beyond these
+        if name in found:
+            return name
     raise ImageNotFound(f"Unknown image references: ref:{ref!r}, alias:{ref!r}")
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import signal
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import wire
 from controlplane import apps, keypairs, nodecalls, pipelines, scalinggroups, tenancy, vfolders
@@ -68,6 +69,7 @@ async def create_session(
         project = await tenancy.resolve_project(db, owner.user, params.domain, params.group)
         scaling_group = await scalinggroups.choose(db, project, params.scaling_group, params.type)
         session = Session(
+            id=uuid.uuid4(),  # known before the insert: the rows below refer to it
             name=params.name,
             access_key=owner.access_key,
             user_id=owner.user_id,
@@ -85,7 +87,6 @@ async def create_session(
             starts_at=starts_at,
         )
         db.add(session)
-        await db.flush()
         await vfolders.mounts.attach(db, core.vfolder_hosts, session, owner.user, params.mounts)
         db.add_all(SessionDependency(session_id=session.id, depends_on=d) for d in dependencies)
         db.add(StatusChange(session_id=session.id, status="PENDING", reason="enqueued"))
@@ -94,19 +95,20 @@ async def create_session(
         return session, True
 
 
-async def wait_started(core: Core, session_id: uuid.UUID, max_wait: float) -> str:
-    """Block until the session leaves the starting states; "TIMEOUT" if max_wait (>0) runs out."""
-    async with core.events.subscribe() as events:
-        async with core.db() as db:
-            session = await db.get(Session, session_id)
-            assert session is not None
-            if session.status in STARTED:
-                return session.status
-        with anyio.move_on_after(max_wait if max_wait > 0 else math.inf):
-            async for event in events:
-                if event.session_id == session_id and event.status in STARTED:
-                    return event.status
-        return "TIMEOUT"
+async def wait_started(
+    events: AsyncIterator[SessionEvent], session: Session, max_wait: float
+) -> tuple[str, str]:
+    """(status, status_info) once the new `session` left the starting states, from the events
+    of a subscription made before it was created (so none is missed and nothing is read
+    again); ("TIMEOUT", why it still waits) if max_wait (>0) runs out."""
+    reason = session.status_info
+    with anyio.move_on_after(max_wait if max_wait > 0 else math.inf):
+        async for event in events:
+            if event.session_id == session.id:
+                reason = event.reason
+                if event.status in STARTED:
+                    return event.status, reason
+    return "TIMEOUT", reason
 
 
 def start_placed(core: Core, session_id: uuid.UUID) -> None:
@@ -115,9 +117,12 @@ def start_placed(core: Core, session_id: uuid.UUID) -> None:
 
 
 async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
-    """SCHEDULED -> PREPARING -> RUNNING (or ERROR with the node's reason)."""
+    """SCHEDULED -> PREPARING -> RUNNING (or ERROR with the node's reason).
+
+    Two transactions: PREPARING with the kernel row before the node is asked (what a restart
+    finds, reconcile.py), then its outcome, written without reading anything again."""
     async with core.db() as db:
-        session = await db.get(Session, session_id)
+        session = await db.get(Session, session_id, options=sessions_db.ROW_ONLY)
         if session is None or session.node_id is None:
             return
         node_id = session.node_id
@@ -130,12 +135,11 @@ async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
         )
         if event is None:
             return
-        kernel = Kernel(session_id=session.id, node_id=node_id, status="PREPARING")
-        db.add(kernel)
-        await core.publish(db, event)
+        kernel_id = uuid.uuid4()
+        db.add(Kernel(id=kernel_id, session_id=session.id, node_id=node_id, status="PREPARING"))
         request = wire.CreateKernel(
             req_id="",
-            kernel_id=str(kernel.id),
+            kernel_id=str(kernel_id),
             session_id=str(session.id),
             owner_access_key=session.access_key,
             image=session.image,
@@ -143,6 +147,7 @@ async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
             environ=session.environ,
             mounts=await vfolders.mounts.for_kernel(db, core.vfolder_hosts, session.id),
         )
+        await core.publish(db, event)
     container_id: str | None = None
     disconnected = False
     try:
@@ -151,10 +156,8 @@ async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
         if core.is_stopping:  # our own links are closing: it is settled after the restart
             return
         disconnected, failure = isinstance(exc, NodeDisconnected), exc.msg
+    kernel = update(Kernel).where(Kernel.id == kernel_id)
     async with core.db() as db:
-        session = await db.get(Session, session_id)
-        kernel_row = await db.get(Kernel, kernel.id)
-        assert session is not None and kernel_row is not None
         if disconnected:
             # the container may exist: when the node registers again it is adopted (or removed
             # and the start retried), as after a restart of the control plane (reconcile.py)
@@ -178,10 +181,9 @@ async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
                 expect=("PREPARING", "TERMINATING"),
             )
             if event is not None:  # else adopted meanwhile, when the node registered again
-                kernel_row.status = "ERROR"
+                await db.execute(kernel.values(status="ERROR"))
             await core.publish(db, event)
             return
-        kernel_row.container_id = container_id
         event = await sessions_db.transition(
             db,
             session,
@@ -189,15 +191,14 @@ async def start_kernel(core: Core, session_id: uuid.UUID) -> None:
             f"container {container_id[:12]} on {node_id}",
             expect=("PREPARING",),
         )
-        if event is not None:
-            kernel_row.status = "RUNNING"
+        ran = {"status": "RUNNING"} if event is not None else {}
+        await db.execute(kernel.values(container_id=container_id, **ran))
         await core.publish(db, event)
-        batch = session.type == "BATCH"
     if event is None:
         # destroyed while it was starting: the container must not outlive the session
-        await nodecalls.destroy_kernel(core.hub, node_id, str(kernel.id))
+        await nodecalls.destroy_kernel(core.hub, node_id, str(kernel_id))
         return
-    if batch:
+    if session.type == "BATCH":
         await run_batch(core, session_id)
 
 
@@ -234,7 +235,13 @@ async def finish_termination(
     anyway and the container is removed when its node registers again.
     """
     async with core.db() as db:
-        kernels = list(await db.scalars(select(Kernel).where(Kernel.session_id == session_id)))
+        kernels = list(
+            await db.execute(
+                select(Kernel.id, Kernel.node_id, Kernel.status).where(
+                    Kernel.session_id == session_id
+                )
+            )
+        )
     ended: dict[uuid.UUID, wire.KernelDestroyed] = {}
     for kernel in kernels:
         if kernel.node_id is None:
@@ -251,14 +258,14 @@ async def finish_termination(
             reason = f"{reason} (forced; {exc.msg}; removed when the node returns)"
     async with core.db() as db:
         for kernel in kernels:
-            row = await db.get(Kernel, kernel.id)
-            if row is not None:
-                # one the node could not remove yet is removed when the node registers again:
-                # a reported container of an ended session always is
-                row.status = "TERMINATED"
-                logs = ended[kernel.id].logs if kernel.id in ended else None
-                row.logs = logs[-MAX_KEPT_LOGS:] if logs is not None else row.logs
-        current = await db.get(Session, session_id)
+            # one the node could not remove yet is removed when the node registers again: a
+            # reported container of an ended session always is
+            values: dict[str, Any] = {"status": "TERMINATED"}
+            logs = ended[kernel.id].logs if kernel.id in ended else None
+            if logs is not None:
+                values["logs"] = logs[-MAX_KEPT_LOGS:]
+            await db.execute(update(Kernel).where(Kernel.id == kernel.id).values(values))
+        current = await db.get(Session, session_id, options=sessions_db.ROW_ONLY)
         assert current is not None
         event = await sessions_db.transition(
             db,

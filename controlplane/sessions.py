@@ -15,7 +15,7 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
-from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.orm import QueryableAttribute, raiseload
 
 import wire
 from controlplane import listing, tenancy
@@ -51,6 +51,9 @@ DEFAULT_RESOURCES = {"cpu": "1", "mem": "1g"}
 MIN_CPU, MAX_CPU = Decimal("0.01"), Decimal(1024)
 # docker refuses less than 6 MiB; an interpreter needs far more than that to start
 MIN_MEM, MAX_MEM = 64 * 2**20, 2**46
+# A session row alone: its kernels and history (loaded with it by default, two more queries)
+# raise if touched. For the paths that need neither: creating, starting, destroying.
+ROW_ONLY = (raiseload(Session.kernels), raiseload(Session.history))
 
 
 @dataclass(frozen=True)
@@ -106,30 +109,41 @@ def _quantity(value: str | int | float) -> str | int:
 
 async def check_satisfiable(db: DBSession, resources: wire.Slots) -> None:
     """Refuse what no known node could ever host; with no node known yet, the session waits."""
-    nodes = list(await db.scalars(select(Node)))
+    nodes = {
+        node_id: wire.Slots.from_wire(slots)
+        for node_id, slots in await db.execute(select(Node.id, Node.available_slots))
+    }
     if not nodes:
         return
-    if any(resources.fits_in(wire.Slots.from_wire(n.available_slots)) for n in nodes):
+    if any(resources.fits_in(capacity) for capacity in nodes.values()):
         return
-    largest = max(nodes, key=lambda n: wire.Slots.from_wire(n.available_slots)["mem"])
-    capacity = wire.Slots.from_wire(largest.available_slots)
+    largest = max(nodes, key=lambda node_id: nodes[node_id]["mem"])
+    capacity = nodes[largest]
     raise UnsatisfiableResources(
-        f"no node can ever provide {resources.describe()}; the largest node, {largest.id},"
+        f"no node can ever provide {resources.describe()}; the largest node, {largest},"
         f" has {capacity.describe()} in all",
         data={"requested": resources.to_wire(), "largest_node": capacity.to_wire()},
     )
 
 
 async def find(
-    db: DBSession, owner: Keypair, ref: str, *, owner_access_key: str | None = None
+    db: DBSession,
+    owner: Keypair,
+    ref: str,
+    *,
+    owner_access_key: str | None = None,
+    row_only: bool = False,
 ) -> Session:
-    """The owner's session by UUID or name (the active one first, else the newest)."""
+    """The owner's session by UUID or name (the active one first, else the newest);
+    `row_only`: without its kernels and history (`ROW_ONLY`)."""
     access_key = owner.access_key
     if owner_access_key and owner_access_key != owner.access_key:
         if not owner.is_admin:
             raise SessionNotFound(f"Session (id={ref}) does not exist.")
         access_key = owner_access_key
     query = select(Session).where(Session.access_key == access_key)
+    if row_only:
+        query = query.options(*ROW_ONLY)
     if access_key != owner.access_key and (domain := tenancy.managed_domain(owner)) is not None:
         query = query.where(Session.domain_name == domain)  # a domain admin's reach
     try:
@@ -153,11 +167,13 @@ async def find(
 
 async def find_active_by_name(db: DBSession, access_key: str, name: str) -> Session | None:
     return await db.scalar(
-        select(Session).where(
+        select(Session)
+        .where(
             Session.access_key == access_key,
             Session.name == name,
             Session.status.in_(ACTIVE_STATUSES),
         )
+        .options(*ROW_ONLY)
     )
 
 

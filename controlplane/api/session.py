@@ -64,23 +64,26 @@ async def _find(ref: str, owner_access_key: str | None) -> Session:
 async def create(data: CreateSession) -> SessionCreated | SessionReused:
     """Create a session (or reuse the active one of that name) and wait until it runs."""
     params = data.params()
-    session, created = await lifecycle.create_session(core(), requester(), params)
-    if not created:
-        return SessionReused(
-            session_id=str(session.id), session_name=session.name, status=session.status
-        )
-    status = "PENDING"
-    if not params.enqueue_only:
-        status = await lifecycle.wait_started(core(), session.id, params.max_wait)
-    async with core().db() as db:
-        current = await db.get(Session, session.id)
-        assert current is not None
-        service_ports = await apps.of_session(db, current)
+    # subscribed before the session exists: its start is told by its events, none missed, and
+    # nothing needs reading again
+    async with core().events.subscribe() as events:
+        session, created = await lifecycle.create_session(core(), requester(), params)
+        if not created:
+            return SessionReused(
+                session_id=str(session.id), session_name=session.name, status=session.status
+            )
+        status, status_info = "PENDING", session.status_info
+        if not params.enqueue_only:
+            status, status_info = await lifecycle.wait_started(events, session, params.max_wait)
+    service_ports = []
+    if status == "RUNNING":
+        async with core().db() as db:
+            service_ports = await apps.of_started(db, session.id)
     return SessionCreated(
         session_id=str(session.id),
         session_name=session.name,
         status=status,
-        status_info=current.status_info,
+        status_info=status_info,
         service_ports=[ServicePortView.of(app) for app in service_ports],
     )
 
@@ -112,7 +115,10 @@ async def info(ref: str, args: OwnerQuery) -> SessionInfo:
 @query(DestroyQuery)
 async def destroy(ref: str, args: DestroyQuery) -> Destroyed:
     """End a session and remove its container."""
-    session = await _find(ref, args.owner_access_key)
+    async with core().db() as db:
+        session = await sessions_db.find(
+            db, requester(), ref, owner_access_key=args.owner_access_key, row_only=True
+        )
     if session.status in ("TERMINATED", "CANCELLED"):
         # as the 23.09 manager: an ended session is not found for a destroy (ERROR ones are,
         # and their containers removed)

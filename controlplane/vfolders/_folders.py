@@ -21,6 +21,7 @@ from controlplane import tenancy
 from controlplane.db.models import (
     ACTIVE_STATUSES,
     Project,
+    ProjectMember,
     ResourcePolicy,
     Session,
     User,
@@ -87,29 +88,33 @@ def check_name(name: str) -> str:
     return name
 
 
-async def _member_projects(db: DBSession, user: User) -> list[uuid.UUID]:
-    projects = await tenancy.list_projects(db, domain_name=user.domain_name, member=user.id)
-    return [p.id for p in projects]
-
-
 async def accessible(db: DBSession, user: User, *, status: str = READY) -> list[Access]:
-    """Every folder `user` reaches, with the permission they have on it."""
-    found: dict[uuid.UUID, Access] = {}
-    projects = await _member_projects(db, user)
-    own = select(VFolder).where(
-        VFolder.status == status,
-        (VFolder.user_id == user.id) | VFolder.project_id.in_(projects),
+    """Every folder `user` reaches, with the permission they have on it: its own, those of
+    the projects of its domain it is a member of, and those shared with it (a share
+    overrides the default permission). One query."""
+    member_of = (
+        select(ProjectMember.project_id)
+        .join(Project, Project.id == ProjectMember.project_id)
+        .where(ProjectMember.user_id == user.id, Project.domain_name == user.domain_name)
     )
-    for folder in await db.scalars(own):
-        found[folder.id] = Access(folder, folder.permission, folder.user_id == user.id)
-    shared = (
+    share = (VFolderShare.vfolder_id == VFolder.id) & (VFolderShare.user_id == user.id)
+    query = (
         select(VFolder, VFolderShare.permission)
-        .join(VFolderShare, VFolderShare.vfolder_id == VFolder.id)
-        .where(VFolderShare.user_id == user.id, VFolder.status == status)
+        .outerjoin(VFolderShare, share)
+        .where(
+            VFolder.status == status,
+            (VFolder.user_id == user.id)
+            | VFolder.project_id.in_(member_of)
+            | VFolderShare.user_id.is_not(None),
+        )
     )
-    for folder, permission in (await db.execute(shared)).all():
-        found[folder.id] = Access(folder, permission, False)  # a share overrides the default
-    return sorted(found.values(), key=lambda a: (a.folder.name, a.folder.created_at))
+    found = [
+        Access(folder, folder.permission, folder.user_id == user.id)
+        if shared is None
+        else Access(folder, shared, False)
+        for folder, shared in (await db.execute(query)).all()
+    ]
+    return sorted(found, key=lambda a: (a.folder.name, a.folder.created_at))
 
 
 async def find(db: DBSession, user: User, name: str, needed: str = "ro") -> Access:

@@ -37,6 +37,8 @@ async def labelled(api: API) -> FakeNode:
     created = await api.call("POST", "/session", {"image": "python", "name": "apps"})
     assert created.status == 201, created.body
     assert created.body["status"] == "RUNNING"
+    # the create's answer has the apps too (read without reading the session again)
+    assert [app["name"] for app in created.body["servicePorts"]] == ["web", "echo"]
     return fake
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import anyio
@@ -54,6 +55,9 @@ async def test_create_runs_and_destroy(api: API, node: FakeNode) -> None:
         "RUNNING",
     ]
     assert all(h["reason"] for h in info.body["statusHistory"])
+    # the create's answer says why as the session does (told by the events, not read again)
+    assert created.body["statusInfo"] == info.body["statusInfo"]
+    assert re.fullmatch(r"container [0-9a-f]{12} on i-fake", created.body["statusInfo"])
     by_name = await api.call("GET", "/session/sess-1")
     assert by_name.body["sessionId"] == session_id
     destroyed = await api.call("DELETE", "/session/sess-1")
