@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from sqlalchemy import select
 
 import wire
 from controlplane import batch, nodecalls
@@ -26,18 +25,16 @@ from controlplane.errors import InvalidAPIParams, SessionNotRunning
 from controlplane.runs import Run
 
 
-async def main_kernel(core: Core, session: Session) -> Kernel:
-    """The session's running kernel; SessionNotRunning (409) when there is none."""
+def main_kernel(session: Session) -> Kernel:
+    """The session's running kernel (of those loaded with it); SessionNotRunning (409) when
+    there is none."""
     if session.status != "RUNNING":
         detail = f": {session.status_info}" if session.status_info else ""
         raise SessionNotRunning(
             f"Session {session.name} is {session.status}{detail}",
             data={"status": session.status, "statusInfo": session.status_info},
         )
-    async with core.db() as db:
-        kernel = await db.scalar(
-            select(Kernel).where(Kernel.session_id == session.id, Kernel.status == "RUNNING")
-        )
+    kernel = next((k for k in session.kernels if k.status == "RUNNING"), None)
     if kernel is None or kernel.node_id is None:
         raise SessionNotRunning(f"Session {session.name} has no running kernel")
     return kernel
@@ -73,7 +70,7 @@ async def start_run(
     if not isinstance(code, str):
         raise InvalidAPIParams("code must be a string")
     picked = batch_options(options) if mode == "batch" else {}
-    kernel = await main_kernel(core, session)
+    kernel = main_kernel(session)
     assert kernel.node_id is not None
     commands: dict[str, str | None] = {}
     if mode == "batch":

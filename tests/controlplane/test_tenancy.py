@@ -13,13 +13,15 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from controlplane import passwords
 from controlplane.api.app import create_app
+from controlplane.audit import entry as audit_entry
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
-from controlplane.db.engine import MIGRATIONS, create_engine, dispose
+from controlplane.db.engine import MIGRATIONS, create_engine, dispose, sessionmaker
+from controlplane.db.models import AuditEntry
 from controlplane.server import running_core, write_admin_keypair
 from controlplane.testing import TEST_IMAGE, FakeNode
 from tests.controlplane.conftest import API, Keypair
@@ -371,6 +373,30 @@ async def test_every_state_change_is_audited_with_actor_and_outcome(
     assert (await api.call("DELETE", "/admin/audit")).status == 405
     bad = await api.call("GET", "/admin/audit?outcome=maybe")
     assert bad.status == 400
+
+
+async def test_audit_entries_still_queued_at_stop_are_written(tmp_path: Path) -> None:
+    """Entries are written off the request path (audit.Trail, a batch at most every 0.1 s); a
+    stopping control plane writes what is still queued before it closes the database."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}"
+    config = ControlPlaneConfig(state_dir=tmp_path, node_token="t", database_url=url)
+    engine = create_engine(url)
+    try:
+        async with running_core(config, engine) as (core, _):
+            entry = audit_entry(
+                actor="AKIAQUEUED",
+                domain_name="default",
+                action="POST /session",
+                target="late",
+                remote_addr="127.0.0.1",
+                status_code=201,
+            )
+            core.audit.note(entry)
+        async with sessionmaker(engine)() as db:
+            written = list(await db.scalars(select(AuditEntry.actor)))
+        assert written == ["AKIAQUEUED"]
+    finally:
+        await dispose(engine)
 
 
 async def test_the_migration_makes_every_user_a_member_of_its_default_project(
