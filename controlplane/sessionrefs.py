@@ -5,8 +5,10 @@ lookup was most of the control plane's time.
 What a lookup answers depends on the session and its kernels, and on who asks (keypair, user:
 admin reach, domain); a commit that writes any of those tables clears it all
 (controlplane/memo.py), so a session that stopped, moved or ended is looked up again, and an
-answer is never older than the last commit. A lookup that fails (no such session, not yours)
-is not kept, and owner scoping is `sessions.find`'s, unchanged.
+answer is never older than the last commit. Only running sessions are kept (the others are
+looked up each time: a run is refused for them anyway, and ended kernels carry their logs). A
+lookup that fails (no such session, not yours) is not kept, and owner scoping is
+`sessions.find`'s, unchanged.
 """
 
 from __future__ import annotations
@@ -41,16 +43,22 @@ class SessionRefs:
         *,
         owner_access_key: str | None = None,
     ) -> Session:
-        """`sessions.find`'s answer, with the session's kernels (its history is not loaded)."""
+        """`sessions.find`'s answer with the session's kernels; its history is not loaded when
+        it comes from memory."""
+        not_running: list[Session] = []
 
-        async def load() -> _Found:
+        async def load() -> _Found | None:
             async with db() as session:
                 found = await sessions.find(
                     session, requester, ref, owner_access_key=owner_access_key
                 )
+            if found.status != "RUNNING":
+                not_running.append(found)
+                return None  # not kept
             return _Found(Snapshot.of(found), tuple(Snapshot.of(k) for k in found.kernels))
 
         key = (requester.access_key, ref, owner_access_key)
-        found = await self.memo.get_or_load(key, load)
-        assert found is not None  # load raises SessionNotFound rather than answer None
-        return found.session.copy(kernels=[kernel.copy() for kernel in found.kernels])
+        kept = await self.memo.get_or_load(key, load)
+        if kept is None:
+            return not_running[0]
+        return kept.session.copy(kernels=[kernel.copy() for kernel in kept.kernels])

@@ -267,6 +267,15 @@ async def test_a_domain_admin_manages_only_its_domain(api: API, node: FakeNode) 
     }
     denied = await gql(api, '{ users(domain_name: "default") { email } }', keypair=boss)
     assert errors(denied) and "acme" in errors(denied)[0]
+    # running code in another's session: the same reach, also once the session a run names is
+    # in memory (controlplane/sessionrefs.py keeps it per caller)
+    code = {"mode": "query", "code": "1"}
+    run_in = f"/session/acme-job?owner_access_key={worker.access_key}"
+    for _ in range(2):
+        assert (await api.call("POST", run_in, code, keypair=boss)).status == 200
+        assert (await api.call("POST", run_in, code, keypair=outsider)).status == 404
+        outside = f"/session/outside-job?owner_access_key={outsider.access_key}"
+        assert (await api.call("POST", outside, code, keypair=boss)).status == 404
 
 
 async def test_graphql_creates_users_and_groups_and_lists_them_with_status(api: API) -> None:
