@@ -196,7 +196,9 @@ async def execute(ref: str, args: OwnerQuery, data: ExecuteRequest) -> Executed:
     if data.mode in ("query", "batch"):
         if data.run_id is not None:  # checked before the code reaches the kernel
             runs.check_free(session.id, data.run_id)
-        run = await start_run(core(), session, data.mode, data.code, data.options, data.run_id)
+        run = await start_run(
+            core(), session, data.mode, data.code, data.options, data.run_id, current=True
+        )
         try:
             runs.add(run)
         except InvalidAPIParams:  # another request started a run of that id meanwhile

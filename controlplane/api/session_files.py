@@ -116,7 +116,7 @@ async def _running(ref: str, args: OwnerQuery) -> tuple[Session, str, str]:
         session = await sessions_db.find(
             db, requester(), ref, owner_access_key=args.owner_access_key
         )
-    kernel = main_kernel(session)
+    kernel = await main_kernel(core(), session)
     assert kernel.node_id is not None
     return session, kernel.node_id, str(kernel.id)
 
