@@ -5,14 +5,24 @@ mutations; GraphQL queries are reads) and every sign-in, succeeded or failed, in
 (`api/app.py`); no route writes here itself. Refused calls are recorded too (outcome
 `failure`, with the status code), so a probe of other people's objects leaves a trace. Nothing
 in the API updates or deletes an entry: admins can only read and export it.
+
+Recording does not keep the call waiting: `Trail.note` queues the entry (stamped with the time of
+the call), and a job in Core's task group (`Trail.run`) writes what was queued in one
+transaction, WRITE_DELAY after the first of them, so that a busy client's calls share one
+commit rather than pay one each. Nothing is lost on the way: reading the log (`Trail.entries`)
+first writes what is queued, so a call's entry is there once the call has returned, and a
+stopping control plane writes the rest before it closes the database (controlplane/server.py);
+only a crash loses what the last WRITE_DELAY queued.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+import anyio
 from graphql import (
     FieldNode,
     GraphQLError,
@@ -21,10 +31,16 @@ from graphql import (
     parse,
     value_from_ast_untyped,
 )
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from controlplane.db.models import AuditEntry
+from controlplane.db.types import utcnow
+
+log = logging.getLogger(__name__)
+WRITE_DELAY = 0.1  # seconds
+_TABLE = cast(Table, AuditEntry.__table__)  # a plain INSERT: no ORM bookkeeping for rows not read
 
 SIGN_IN = "sign-in"
 MAX_PAGE = 1000
@@ -94,8 +110,7 @@ def rest_target(view_args: dict[str, Any] | None, body: object) -> str | None:
     return None
 
 
-async def record(
-    db: DBSession,
+def entry(
     *,
     actor: str | None,
     domain_name: str | None,
@@ -104,20 +119,63 @@ async def record(
     remote_addr: str,
     status_code: int,
     failed: bool = False,
-) -> None:
-    """Note one call; it failed if its status says so, or `failed` (a GraphQL refusal)."""
-    db.add(
-        AuditEntry(
-            actor=actor,
-            domain_name=domain_name,
-            action=action[:300],
-            target=target[:300] if target is not None else None,
-            remote_addr=remote_addr[:64],
-            status_code=status_code,
-            outcome="failure" if failed or status_code >= 400 else "success",
-        )
-    )
-    await db.commit()
+) -> dict[str, Any]:
+    """One call's entry (its columns); it failed if its status says so, or `failed` (a GraphQL
+    refusal)."""
+    return {
+        "at": utcnow(),
+        "actor": actor,
+        "domain_name": domain_name,
+        "action": action[:300],
+        "target": target[:300] if target is not None else None,
+        "remote_addr": remote_addr[:64],
+        "status_code": status_code,
+        "outcome": "failure" if failed or status_code >= 400 else "success",
+    }
+
+
+class Trail:
+    """Entries noted on the request path, written off it in batches (see the module's text)."""
+
+    def __init__(self, db: async_sessionmaker[DBSession]) -> None:
+        self._db = db
+        self._queued: list[dict[str, Any]] = []
+        self._noted = anyio.Event()
+        self._writing = anyio.Lock()  # a reader's write waits for the batch in flight
+
+    def note(self, values: dict[str, Any]) -> None:
+        """Queue one entry (from `entry`). Never blocks."""
+        self._queued.append(values)
+        self._noted.set()
+
+    async def run(self) -> None:
+        """A job in Core's task group: write what is queued, a batch at most every
+        WRITE_DELAY."""
+        while True:
+            await self._noted.wait()
+            await anyio.sleep(WRITE_DELAY)
+            self._noted = anyio.Event()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every entry queued before this call (and those queued meanwhile)."""
+        async with self._writing:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                try:
+                    async with self._db() as db:
+                        await db.execute(insert(_TABLE), batch)
+                        await db.commit()
+                except Exception:  # the calls happened: the log keeps what the table lost
+                    actions = ", ".join(f"{e['actor']} {e['action']}" for e in batch)
+                    log.exception("could not record in the audit log: %s", actions)
+
+    async def entries(self, filters: Filters) -> list[AuditEntry]:
+        """Matching entries, oldest first (the newest `filters.limit` of them), including the
+        calls that returned before this one."""
+        await self.flush()
+        async with self._db() as db:
+            return await _select(db, filters)
 
 
 @dataclass(frozen=True)
@@ -131,8 +189,7 @@ class Filters:
     limit: int = MAX_PAGE
 
 
-async def entries(db: DBSession, filters: Filters) -> list[AuditEntry]:
-    """Matching entries, oldest first (the newest `limit` of them)."""
+async def _select(db: DBSession, filters: Filters) -> list[AuditEntry]:
     query = select(AuditEntry)
     if filters.actor is not None:
         query = query.where(AuditEntry.actor == filters.actor)

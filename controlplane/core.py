@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
-from controlplane import keypairs, passwords
+from controlplane import audit, keypairs, memo, passwords
 from controlplane.activity import Clock, SessionActivity
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import migrate, sessionmaker
@@ -31,6 +31,7 @@ from controlplane.httpruns import HttpRuns
 from controlplane.nodehub import NodeHub
 from controlplane.replays import ReplayGuard
 from controlplane.secretbox import SecretBox
+from controlplane.sessionrefs import SessionRefs
 from controlplane.sessions import transition
 from controlplane.vfolders import Hosts, transfer
 
@@ -43,9 +44,15 @@ class Core:
     ) -> None:
         self.config = config
         self.engine = engine
-        self.db = sessionmaker(engine)
-        self.hub = NodeHub()
         self.secrets = SecretBox.load_or_create(config.secrets_key_path)
+        # in memory: who signs requests, and the sessions that runs of code name; every commit
+        # through these database sessions clears what memory holds of the tables it wrote
+        self.signers = keypairs.Signers(self.secrets)
+        self.session_refs = SessionRefs()
+        self.db = sessionmaker(
+            engine, memo.session_class([self.signers.memo, self.session_refs.memo])
+        )
+        self.hub = NodeHub()
         self.replays = ReplayGuard()
         self.sign_ins = passwords.SignInGuard()
         self.activity = SessionActivity(clock or Clock())  # what the idle checks read
@@ -53,6 +60,7 @@ class Core:
         self.heartbeats = Beacon()  # fired after each node heartbeat is recorded
         self.http_runs = HttpRuns(self.hub)
         self.writer = DBWriter()
+        self.audit = audit.Trail(self.db)  # written off the request path
         # a node link's database work before it is served (token checks, claim, registration)
         # runs one at a time: a thousand nodes dialing in at once would otherwise hold every
         # pooled connection, mostly in write transactions that SQLite runs one at a time anyway,
@@ -153,6 +161,7 @@ class Core:
             self._tg = tg
             tg.start_soon(self.http_runs.expire_forever)
             tg.start_soon(self.writer.run)
+            tg.start_soon(self.audit.run)
             task_status.started()
             try:
                 await anyio.sleep_forever()

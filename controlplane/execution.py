@@ -26,21 +26,38 @@ from controlplane.errors import InvalidAPIParams, SessionNotRunning
 from controlplane.runs import Run
 
 
-async def main_kernel(core: Core, session: Session) -> Kernel:
-    """The session's running kernel; SessionNotRunning (409) when there is none."""
+def _check_running(session: Session) -> None:
     if session.status != "RUNNING":
         detail = f": {session.status_info}" if session.status_info else ""
         raise SessionNotRunning(
             f"Session {session.name} is {session.status}{detail}",
             data={"status": session.status, "statusInfo": session.status_info},
         )
+
+
+def _running(session: Session, kernel: Kernel | None) -> Kernel:
+    if kernel is None or kernel.node_id is None:
+        raise SessionNotRunning(f"Session {session.name} has no running kernel")
+    return kernel
+
+
+async def main_kernel(core: Core, session: Session) -> Kernel:
+    """The session's running kernel, read now (the session may have been read before a
+    destroy); SessionNotRunning (409) when there is none."""
+    _check_running(session)
     async with core.db() as db:
         kernel = await db.scalar(
             select(Kernel).where(Kernel.session_id == session.id, Kernel.status == "RUNNING")
         )
-    if kernel is None or kernel.node_id is None:
-        raise SessionNotRunning(f"Session {session.name} has no running kernel")
-    return kernel
+    return _running(session, kernel)
+
+
+def loaded_kernel(session: Session) -> Kernel:
+    """The running kernel among those loaded with a session read since the last commit
+    (controlplane/sessionrefs.py), which spares `main_kernel`'s query; SessionNotRunning (409)
+    when there is none."""
+    _check_running(session)
+    return _running(session, next((k for k in session.kernels if k.status == "RUNNING"), None))
 
 
 def batch_options(options: Any) -> dict[str, str | None]:
@@ -64,16 +81,19 @@ async def start_run(
     code: str = "",
     options: Any = None,
     client_run_id: str | None = None,
+    *,
+    current: bool = False,
 ) -> Run:
     """Send the code to the session's kernel; the caller must `core.hub.close_run` it.
 
-    `client_run_id` is the id the client chose for the run (None: the server's own)."""
+    `client_run_id` is the id the client chose for the run (None: the server's own); `current`
+    says the session was read since the last commit, with its kernels (`loaded_kernel`)."""
     if mode not in ("query", "batch"):
         raise InvalidAPIParams(f"mode must be query or batch, not {mode!r}")
     if not isinstance(code, str):
         raise InvalidAPIParams("code must be a string")
     picked = batch_options(options) if mode == "batch" else {}
-    kernel = await main_kernel(core, session)
+    kernel = loaded_kernel(session) if current else await main_kernel(core, session)
     assert kernel.node_id is not None
     commands: dict[str, str | None] = {}
     if mode == "batch":

@@ -1,4 +1,5 @@
-"""Users and keypairs: bootstrap of the first admin, creation, listing, removal."""
+"""Users and keypairs: bootstrap of the first admin, creation, listing, removal, and the active
+keypairs that sign requests, kept in memory (`Signers`)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,24 @@ import secrets
 import string
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import QueryableAttribute
 
 from controlplane import listing, passwords, tenancy, users
 from controlplane.db.models import Domain, Keypair, Project, ProjectMember, User
 from controlplane.errors import InvalidAPIParams, KeypairNotFound
+from controlplane.memo import Memo, Snapshot
 from controlplane.secretbox import SecretBox, SecretBoxError
 
 ADMIN_EMAIL = "admin@shipyard.local"
 _UPPER_DIGITS = string.ascii_uppercase + string.digits
+# what a signer's answer is read from: a commit that writes one of these clears the memory
+SIGNER_TABLES = ("keypairs", "users")
 
 
 def new_access_key() -> str:
@@ -90,6 +96,45 @@ async def get_active(db: DBSession, access_key: str) -> Keypair | None:
             User.status == "active",
         )
     )
+
+
+@dataclass(frozen=True)
+class _Signer:
+    keypair: Snapshot[Keypair]
+    user: Snapshot[User]
+    secret_key: str  # in clear
+
+
+class Signers:
+    """The active keypairs that sign requests, with their users and secret keys, from memory
+    after the first request: the database and the unsealing are skipped on every later one.
+
+    What is kept is cleared by any commit that writes keypairs or users (controlplane/memo.py),
+    so a keypair or user deactivated, or a role changed, counts from the next request on. Each
+    call gets its own copy of the rows (detached, as a closed session leaves them), so what a
+    handler does with it never reaches another request."""
+
+    def __init__(self, box: SecretBox) -> None:
+        self._box = box
+        self.memo: Memo[str, _Signer] = Memo(SIGNER_TABLES)
+
+    async def get(
+        self, db: async_sessionmaker[DBSession], access_key: str
+    ) -> tuple[Keypair, str] | None:
+        """The keypair if it and its user are active, and its secret key."""
+
+        async def load() -> _Signer | None:
+            async with db() as session:
+                keypair = await get_active(session, access_key)
+            if keypair is None:
+                return None
+            secret = secret_key(self._box, keypair)
+            return _Signer(Snapshot.of(keypair), Snapshot.of(keypair.user), secret)
+
+        signer = await self.memo.get_or_load(access_key, load)
+        if signer is None:
+            return None
+        return signer.keypair.copy(user=signer.user.copy()), signer.secret_key
 
 
 async def create(

@@ -26,6 +26,7 @@ from controlplane.scheduler import Scheduler
 from hostlib import sdnotify
 
 log = logging.getLogger(__name__)
+AUDIT_FLUSH_TIMEOUT = 10.0  # at stop, for the audit entries still queued
 
 
 def write_admin_keypair(
@@ -67,7 +68,11 @@ async def running_core(
         tg.start_soon(scheduler.run)
         tg.start_soon(idle.IdleChecker(core, idle_policy).run)
         tg.start_soon(nodewatch.watch, core)
-        yield core, admin
+        try:
+            yield core, admin
+        finally:
+            with anyio.move_on_after(AUDIT_FLUSH_TIMEOUT, shield=True):
+                await core.audit.flush()  # the calls answered: their entries must not be lost
         tg.cancel_scope.cancel()
 
 

@@ -3,7 +3,6 @@ and authenticates every route but the public ones."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any, cast
 
 from quart import Quart, Response, current_app, g, request, websocket
@@ -44,7 +43,6 @@ from controlplane.api.auth import authenticate
 from controlplane.core import Core
 from controlplane.errors import InvalidAPIParams
 
-log = logging.getLogger(__name__)
 READS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -81,16 +79,15 @@ def create_app(the_core: Core) -> Quart:
         view = current_app.view_functions.get(endpoint or "")
         if is_public(view) or is_browser(view):  # the web UI checks its own cookie
             return
-        async with the_core.db() as db:
-            g.keypair = await authenticate(
-                db,
-                secrets=the_core.secrets,
-                replays=the_core.replays,
-                method="GET" if method == "WS" else method,
-                target=_raw_target(scope),
-                headers=headers,
-                scheme=scheme,
-            )
+        g.keypair = await authenticate(
+            the_core.db,
+            signers=the_core.signers,
+            replays=the_core.replays,
+            method="GET" if method == "WS" else method,
+            target=_raw_target(scope),
+            headers=headers,
+            scheme=scheme,
+        )
 
     @app.before_request
     async def _authenticate_request() -> None:
@@ -109,7 +106,7 @@ def create_app(the_core: Core) -> Quart:
         if request.method in READS or request.url_rule is None:
             return response
         action = f"{request.method} {request.path}"
-        body = await _json_body()
+        body = None if request.view_args else await _json_body()  # the path names the target
         target = audit.rest_target(request.view_args, body)
         failed = False
         if request.endpoint == tenancy.SIGN_IN_ENDPOINT:
@@ -129,20 +126,17 @@ def create_app(the_core: Core) -> Quart:
         keypair = g.get("keypair")
         actor = keypair.access_key if keypair is not None else g.get("sign_in_email")
         domain = keypair.user.domain_name if keypair is not None else g.get("sign_in_domain")
-        try:
-            async with the_core.db() as db:
-                await audit.record(
-                    db,
-                    actor=actor,
-                    domain_name=domain,
-                    action=action,
-                    target=target,
-                    remote_addr=request.remote_addr or "",
-                    status_code=response.status_code,
-                    failed=failed,
-                )
-        except Exception:  # the call happened: losing its record must not turn it into a 500
-            log.exception("could not record %s in the audit log", action)
+        the_core.audit.note(
+            audit.entry(
+                actor=actor,
+                domain_name=domain,
+                action=action,
+                target=target,
+                remote_addr=request.remote_addr or "",
+                status_code=response.status_code,
+                failed=failed,
+            )
+        )
         return response
 
     for blueprint in (

@@ -7,22 +7,22 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 import wire
-from controlplane import keypairs
 from controlplane.db.models import Keypair
 from controlplane.errors import AuthFailed, GenericBadRequest, InvalidAuthParams
+from controlplane.keypairs import Signers
 from controlplane.replays import ReplayGuard
-from controlplane.secretbox import SecretBox
 
 MAX_SKEW = timedelta(minutes=15)
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 async def authenticate(
-    db: DBSession,
+    db: async_sessionmaker[DBSession],
     *,
-    secrets: SecretBox,
+    signers: Signers,
     replays: ReplayGuard,
     method: str,
     target: str,
@@ -57,10 +57,10 @@ async def authenticate(
         raise GenericBadRequest("API version missing in request headers")
     if version not in wire.SUPPORTED_API_VERSIONS:
         raise GenericBadRequest("Unsupported API version.")
-    keypair = await keypairs.get_active(db, auth.access_key)
-    if keypair is None:
+    found = await signers.get(db, auth.access_key)
+    if found is None:
         raise AuthFailed("Unknown or inactive access key")
-    secret_key = keypairs.secret_key(secrets, keypair)
+    keypair, secret_key = found
     content_type = headers.get("Content-Type", "application/octet-stream")
     content_type = content_type.split(";", 1)[0].strip().lower() or "application/octet-stream"
     host = headers.get("Host", "")

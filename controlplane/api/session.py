@@ -183,18 +183,28 @@ async def upload(ref: str, args: OwnerQuery) -> Response:
 # --- execution ---------------------------------------------------------------------------------
 
 
+async def _find_for_run(ref: str, owner_access_key: str | None) -> Session:
+    """As `_find`, from memory while nothing changed (controlplane/sessionrefs.py): runs of
+    code come often. The session's history is not loaded."""
+    return await core().session_refs.find(
+        core().db, requester(), ref, owner_access_key=owner_access_key
+    )
+
+
 @bp.post("/session/<ref>")
 @returns(Executed)
 @query(OwnerQuery)
 @body(ExecuteRequest)
 async def execute(ref: str, args: OwnerQuery, data: ExecuteRequest) -> Executed:
     """The HTTP (polling) execute API: each call returns the next chunk of the run."""
-    session = await _find(ref, args.owner_access_key)
+    session = await _find_for_run(ref, args.owner_access_key)
     runs = core().http_runs
     if data.mode in ("query", "batch"):
         if data.run_id is not None:  # checked before the code reaches the kernel
             runs.check_free(session.id, data.run_id)
-        run = await start_run(core(), session, data.mode, data.code, data.options, data.run_id)
+        run = await start_run(
+            core(), session, data.mode, data.code, data.options, data.run_id, current=True
+        )
         try:
             runs.add(run)
         except InvalidAPIParams:  # another request started a run of that id meanwhile
@@ -215,7 +225,7 @@ async def execute_stream(ref: str) -> None:
     """Run code and stream its output: the first text frame is an ExecuteRequest (query or
     batch), then one ExecuteResult-shaped frame per chunk; raw text frames answer prompts."""
     owner_key = read_query(OwnerQuery).owner_access_key
-    session = await _find(ref, owner_key)
+    session = await _find_for_run(ref, owner_key)
     await websocket.accept()
     try:
         first = validate(ExecuteRequest, parse_json(await websocket.receive()))

@@ -301,5 +301,4 @@ async def list_audit(args: AuditQuery) -> AuditList:
         domain_name=tenancy.managed_domain(admin),
         limit=args.limit,
     )
-    async with core().db() as db:
-        return AuditList(items=[AuditItem.of(e) for e in await audit.entries(db, filters)])
+    return AuditList(items=[AuditItem.of(e) for e in await core().audit.entries(filters)])

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
+from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     from controlplane.secretbox import SecretBox
@@ -70,8 +71,12 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True)
 
 
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[DBSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def sessionmaker(
+    engine: AsyncEngine, session_class: type[Session] = Session
+) -> async_sessionmaker[DBSession]:
+    """Sessions on `engine`; `session_class` is the synchronous Session they wrap (one with event
+    listeners: controlplane/memo.py)."""
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class)
 
 
 def _alembic_config(connection: Connection, secret_box: SecretBox) -> Config:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
+from controlplane.db.models import Keypair
 from tests.controlplane.conftest import API
 
 pytestmark = pytest.mark.anyio
@@ -107,3 +109,52 @@ async def test_cannot_remove_own_keypair(api: API) -> None:
     response = await api.call("DELETE", f"/admin/keypairs/{api.admin.access_key}")
     assert response.status == 400
     assert (await api.call("GET", "/session")).status == 200
+
+
+async def test_keypair_and_user_changes_count_from_the_very_next_call(api: API) -> None:
+    """Who signed is kept in memory (keypairs.Signers); every write to a keypair or a user, by
+    whatever path, is seen by the next call."""
+    created = await api.call("POST", "/admin/keypairs", {"user": "frank@example.com"})
+    frank = type(api.admin)(created.body["accessKey"], created.body["secretKey"])
+    made = await api.call("POST", "/admin/keypairs", {"user": "gina@example.com", "isAdmin": True})
+    gina = type(api.admin)(made.body["accessKey"], made.body["secretKey"])
+    assert (await api.call("GET", "/session", keypair=frank)).status == 200  # now in memory
+    assert (await api.call("GET", "/nodes", keypair=gina)).status == 403  # an admin, not super
+
+    # REST: the user deactivated, then active again; a role raised
+    for status, expected in (("inactive", 401), ("active", 200)):
+        changed = await api.call("PATCH", "/admin/users/frank@example.com", {"status": status})
+        assert changed.status == 200
+        assert (await api.call("GET", "/session", keypair=frank)).status == expected
+    raised = await api.call("PATCH", "/admin/users/gina@example.com", {"role": "superadmin"})
+    assert raised.status == 200
+    assert (await api.call("GET", "/nodes", keypair=gina)).status == 200
+
+    # GraphQL: a keypair put under another policy
+    policy = 'mutation { create_keypair_resource_policy(name: "p1", props: {}) { ok } }'
+    assert (await api.call("POST", "/admin/gql", {"query": policy})).status == 200
+    assigned = await api.call(
+        "POST",
+        "/admin/gql",
+        {
+            "query": 'mutation($k: String) { set_resource_policy(name: "p1", access_key: $k)'
+            " { ok msg } }",
+            "variables": {"k": frank.access_key},
+        },
+    )
+    assert assigned.body["data"]["set_resource_policy"]["ok"], assigned.body
+    found = await api.core.signers.get(api.core.db, frank.access_key)
+    assert found is not None and found[0].resource_policy == "p1"
+
+    # a bulk UPDATE through any database session of the core
+    async with api.core.db() as db:
+        await db.execute(
+            update(Keypair).where(Keypair.access_key == frank.access_key).values(is_active=False)
+        )
+        await db.commit()
+    assert (await api.call("GET", "/session", keypair=frank)).status == 401
+    # a handler changing its copy of the requester changes nothing for the next call
+    mine = await api.core.signers.get(api.core.db, gina.access_key)
+    assert mine is not None
+    mine[0].user.role = "user"
+    assert (await api.call("GET", "/nodes", keypair=gina)).status == 200

@@ -112,6 +112,11 @@ async def test_ending_the_session_ends_its_runs(api: API, node: FakeNode) -> Non
     assert api.core.hub.run_buffers() == []
     gone = await api.call("POST", "/session/end-1", {"mode": "continue", "runId": run_id})
     assert gone.status in (404, 409)  # the session is gone first
+    # the running session the runs were sent to was kept in memory (controlplane/sessionrefs.py):
+    # its end is seen at once, and no new run reaches the node
+    again = await api.call("POST", "/session/end-1", {"mode": "query", "code": "1"})
+    assert again.status == 409, again.body
+    assert len(node.runs) == 1
 
 
 async def test_output_nobody_reads_is_bounded_with_a_marker(api: API, node: FakeNode) -> None:

@@ -13,13 +13,15 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from controlplane import passwords
 from controlplane.api.app import create_app
+from controlplane.audit import entry as audit_entry
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
-from controlplane.db.engine import MIGRATIONS, create_engine, dispose
+from controlplane.db.engine import MIGRATIONS, create_engine, dispose, sessionmaker
+from controlplane.db.models import AuditEntry
 from controlplane.server import running_core, write_admin_keypair
 from controlplane.testing import TEST_IMAGE, FakeNode
 from tests.controlplane.conftest import API, Keypair
@@ -265,6 +267,15 @@ async def test_a_domain_admin_manages_only_its_domain(api: API, node: FakeNode) 
     }
     denied = await gql(api, '{ users(domain_name: "default") { email } }', keypair=boss)
     assert errors(denied) and "acme" in errors(denied)[0]
+    # running code in another's session: the same reach, also once the session a run names is
+    # in memory (controlplane/sessionrefs.py keeps it per caller)
+    code = {"mode": "query", "code": "1"}
+    run_in = f"/session/acme-job?owner_access_key={worker.access_key}"
+    for _ in range(2):
+        assert (await api.call("POST", run_in, code, keypair=boss)).status == 200
+        assert (await api.call("POST", run_in, code, keypair=outsider)).status == 404
+        outside = f"/session/outside-job?owner_access_key={outsider.access_key}"
+        assert (await api.call("POST", outside, code, keypair=boss)).status == 404
 
 
 async def test_graphql_creates_users_and_groups_and_lists_them_with_status(api: API) -> None:
@@ -371,6 +382,30 @@ async def test_every_state_change_is_audited_with_actor_and_outcome(
     assert (await api.call("DELETE", "/admin/audit")).status == 405
     bad = await api.call("GET", "/admin/audit?outcome=maybe")
     assert bad.status == 400
+
+
+async def test_audit_entries_still_queued_at_stop_are_written(tmp_path: Path) -> None:
+    """Entries are written off the request path (audit.Trail, a batch at most every 0.1 s); a
+    stopping control plane writes what is still queued before it closes the database."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}"
+    config = ControlPlaneConfig(state_dir=tmp_path, node_token="t", database_url=url)
+    engine = create_engine(url)
+    try:
+        async with running_core(config, engine) as (core, _):
+            entry = audit_entry(
+                actor="AKIAQUEUED",
+                domain_name="default",
+                action="POST /session",
+                target="late",
+                remote_addr="127.0.0.1",
+                status_code=201,
+            )
+            core.audit.note(entry)
+        async with sessionmaker(engine)() as db:
+            written = list(await db.scalars(select(AuditEntry.actor)))
+        assert written == ["AKIAQUEUED"]
+    finally:
+        await dispose(engine)
 
 
 async def test_the_migration_makes_every_user_a_member_of_its_default_project(
