@@ -53,11 +53,10 @@ class Core:
         self.heartbeats = Beacon()  # fired after each node heartbeat is recorded
         self.http_runs = HttpRuns(self.hub)
         self.writer = DBWriter()
-        # a node link's database writes before it is served (claim, registration) run one at a
-        # time (the token check before the handshake is one read, outside it): a thousand nodes
-        # dialing in at once would otherwise hold every pooled connection, mostly in write
-        # transactions that SQLite runs one at a time anyway, and the rest (API calls too) time
-        # out waiting for a connection (bench/nodesim.py)
+        # a node link's database work before it is served (token checks, claim, registration)
+        # runs one at a time: a thousand nodes dialing in at once would otherwise hold every
+        # pooled connection, mostly in write transactions that SQLite runs one at a time anyway,
+        # and the rest (API calls too) time out waiting for a connection (bench/nodesim.py)
         self.registering = anyio.Lock()
         self.vfolder_hosts = Hosts(config.effective_vfolder_hosts, config.vfolder_default_host)
         self.uploads = transfer.UploadLocks()

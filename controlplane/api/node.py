@@ -37,8 +37,8 @@ async def connect() -> None:
     joined = not hmac.compare_digest(token.encode(), the_core.config.node_token.encode())
     if joined and not jointokens.looks_like_one(token):
         raise AuthFailed("unknown node token")
-    if joined:  # one read, outside `registering`: the handshake never waits for registrations
-        async with the_core.db() as db:
+    if joined:
+        async with the_core.registering, the_core.db() as db:
             await jointokens.admit(db, token)
     await websocket.accept()
     ws = websocket._get_current_object()  # type: ignore[attr-defined]  # usable from other tasks
