@@ -60,7 +60,7 @@ from wire import CreateKernel, DestroyKernel, Heartbeat, KernelCreated, KernelDe
 
 IMAGE = "shipyard-sim/python:3.11"
 LABELS = {"ai.shipyard.kernel": "1", "ai.shipyard.aliases": "python"}
-REGISTER_WAIT = 120.0  # seconds for every node to register
+REGISTER_WAIT = 120.0  # seconds for every node to register, after the last one first dialed
 JOINS_PER_SECOND = 100.0  # nodes dialing in for the first time, a second
 API_WORKERS, API_PAUSE = 4, 0.1  # each worker: one call, then this pause (about 30 calls/s)
 POLL = 0.2  # seconds between reads of the nodes' last_contact
@@ -266,7 +266,7 @@ def simulate(
             argv = [sys.executable, __file__, "--fleet", str(state / "plan.json")]
             fleet = subprocess.Popen(argv)
             joined = time.perf_counter()
-            trio.run(_all_alive, client, nodes)
+            trio.run(_all_alive, client, nodes, REGISTER_WAIT + nodes / per_second)
             report: dict[str, Any] = {
                 "nodes": nodes,
                 "heartbeat_s": heartbeat,
@@ -309,18 +309,18 @@ async def _tokens(config: ClientConfig, count: int) -> list[str]:
     return tokens
 
 
-async def _all_alive(config: ClientConfig, count: int) -> None:
+async def _all_alive(config: ClientConfig, count: int, wait: float) -> None:
     """Wait until every node is registered, then register the image they report."""
     alive = 0
     async with Client(config) as api:
-        with trio.move_on_after(REGISTER_WAIT):
+        with trio.move_on_after(wait):
             while True:  # polled: nothing tells us
                 alive = (await api.request("GET", "/health", signed=False))["nodesAlive"]
                 if alive >= count:
                     break
                 await trio.sleep(0.2)
         if alive < count:
-            raise SystemExit(f"only {alive} of {count} nodes registered in {REGISTER_WAIT:g} s")
+            raise SystemExit(f"only {alive} of {count} nodes registered in {wait:.0f} s")
         await api.register_image(IMAGE)
 
 

@@ -31,11 +31,12 @@ import anyio
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import wire
 from controlplane.config import ControlPlaneConfig
 from controlplane.core import Core
 from controlplane.db.engine import create_engine, dispose
 from controlplane.db.models import Image, Keypair, Node, Project, Session, StatusChange
-from controlplane.nodehub import NodeConnection
+from controlplane.nodehub import NodeConnection, NodeFacts
 from controlplane.scheduler import Scheduler
 from controlplane.testing import TEST_IMAGE
 
@@ -54,6 +55,10 @@ async def _nothing(_: str) -> None:
     return None
 
 
+def _slots(n: int) -> dict[str, str]:
+    return {"cpu": "32", "mem": str(128 * GiB), "cuda.device": "4" if n % 2 == 0 else "0"}
+
+
 async def _populate(core: Core, nodes: int, pending: int) -> None:
     rng = random.Random(10)
     async with core.db() as db:
@@ -70,11 +75,7 @@ async def _populate(core: Core, nodes: int, pending: int) -> None:
                     "architecture": "x86_64",
                     "network_mode": "none",
                     "version": "bench",
-                    "available_slots": {
-                        "cpu": "32",
-                        "mem": str(128 * GiB),
-                        "cuda.device": "4" if n % 2 == 0 else "0",
-                    },
+                    "available_slots": _slots(n),
                 }
                 for n in range(nodes)
             ],
@@ -118,9 +119,9 @@ async def _populate(core: Core, nodes: int, pending: int) -> None:
             [{"session_id": r["id"], "status": "PENDING", "reason": "enqueued"} for r in rows],
         )
         await db.commit()
-    for n in range(nodes):  # their Register rows are written above
+    for n in range(nodes):  # their Register rows are written above; as registered
         conn = NodeConnection(f"i-{n:04}", _nothing)
-        conn.registered = True
+        conn.facts = NodeFacts("default", wire.Slots.from_wire(_slots(n)), frozenset([TEST_IMAGE]))
         core.hub.attach(conn)
 
 

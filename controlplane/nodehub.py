@@ -3,6 +3,12 @@
 A node connection is owned by its WebSocket handler; the hub only keeps a reference while it is
 open. Requests wait for their Reply under a timeout; a dropped connection fails them at once.
 Only `controlplane.nodecalls` sends requests; everything else asks it.
+
+The hub is also the scheduler's node set: what placement needs of each registered node (its
+scaling group, capacity and images, `NodeFacts`) rides on its live connection, set when its
+registration is recorded and changed by the writes that change it in the database (images
+reported, the node moved to another scaling group); a node that disconnects or is ended leaves
+the set with its connection. So a scheduling pass reads no node rows.
 """
 
 from __future__ import annotations
@@ -18,6 +24,15 @@ from controlplane.errors import NodeDisconnected, NodeUnavailable
 from controlplane.runs import RunBuffer
 
 SendFrame = Callable[[str | bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    """What the scheduler places by, as recorded in the node's row and image rows."""
+
+    scaling_group: str
+    slots: wire.Slots  # capacity offered to sessions
+    images: frozenset[str]  # image names
 
 
 @dataclass
@@ -36,10 +51,14 @@ class NodeConnection:
         self.closed = False
         # set once its Register is recorded (its slots, images and kernels are in the database):
         # until then the node is attached (it can be sent requests) but not counted as alive
-        self.registered = False
+        self.facts: NodeFacts | None = None
         # the connection's handler serves inside this scope: closing it ends the handler
         self.scope = anyio.CancelScope()
         self.streams = wire.RelayStreams(self.send_frame)  # relayed byte streams (OpenStream)
+
+    @property
+    def registered(self) -> bool:
+        return self.facts is not None
 
     async def send(self, message: wire.Message) -> None:
         await self.send_frame(wire.encode(message))
@@ -118,6 +137,26 @@ class NodeHub:
         """The nodes whose registration is recorded; /health counts these, so that a caller who
         saw a node alive finds its images and slots too."""
         return {node_id for node_id, conn in self._nodes.items() if conn.registered}
+
+    def placeable(self) -> dict[str, NodeFacts]:
+        """The registered nodes that may take sessions now (a node being cut off is not)."""
+        return {
+            node_id: conn.facts
+            for node_id, conn in self._nodes.items()
+            if conn.facts is not None and not conn.closed
+        }
+
+    def update_facts(
+        self, node_id: str, *, images: frozenset[str] | None = None, scaling_group: str = ""
+    ) -> None:
+        """A recorded change of a registered node's images or scaling group."""
+        conn = self._nodes.get(node_id)
+        if conn is None or conn.facts is None:
+            return  # not registered: its registration reads the records
+        if images is not None:
+            conn.facts = replace(conn.facts, images=images)
+        if scaling_group:
+            conn.facts = replace(conn.facts, scaling_group=scaling_group)
 
     # --- run output routing ---
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import wire
-from controlplane.db.models import Node
 from controlplane.ledger import Ledger
+from controlplane.nodehub import NodeFacts
 
 _Entry = tuple[Decimal, Decimal, str]  # free mem, free cpu, node id
 
@@ -22,16 +22,15 @@ _Entry = tuple[Decimal, Decimal, str]  # free mem, free cpu, node id
 class NodePool:
     def __init__(
         self,
-        nodes: list[Node],
+        nodes: dict[str, NodeFacts],
         ledger: Ledger,
-        images: dict[str, set[str]],
         *,
         spread: str = "dispersed",
     ) -> None:
-        self._capacity = {n.id: wire.Slots.from_wire(n.available_slots) for n in nodes}
-        self._free = {n: cap - ledger.used_on(n) for n, cap in self._capacity.items()}
+        self._capacity = {n: facts.slots for n, facts in nodes.items()}
+        self._free = {n: _free(cap, ledger.used_on(n)) for n, cap in self._capacity.items()}
         self._sorted: list[_Entry] = sorted(_entry(n, f) for n, f in self._free.items())
-        self._images = images
+        self._images = {n: facts.images for n, facts in nodes.items()}
         self._concentrated = spread == "concentrated"
         self._failed: dict[tuple[str, wire.Slots], str] = {}
 
@@ -78,6 +77,10 @@ class NodePool:
             f"waiting for resources: needs {request.describe()}; node {best} has"
             f" {self._free[best].describe()} free (short of {short})"
         )
+
+
+def _free(capacity: wire.Slots, used: wire.Slots) -> wire.Slots:
+    return capacity - used if used else capacity  # most of a thousand nodes hold nothing
 
 
 def _entry(node_id: str, free: wire.Slots) -> _Entry:

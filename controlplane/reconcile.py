@@ -21,8 +21,9 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 
 import wire
 from controlplane import images as images_db
@@ -33,6 +34,7 @@ from controlplane.db.models import ACTIVE_STATUSES, Kernel, Node, Session
 from controlplane.db.types import utcnow
 from controlplane.errors import NodeUnavailable
 from controlplane.events import SessionEvent
+from controlplane.nodehub import NodeFacts
 
 log = logging.getLogger(__name__)
 STARTING = ("PENDING", "SCHEDULED", "PREPARING")
@@ -79,8 +81,9 @@ async def recover_after_restart(core: Core) -> None:
         await core.publish(db, *events)
 
 
-async def on_register(core: Core, message: wire.Register) -> None:
-    """Record the node and reconcile our session records with the kernels it really has."""
+async def on_register(core: Core, message: wire.Register) -> NodeFacts:
+    """Record the node and reconcile our session records with the kernels it really has; what
+    the scheduler places by comes back, for the caller to put on the node's connection."""
     node_id = message.node_id
     now = utcnow()
     to_destroy: list[str] = []
@@ -176,6 +179,11 @@ async def on_register(core: Core, message: wire.Register) -> None:
                         expect=("RUNNING",),
                     )
                 )
+        facts = NodeFacts(
+            node.scaling_group,
+            wire.Slots.from_wire(message.slots),
+            frozenset(info.name for info in message.images),
+        )
         await core.publish(db, *events)
     core.changed()
     for kernel_id in to_destroy:
@@ -188,6 +196,7 @@ async def on_register(core: Core, message: wire.Register) -> None:
             f"terminated (finished when node {node_id} registered again)",
             session_id=session_id,
         )
+    return facts
 
 
 async def _destroy_leftover(core: Core, node_id: str, kernel_id: str) -> None:
@@ -243,23 +252,40 @@ class Beat:
 BATCH = 500  # ids in one IN (...): under SQLite's bound-parameter limit
 
 
+_NODES = cast(Table, Node.__table__)
+# one statement run for every node of a batch (executemany): no row is read or tracked first
+_NODE_FIGURES = (
+    update(_NODES)
+    .where(_NODES.c.id == bindparam("b_node"))
+    .values(
+        cpu_cur_pct=bindparam("b_cpu"),
+        mem_cur_bytes=bindparam("b_mem"),
+        live_stat=bindparam("b_live"),
+        last_contact=bindparam("b_at"),
+    )
+)
+
+
 async def on_heartbeats(core: Core, beats: list[Beat]) -> None:
     """Record the nodes' and their kernels' figures, every heartbeat in one transaction."""
     async with core.db() as db:
         wanted: dict[tuple[str, uuid.UUID], wire.KernelStats] = {}
-        for start in range(0, len(beats), BATCH):
-            chunk = {beat.node_id: beat for beat in beats[start : start + BATCH]}
-            for node in await db.scalars(select(Node).where(Node.id.in_(chunk))):
-                beat = chunk[node.id]
-                node.cpu_cur_pct = beat.message.cpu_pct
-                node.mem_cur_bytes = beat.message.mem_used_bytes
-                node.live_stat = stats.node_live_stat(beat.message)
-                node.last_contact = beat.received_at
-                for sample in beat.message.kernels:
-                    try:
-                        wanted[(node.id, uuid.UUID(sample.kernel_id))] = sample
-                    except ValueError:
-                        continue
+        figures = []
+        for beat in beats:
+            figures.append(
+                {
+                    "b_node": beat.node_id,
+                    "b_cpu": beat.message.cpu_pct,
+                    "b_mem": beat.message.mem_used_bytes,
+                    "b_live": stats.node_live_stat(beat.message),
+                    "b_at": beat.received_at,
+                }
+            )
+            for sample in beat.message.kernels:
+                try:
+                    wanted[(beat.node_id, uuid.UUID(sample.kernel_id))] = sample
+                except ValueError:
+                    continue
         ids = [kernel_id for _, kernel_id in wanted]
         for start in range(0, len(ids), BATCH):
             rows = await db.execute(
@@ -274,6 +300,8 @@ async def on_heartbeats(core: Core, beats: list[Beat]) -> None:
                 slots = wire.Slots.from_wire(requested)
                 kernel.live_stat = stats.kernel_live_stat(found, slots)
                 core.activity.sample(kernel.session_id, *stats.utilization(found, slots))
+        # the reads above took no write lock; from the first write to the commit, nothing waits
+        await db.execute(_NODE_FIGURES, figures)
         await db.commit()
     core.heartbeats.fire()
 
@@ -282,6 +310,7 @@ async def on_images_changed(core: Core, node_id: str, message: wire.ImagesChange
     async with core.db() as db:
         await images_db.sync_node_images(db, node_id, message.images)
         await db.commit()
+    core.hub.update_facts(node_id, images=frozenset(info.name for info in message.images))
     core.changed()
 
 

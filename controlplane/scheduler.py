@@ -4,10 +4,12 @@ Placing is all it does: a session it placed (now SCHEDULED, with its node) is ha
 `on_placed` callback the server wires in (the session lifecycle starts the kernel).
 
 Anything that frees or adds capacity (a create, a termination, a node registering) calls
-`wake()`; a slow periodic sweep is only a safety net. What sessions hold and which wait is kept
-in memory (`Ledger`, controlplane/ledger.py): built from the database at start and on every
-sweep, and brought up to date on each wake from the status-history rows written since, so a
-pass costs what changed plus the pending sessions it looks at, never a re-read of all sessions.
+`wake()`; a slow periodic sweep is only a safety net. The nodes, their capacity and images are
+the hub's registered connections (`NodeHub.placeable`): no node row is read for a pass. What
+sessions hold and which wait is kept in memory (`Ledger`, controlplane/ledger.py): built from
+the database at start and on every sweep, and brought up to date on each wake from the
+status-history rows written since, so a pass costs what changed plus the pending sessions it
+looks at, never a re-read of all sessions.
 
 Each scaling group orders its pending sessions by its policy (`fifo`, `lifo`, or `drf`: the
 keypair with the smallest dominant share of the group's capacity goes first) and picks nodes
@@ -35,9 +37,7 @@ from controlplane import pipelines, policies
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
 from controlplane.db.models import (
-    Image,
     Keypair,
-    Node,
     Project,
     ScalingGroup,
     Session,
@@ -85,7 +85,6 @@ class Scheduler:
 
     async def schedule_once(self) -> None:
         core = self._core
-        connected = core.hub.connected()
         async with core.db() as db:
             if not self._built:
                 await self.ledger.rebuild(db)
@@ -96,24 +95,16 @@ class Scheduler:
                 return
             held_back = await self._not_ready(db)
             groups = {g.name: g for g in await db.scalars(select(ScalingGroup))}
-            nodes = [
-                n
-                for n in await db.scalars(select(Node).where(Node.status == "ALIVE"))
-                if n.id in connected
-            ]
-            images: dict[str, set[str]] = {}
-            for holder, name in await db.execute(select(Image.node_id, Image.name)):
-                images.setdefault(holder, set()).add(name)
             policy_of = await _policies(db)
+            nodes = core.hub.placeable()  # after the awaits above: as of now
             placements: list[_Move] = []
             reasons: list[_Move] = []
             for group_name in self.ledger.groups_with_pending():
                 group = groups.get(group_name)
                 opts = group.scheduler_opts if group is not None else {}
                 pool = NodePool(
-                    [n for n in nodes if n.scaling_group == group_name],
+                    {n: facts for n, facts in nodes.items() if facts.scaling_group == group_name},
                     self.ledger,
-                    images,
                     spread=opts.get("agent_selection_strategy", "dispersed"),
                 )
                 policy = group.scheduler if group is not None else "fifo"

@@ -59,8 +59,7 @@ class FakeNode:
         self.conn = conn
         self.died = False
         self.core.hub.attach(conn)
-        await reconcile.on_register(self.core, self.register_message(kernels))
-        conn.registered = True
+        conn.facts = await reconcile.on_register(self.core, self.register_message(kernels))
         return conn
 
     async def wait_until(self, condition: Callable[[], bool]) -> None:

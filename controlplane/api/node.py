@@ -69,8 +69,7 @@ async def connect() -> None:
     try:
         with conn.scope:
             async with the_core.registering:
-                await reconcile.on_register(the_core, first)
-                conn.registered = True  # before anything awaits: on_register woke the scheduler
+                await _register(the_core, conn, first)
             while True:
                 frame = await ws.receive()
                 try:
@@ -88,6 +87,11 @@ async def connect() -> None:
             with anyio.CancelScope(shield=True):
                 await reconcile.on_node_lost(the_core, conn.node_id)
         log.info("node %s disconnected", conn.node_id)
+
+
+async def _register(the_core: Core, conn: NodeConnection, message: wire.Register) -> None:
+    # set before anything awaits: on_register woke the scheduler, which places by these
+    conn.facts = await reconcile.on_register(the_core, message)
 
 
 async def _first_frame(ws: Any) -> wire.Register | None:
@@ -140,8 +144,7 @@ def _dispatch(the_core: Core, conn: NodeConnection, message: wire.Message) -> No
             job = functools.partial(reconcile.on_images_changed, the_core, node_id, message)
             the_core.writer.submit(job, key=("images", node_id))
         case wire.Register() if message.node_id == node_id:
-            job = functools.partial(reconcile.on_register, the_core, message)
-            the_core.writer.submit(job)
+            the_core.writer.submit(functools.partial(_register, the_core, conn, message))
         case wire.FrameRejected():
             what, why = message.frame_type, message.error
             log.warning("node %s could not read our %s frame: %s", node_id, what, why)

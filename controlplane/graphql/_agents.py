@@ -148,5 +148,7 @@ async def resolve_modify_agent(
                 return {"ok": False, "msg": f"no scaling group named {pool!r}"}
             node.scaling_group = pool
         await db.commit()
+    if pool is not None:
+        ctx.core.hub.update_facts(id, scaling_group=pool)  # the scheduler's node set
     ctx.core.changed()  # the pool's waiting sessions may fit now
     return {"ok": True, "msg": ""}

@@ -241,11 +241,12 @@ async def test_a_node_counts_as_alive_only_once_its_registration_is_recorded(
     recording, release, recorded = anyio.Event(), anyio.Event(), anyio.Event()
     record = reconcile.on_register
 
-    async def slow_register(*args: Any) -> None:
+    async def slow_register(*args: Any) -> Any:
         recording.set()
         await release.wait()  # the database is slow to take the registration
-        await record(*args)
+        facts = await record(*args)
         recorded.set()  # the handler goes on without waiting on anything before it reads
+        return facts
 
     monkeypatch.setattr(reconcile, "on_register", slow_register)
     async with _dial(api, _register(), registers=False):

@@ -13,10 +13,11 @@ import anyio
 import pytest
 from sqlalchemy import select, update
 
+import wire
+from controlplane import reconcile
 from controlplane.db.models import (
     OCCUPYING_STATUSES,
     Keypair,
-    Node,
     Project,
     ResourcePolicy,
     ScalingGroup,
@@ -192,8 +193,10 @@ async def test_a_session_may_use_only_the_pools_its_project_may_use(
     await gpu_node.connect()
     async with api.core.db() as db:
         db.add(ScalingGroup(name="gpu", scheduler="fifo"))
-        await db.execute(update(Node).where(Node.id == "i-pool-gpu").values(scaling_group="gpu"))
         await db.commit()
+    mutation = 'mutation { modify_agent(id: "i-pool-gpu", props: {scaling_group: "gpu"}) { ok } }'
+    moved = await api.call("POST", "/admin/gql", {"query": mutation})
+    assert moved.body["data"]["modify_agent"] == {"ok": True}
     denied = await api.call("POST", "/session", _body("in-gpu", scalingGroup="gpu"))
     assert (denied.status, denied.body["type"].rsplit("/", 1)[-1]) == (404, "object-not-found")
     assert "does not exist or you do not have access to the scaling group 'gpu'" in str(denied.body)
@@ -255,3 +258,20 @@ async def test_queue_policies(api: API, policy: str, first: str) -> None:
     await api.call("DELETE", "/session/blocker")
     state = await _until(api, lambda s: len(_running(s)) == 2 and "blocker" not in _running(s))
     assert _running(state) == {"a-one", first}
+
+
+async def test_the_node_set_follows_image_reports_and_lost_connections(
+    api: API, node: FakeNode
+) -> None:
+    """The scheduler keeps its nodes in memory (no node row is read for a pass): what a node
+    reports and its lost connection count from the very next placement."""
+    images = node.register_message().images
+    await reconcile.on_images_changed(api.core, node.node_id, wire.ImagesChanged([]))
+    assert (await api.call("POST", "/session", _body("img-1"))).status == 201
+    await _until(api, lambda s: "waiting for a connected node that has the image" in s["img-1"][1])
+    await reconcile.on_images_changed(api.core, node.node_id, wire.ImagesChanged(images))
+    assert (await _until(api, lambda s: s["img-1"][0] == "RUNNING"))["img-1"][2] == node.node_id
+    node.die()
+    assert (await api.call("POST", "/session", _body("img-2"))).status == 201
+    state = await _until(api, lambda s: s["img-2"][1] == "waiting for a node to connect")
+    assert state["img-2"][0] == "PENDING"
