@@ -1,19 +1,22 @@
 """A minimal HTTP/1.1 client on one socket, for the fast `shipyard run` (client/fastrun.py).
 
 `http.client` pulls in the email package to parse headers: about as much import time as the
-rest of the fast path together. This reads what our control plane sends and nothing more:
+rest of the fast path together; `socket` wraps its constants in enums and imports `selectors`,
+so a plain connection is the C `_socket` module's (with our own buffered reader), and only TLS
+takes the `socket` and `ssl` modules. This reads what our control plane sends and nothing more:
 a status line, headers, and a body framed by Content-Length, chunked, or the connection's
 end; kept alive unless either side says otherwise. Anything else is a `BadAnswer`.
 """
 
 from __future__ import annotations
 
-import socket
+import _socket
+import io
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from io import BufferedReader
+    from typing import Any
 
 _MAX_LINE = 65536  # a status, header or chunk-size line longer than this is not an answer
 _MAX_HEADERS = 100
@@ -27,13 +30,15 @@ class NoAnswer(BadAnswer):
     """The connection ended before the answer began (a kept-alive one the server let go)."""
 
 
-def _open(host: str, port: int, timeout: float | None) -> socket.socket:
+def _open(host: str, port: int, timeout: float | None) -> _socket.socket:
     """socket.create_connection, but resolving `host` as bytes: getaddrinfo imports the idna
     codec (and unicodedata) for any str, even a plain ASCII name or an address."""
     name = host.encode("ascii") if host.isascii() else host.encode("idna")
     error: OSError = OSError(f"{host} has no address")
-    for family, kind, proto, _, address in socket.getaddrinfo(name, port, type=socket.SOCK_STREAM):
-        sock = socket.socket(family, kind, proto)
+    for family, kind, proto, _, address in _socket.getaddrinfo(
+        name, port, type=_socket.SOCK_STREAM
+    ):
+        sock = _socket.socket(family, kind, proto)
         try:
             sock.settimeout(timeout)
             sock.connect(address)
@@ -43,6 +48,20 @@ def _open(host: str, port: int, timeout: float | None) -> socket.socket:
         else:
             return sock
     raise error
+
+
+class _SocketIO(io.RawIOBase):
+    """The raw stream under `Connection.file`: socket.SocketIO without the socket module."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._sock.recv_into(buffer)
 
 
 class Response:
@@ -130,25 +149,27 @@ class Connection:
         self.port = port
         self.tls = tls
         self.timeout = timeout
-        self.sock: socket.socket | None = None
-        self._file: BufferedReader | None = None
+        self.sock: _socket.socket | None = None
+        self._file: io.BufferedReader | None = None
 
     @property
-    def file(self) -> BufferedReader:
+    def file(self) -> io.BufferedReader:
         assert self._file is not None
         return self._file
 
     def connect(self) -> None:
         self.close()
         sock = _open(self.host, self.port, self.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         if self.tls:
+            import socket
             import ssl
 
             context = ssl.create_default_context()
-            sock = context.wrap_socket(sock, server_hostname=self.host)
+            plain = socket.socket(sock.family, sock.type, sock.proto, sock.detach())
+            sock = context.wrap_socket(plain, server_hostname=self.host)
         self.sock = sock
-        self._file = sock.makefile("rb")
+        self._file = io.BufferedReader(_SocketIO(sock))
 
     def close(self) -> None:
         if self.sock is not None:

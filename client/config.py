@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
 
 from client.errors import ConfigError
 
@@ -13,6 +12,39 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _SETTINGS = ("endpoint", "access_key", "secret_key")
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
+_IPV6_CHARS = frozenset("0123456789abcdef:.")
+
+
+def split_endpoint(endpoint: str) -> tuple[bool, str, int | None, str] | None:
+    """(https, host, port, path) of a plain `http[s]://HOST[:PORT][/PATH]` endpoint, as
+    urllib.parse.urlsplit reads it (host lower-cased, an IPv6 address without its brackets);
+    None for any other form, which urlsplit judges instead (urllib.parse imports `re`: the
+    fast `shipyard run` does not pay for it)."""
+    scheme, sep, rest = endpoint.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if scheme not in ("http", "https") or not sep or not rest.isascii():
+        return None
+    if any(c in rest for c in "?#@%\\ \t\r\n"):
+        return None
+    host, port_text = netloc.lower(), ""
+    if host.startswith("["):
+        host, bracket, port_text = host[1:].partition("]")
+        if not bracket or not host or not set(host) <= _IPV6_CHARS or ":" not in host:
+            return None
+        if port_text and not port_text.startswith(":"):
+            return None
+        port_text = port_text[1:]
+    else:
+        host, colon, port_text = host.partition(":")
+        if not host or not set(host) <= _HOST_CHARS or (colon and not port_text):
+            return None
+    port = None
+    if port_text:
+        if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+            return None
+        port = int(port_text)
+    return scheme == "https", host, port, slash + path
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -31,9 +63,14 @@ class ClientConfig:
     __slots__ = ("access_key", "endpoint", "secret_key")
 
     def __init__(self, endpoint: str, access_key: str, secret_key: str) -> None:
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"the endpoint must be an http:// or https:// URL, not {endpoint!r}")
+        if split_endpoint(endpoint) is None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    f"the endpoint must be an http:// or https:// URL, not {endpoint!r}"
+                )
         self.endpoint = endpoint  # e.g. http://127.0.0.1:8081, possibly with a path prefix
         self.access_key = access_key
         self.secret_key = secret_key

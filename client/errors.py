@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 TYPE_CHECKING = False  # the fast `shipyard run` imports this: typing costs start-up time
 if TYPE_CHECKING:
     from typing import Any
@@ -42,6 +40,8 @@ class APIError(ClientError):
     @classmethod
     def from_response(cls, status: int, reason: str, body: bytes) -> APIError:
         """Parse a problem+json body; anything else becomes a generic error quoting the body."""
+        import json  # not at the top: the fast `shipyard run` imports json after its first request
+
         try:
             problem = json.loads(body)
         except ValueError:

@@ -15,23 +15,25 @@ a second connection listens to its events and writes why to stderr, as the SDK p
 
 from __future__ import annotations
 
-import hmac
-import json
+import _socket
+import _thread
 import os
-import signal
-import socket
 import sys
-import threading
-from datetime import UTC, datetime
-from urllib.parse import quote, urlsplit
 
-from client import _http, _output
-from client.config import ClientConfig
+from client import _http, _lean, _output
+from client.config import ClientConfig, split_endpoint
 from client.errors import APIError, ClientError, ConfigError
 
-TYPE_CHECKING = False  # typing, dataclasses and http.client are not imported: start-up time
+# Start-up time: typing, dataclasses and http.client are not imported; nor, before the first
+# request, the modules that import `re` or `enum` (json, urllib.parse, signal, socket,
+# threading) or OpenSSL (hmac): client/_lean.py does what they did, and `json` is imported
+# while the control plane works on the first request.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as _signal
     from typing import Any
+else:
+    import _signal  # `signal` itself makes an enum of every constant
 
 API_VERSION = "v7.20230615"  # wire.API_VERSION (importing wire would import pydantic)
 USER_AGENT = "Shipyard Client for Python"
@@ -110,13 +112,15 @@ def main(argv: list[str]) -> int | None:
         config = ClientConfig.from_env()
     except ConfigError:
         return None
+    if split_endpoint(config.endpoint) is None:
+        return None  # an endpoint written another way: the SDK reads it
     api = Connection(config)
     try:
         api.connect()
     except OSError:
         return None  # nothing was sent: the SDK path says why it cannot connect
     name = f"run-{os.urandom(5).hex()}"
-    signal.signal(signal.SIGTERM, _terminated)
+    _signal.signal(_signal.SIGTERM, _terminated)
     try:
         status = _run(api, args, name)
     except KeyboardInterrupt:
@@ -124,7 +128,7 @@ def main(argv: list[str]) -> int | None:
         return 130
     except _Terminated:
         _remove(config, name)
-        return 128 + signal.SIGTERM
+        return 128 + _signal.SIGTERM
     except (ClientError, OSError) as exc:
         _remove(config, name)
         _output.write(sys.stderr, f"shipyard: error: {_describe(exc, config)}\n")
@@ -192,14 +196,16 @@ class Connection:
 
     def __init__(self, config: ClientConfig, timeout: float | None = None) -> None:
         self.config = config
-        parts = urlsplit(config.endpoint)
-        self._prefix = parts.path.rstrip("/")
-        https = parts.scheme == "https"
-        host = (parts.hostname or "").lower()
-        port = parts.port or (443 if https else 80)
-        self._conn = _http.Connection(host, port, tls=https, timeout=timeout)
+        parts = split_endpoint(config.endpoint)
+        if parts is None:
+            raise ConfigError(f"not a plain http:// or https:// endpoint: {config.endpoint!r}")
+        https, host, port, path = parts
+        self._prefix = path.rstrip("/")
+        self._conn = _http.Connection(
+            host, port or (443 if https else 80), tls=https, timeout=timeout
+        )
         host = f"[{host}]" if ":" in host else host
-        self.signing_host = host if parts.port is None else f"{host}:{parts.port}"
+        self.signing_host = host if port is None else f"{host}:{port}"
         self._idle = False  # open with nothing in flight: the server may close it meanwhile
 
     def connect(self) -> None:
@@ -214,18 +220,18 @@ class Connection:
         sock = self._conn.sock
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(_socket.SHUT_RDWR)
             except OSError:
                 return  # already gone (contextlib.suppress would cost an import)
 
     def send(self, method: str, path: str, body: Any = None) -> _http.Response:
         self._idle, idle = False, self._idle
         rel_url = self._prefix + path
-        payload = b"" if body is None else json.dumps(body).encode()
+        payload = b"" if body is None else _lean.dumps(body).encode()
         content_type = "text/plain" if body is None else "application/json"
         if method == "GET":
             content_type = "application/octet-stream"
-        date = datetime.now(UTC).isoformat()
+        date = _lean.utc_now()
         signature = sign(method, rel_url, date, self.signing_host, content_type, self.config)
         headers = {
             "Host": self.signing_host,
@@ -249,6 +255,8 @@ class Connection:
     def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         """The JSON answer; APIError for a non-2xx one."""
         response = self.send(method, path, body)
+        import json  # while the control plane answers (the first request: json's import time)
+
         data = response.read()
         self._idle = not response.will_close
         if not 200 <= response.status < 300:
@@ -299,8 +307,9 @@ class Connection:
 def sign(
     method: str, rel_url: str, date: str, host: str, content_type: str, config: ClientConfig
 ) -> str:
-    """wire.sign for SHA-256, with `date` in our own ISO format (tests/client keep them equal)."""
-    day = datetime.fromisoformat(date).astimezone(UTC).strftime("%Y%m%d")
+    """wire.sign for SHA-256, for a UTC `date` in ISO format as `_lean.utc_now` writes it
+    (tests/client keep them equal)."""
+    day = date[:10].replace("-", "")  # YYYY-MM-DD...: the calendar day, UTC
     string_to_sign = "\n".join(
         [
             method.upper(),
@@ -312,31 +321,40 @@ def sign(
             EMPTY_SHA256,
         ]
     )
-    k1 = hmac.new(config.secret_key.encode(), day.encode(), "sha256").digest()
-    k2 = hmac.new(k1, host.encode(), "sha256").digest()
-    return hmac.new(k2, string_to_sign.encode(), "sha256").hexdigest()
+    k1 = _lean.hmac_sha256(config.secret_key.encode(), day.encode())
+    k2 = _lean.hmac_sha256(k1, host.encode())
+    return _lean.hmac_sha256(k2, string_to_sign.encode()).hex()
 
 
 class _Reasons:
     """Writes each new reason why session `name` waits (its event stream starts with the
-    current one) from a timer thread, until `stop` (the create was answered)."""
+    current one) from a thread of its own, from REASONS_AFTER on until `stop` (the create was
+    answered). A bare `_thread` thread (daemonic: exit does not wait for it), not `threading`,
+    which imports functools and collections before the first request."""
 
     def __init__(self, config: ClientConfig, name: str) -> None:
         self._api = Connection(config)
         self._name = name
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._stopped = False
-        self._timer = threading.Timer(REASONS_AFTER, self._show)
-        self._timer.daemon = True
-        self._timer.start()
+        self._stop = _thread.allocate_lock()
+        self._stop.acquire()  # released by `stop`
+        _thread.start_new_thread(self._wait, ())
 
     def stop(self) -> None:
-        self._timer.cancel()
+        self._stop.release()
         with self._lock:
             self._stopped = True
             self._api.abort()  # ends the stream's read, if it is open
 
+    def _wait(self) -> None:
+        if not self._stop.acquire(timeout=REASONS_AFTER):
+            self._show()
+
     def _show(self) -> None:
+        import json
+        from urllib.parse import quote
+
         shown = None
         try:
             with self._lock:
@@ -366,6 +384,8 @@ class _Reasons:
 
 def _remove(config: ClientConfig, name: str) -> None:
     """DELETE the temporary session now; a warning if that fails (404: never created)."""
+    from urllib.parse import quote
+
     api = Connection(config, timeout=REMOVE_TIMEOUT)
     try:
         api.connect()

@@ -332,20 +332,6 @@ def test_version_answers_as_click_would_without_importing_it() -> None:
     assert done.stdout == shipyard("--version").stdout + "[]\n"
 
 
-def test_the_fast_run_path_imports_no_sdk() -> None:
-    # nor the standard library's slow starters (client/_http.py says why), even to connect
-    code = (
-        "import socket, sys; from client import fastrun;"
-        " listener = socket.create_server(('127.0.0.1', 0));"
-        " fastrun._http._open('localhost', listener.getsockname()[1], 5).close();"
-        " heavy = ['click', 'httpx', 'trio', 'pydantic', 'wire', 'client.sdk', 'shipyard.cli',"
-        " 'http.client', 'email', 'dataclasses', 'typing', 'encodings.idna'];"
-        " print([m for m in heavy if m in sys.modules])"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
-
-
 def test_the_fast_run_path_signs_as_the_sdk_does() -> None:
     from datetime import UTC, datetime
 

@@ -217,3 +217,94 @@ def test_http_reads_chunked_lines_bodies_to_the_close_and_says_what_is_wrong(
         third.read()
     assert conn.sock is None
     assert [r[4] for r in server.requests] == [0, 0, 1]
+
+
+def test_nothing_slow_is_imported_before_the_first_request(server: Scripted) -> None:
+    # the modules client/_lean.py and client/_http.py stand in for, and the SDK's: a
+    # `shipyard run` that sends its first request with any of them loaded has lost its start-up
+    heavy = [
+        "re", "enum", "json", "hmac", "_hashlib", "socket", "signal", "threading", "datetime",
+        "urllib.parse", "collections", "functools", "typing", "dataclasses", "http.client",
+        "email", "encodings.idna", "click", "httpx", "trio", "pydantic", "wire", "client.sdk",
+        "shipyard.cli",
+    ]  # fmt: skip
+    code = (
+        "import os, sys\n"
+        "from client import _http\n"
+        "def request(*args):\n"
+        f"    print([m for m in {heavy!r} if m in sys.modules], flush=True)\n"
+        "    os._exit(0)\n"
+        "_http.Connection.request = request\n"
+        "sys.argv = ['shipyard', 'run', '-c', 'print(1)']\n"
+        "from shipyard._main import main\n"
+        "main()\n"
+    )
+    env = server.env() | {"SHIPYARD_ENDPOINT": f"http://localhost:{server.port}"}  # resolved
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout == "[]\n", done.stderr
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"name": "run-0a", "resources": {"cpu": "1", "mem": "256m"}, "maxWaitSeconds": 2.5},
+        {"code": 'print("é\\u2028\t\\\\")\x00\x1f\x7f 🐍 \ud800', "runId": None, "options": {}},
+        [True, False, None, 0, -7, 10**30, 0.1, 1e300, -0.0, float("inf"), float("-inf"), []],
+        {"nested": [{"a": [1, {"b": "c"}]}, ()], "empty": {}},
+    ],
+)
+def test_lean_json_is_json_dumps(value: object) -> None:
+    from client import _lean
+
+    assert _lean.dumps(value) == json.dumps(value)
+    assert _lean.dumps(float("nan")) == json.dumps(float("nan"))
+
+
+def test_lean_hmac_and_date_are_the_standard_librarys() -> None:
+    import hmac
+    from datetime import UTC, datetime, timedelta
+
+    from client import _lean
+
+    for key in (b"", b"k", b"s" * 64, b"s" * 65, bytes(range(256))):
+        for message in (b"", b"20261128", b"x" * 1000):
+            assert _lean.hmac_sha256(key, message) == hmac.new(key, message, "sha256").digest()
+    date = _lean.utc_now()
+    parsed = datetime.fromisoformat(date)
+    assert parsed.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - parsed) < timedelta(seconds=5)
+    assert parsed.isoformat(timespec="microseconds") == date
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "plain"),
+    [
+        ("http://127.0.0.1:8081", True),
+        ("https://Shipyard.Example.com", True),
+        ("http://localhost:8081/prefix/", True),
+        ("http://[::1]:8081/api", True),
+        ("https://[fe80::1]", True),
+        ("http://h:0", True),
+        ("http://h:65536", False),
+        ("http://h:", False),
+        ("http://user@h", False),
+        ("http://h/p?q=1", False),
+        ("http://h/%41", False),
+        ("HTTP://h", False),
+        ("http://bücher.example", False),
+        ("http://[::1", False),
+        ("http://[::1]x", False),
+        ("ftp://h", False),
+        ("http://", False),
+    ],
+)
+def test_plain_endpoints_split_as_urlsplit_reads_them(endpoint: str, plain: bool) -> None:
+    from urllib.parse import urlsplit
+
+    from client.config import split_endpoint
+
+    split = split_endpoint(endpoint)
+    assert (split is not None) == plain
+    if split is not None:
+        parts = urlsplit(endpoint)
+        assert split == (parts.scheme == "https", parts.hostname, parts.port, parts.path)
