@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, cast
@@ -107,8 +107,14 @@ def _quantity(value: str | int | float) -> str | int:
     return value if isinstance(value, str | int) else repr(value)
 
 
-async def check_satisfiable(db: DBSession, resources: wire.Slots) -> None:
-    """Refuse what no known node could ever host; with no node known yet, the session waits."""
+async def check_satisfiable(
+    db: DBSession, resources: wire.Slots, connected: Iterable[wire.Slots]
+) -> None:
+    """Refuse what no known node could ever host; with no node known yet, the session waits.
+    `connected`: the capacity of the nodes connected now (known ones, from memory); when one
+    of them could host it, no node row is read."""
+    if any(resources.fits_in(capacity) for capacity in connected):
+        return
     nodes = {
         node_id: wire.Slots.from_wire(slots)
         for node_id, slots in await db.execute(select(Node.id, Node.available_slots))
