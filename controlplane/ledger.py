@@ -27,7 +27,6 @@ from controlplane.db.models import ACTIVE_STATUSES, OCCUPYING_STATUSES, Session,
 from controlplane.policies import Level, Usage
 
 HOLE_GRACE = 10.0
-_CHUNK = 500  # ids per IN (...) query
 
 _COLUMNS = (
     Session.id,
@@ -160,22 +159,22 @@ class Ledger:
             self._apply(row)
 
     async def catch_up(self, db: DBSession) -> None:
-        """Re-read the sessions whose status changed since the last pass."""
+        """Re-read the sessions whose status changed since the last pass: one query, the
+        history rows written since with their sessions as they are now."""
         rows = list(
             await db.execute(
-                select(StatusChange.id, StatusChange.session_id)
+                select(StatusChange.id.label("history_id"), *_COLUMNS)
+                .join(Session, Session.id == StatusChange.session_id)
                 .where(StatusChange.id > self._seen)
                 .order_by(StatusChange.id)
             )
         )
         if not rows:
             return
-        self._seen = self._last_without_holes([row.id for row in rows])
-        changed = list({row.session_id for row in rows})
-        for start in range(0, len(changed), _CHUNK):
-            chunk = changed[start : start + _CHUNK]
-            for row in await db.execute(select(*_COLUMNS).where(Session.id.in_(chunk))):
-                self._apply(row)
+        self._seen = self._last_without_holes([row.history_id for row in rows])
+        # a session that changed twice comes twice, as it is now each time: taken once
+        for row in {row.id: row for row in rows}.values():
+            self._apply(row)
 
     def _last_without_holes(self, ids: Sequence[int]) -> int:
         """The id up to which nothing can still come: before the first young hole."""

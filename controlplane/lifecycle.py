@@ -101,18 +101,19 @@ async def create_session(
 
 async def wait_started(
     events: AsyncIterator[SessionEvent], session: Session, max_wait: float
-) -> tuple[str, str]:
-    """(status, status_info) once the new `session` left the starting states, from the events
-    of a subscription made before it was created (so none is missed and nothing is read
-    again); ("TIMEOUT", why it still waits) if max_wait (>0) runs out."""
-    reason = session.status_info
+) -> tuple[str, str, str | None]:
+    """(status, status_info, node id once placed) once the new `session` left the starting
+    states, from the events of a subscription made before it was created (so none is missed
+    and nothing is read again); ("TIMEOUT", why it still waits, node) if max_wait (>0) runs
+    out."""
+    reason, node_id = session.status_info, None
     with anyio.move_on_after(max_wait if max_wait > 0 else math.inf):
         async for event in events:
             if event.session_id == session.id:
-                reason = event.reason
+                reason, node_id = event.reason, event.node_id or node_id
                 if event.status in STARTED:
-                    return event.status, reason
-    return "TIMEOUT", reason
+                    return event.status, reason, node_id
+    return "TIMEOUT", reason, node_id
 
 
 def start_placed(core: Core, session_id: uuid.UUID) -> None:

@@ -41,6 +41,7 @@ class PolicyBook:
 class Lookups:
     def __init__(self) -> None:
         self._images: Memo[str, str] = Memo(IMAGE_TABLES)
+        self._labels: Memo[tuple[str, str], dict[str, str]] = Memo(("images",))
         self._projects: Memo[tuple[object, ...], Snapshot[Project]] = Memo(PROJECT_TABLES)
         self._allowed: Memo[tuple[uuid.UUID, str], tuple[Snapshot[ScalingGroup], ...]] = Memo(
             GROUP_TABLES
@@ -50,7 +51,14 @@ class Lookups:
 
     @property
     def memos(self) -> tuple[Memo[Any, Any], ...]:
-        return (self._images, self._projects, self._allowed, self._groups, self._policies)
+        return (
+            self._images,
+            self._labels,
+            self._projects,
+            self._allowed,
+            self._groups,
+            self._policies,
+        )
 
     async def image(self, db: DBSession, ref: str) -> str:
         """The known image `ref` names (images.resolve), refused when its labels are malformed
@@ -96,6 +104,15 @@ class Lookups:
 
         found = await self._groups.get_or_load((), load)
         return {group.columns["name"]: group.copy() for group in found or ()}
+
+    async def image_labels(self, db: DBSession, node_id: str, image: str) -> dict[str, str]:
+        """The labels of the image as the node reports it (images.labels)."""
+
+        async def load() -> dict[str, str]:
+            return await images_db.labels(db, node_id, image)
+
+        labels = await self._labels.get_or_load((node_id, image), load)
+        return dict(labels or {})
 
     async def policy_book(self, db: DBSession) -> PolicyBook:
         async def load() -> PolicyBook:

@@ -260,7 +260,7 @@ async def transition_many(
         .values(values),
         [{"_id": s.id, "_reason": reason, "_node": node} for s, reason, node in moves],
     )
-    by_id = {session.id: (session, reason) for session, reason, _ in moves}
+    by_id = {session.id: (session, reason, node) for session, reason, node in moves}
     moved = list(
         await db.scalars(select(Session.id).where(Session.id.in_(by_id), Session.status == to))
     )
@@ -271,7 +271,10 @@ async def transition_many(
         [{"session_id": i, "status": to, "reason": by_id[i][1], "at": now} for i in moved],
     )
     return [
-        SessionEvent(i, by_id[i][0].name, by_id[i][0].access_key, to, by_id[i][1]) for i in moved
+        SessionEvent(
+            i, by_id[i][0].name, by_id[i][0].access_key, to, by_id[i][1], node_id=by_id[i][2]
+        )
+        for i in moved
     ]
 
 
