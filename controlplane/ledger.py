@@ -19,11 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 import wire
-from controlplane.db.models import ACTIVE_STATUSES, OCCUPYING_STATUSES, Session, StatusChange
+from controlplane.db.models import (
+    ACTIVE_STATUSES,
+    OCCUPYING_STATUSES,
+    Session,
+    SessionDependency,
+    StatusChange,
+)
 from controlplane.policies import Level, Usage
 
 HOLE_GRACE = 10.0
@@ -42,6 +48,10 @@ _COLUMNS = (
     Session.status,
     Session.status_info,
     Session.node_id,
+    # a batch pipeline's session: it waits for its dependencies or its start time too
+    (
+        Session.starts_at.is_not(None) | exists().where(SessionDependency.session_id == Session.id)
+    ).label("in_pipeline"),
 )
 
 
@@ -58,6 +68,7 @@ class Pending:
     request: wire.Slots
     created_at: datetime
     status_info: str
+    in_pipeline: bool  # it has dependencies or a start time
 
     def scope(self, level: Level) -> str:
         """Whose usage a policy at `level` counts for this session."""
@@ -96,6 +107,10 @@ class Ledger:
 
     def has_pending(self) -> bool:
         return any(self._pending.values())
+
+    def has_pipeline_pending(self) -> bool:
+        """Whether a waiting session is part of a batch pipeline (controlplane/pipelines.py)."""
+        return any(p.in_pipeline for waiting in self._pending.values() for p in waiting.values())
 
     def groups_with_pending(self) -> list[str]:
         return sorted(g for g, waiting in self._pending.items() if waiting)
@@ -145,6 +160,7 @@ class Ledger:
                 request,
                 row.created_at,
                 row.status_info,
+                bool(row.in_pipeline),
             )
         elif row.status in OCCUPYING_STATUSES and row.node_id is not None:
             self.hold(

@@ -126,7 +126,10 @@ class Scheduler:
 
     async def _not_ready(self, db: DBSession) -> set[uuid.UUID]:
         """The pending sessions of pipelines that may not start yet; their waiting reasons (or
-        CANCELLED, when a dependency failed) are recorded and told here."""
+        CANCELLED, when a dependency failed) are recorded and told here. Nothing is read while
+        no waiting session is part of a pipeline."""
+        if not self.ledger.has_pipeline_pending():
+            return set()
         query = select(Session).where(
             Session.status == "PENDING",
             or_(

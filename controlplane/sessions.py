@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 from sqlalchemy.orm import QueryableAttribute, raiseload
 
@@ -241,8 +241,9 @@ async def transition_many(
     """`transition` for many sessions at once, for moves only the scheduler makes (placing,
     saying why a session waits): each move is (session, reason, node id or None to leave it).
     Returns the events of the sessions that were still in one of `expect`, which alone moved.
-    One prepared statement runs for all (executemany), then one query reads which moved: in
-    the same transaction, a session in `to` now is one this call moved."""
+    One prepared statement runs for all (executemany); when the driver counts the rows it
+    changed and all moved (SQLite), that is all; else one query reads which moved: in the same
+    transaction, a session in `to` now is one this call moved."""
     if not moves:
         return []
     now = utcnow()
@@ -254,16 +255,19 @@ async def transition_many(
     }
     if any(node is not None for _, _, node in moves):
         values["node_id"] = bindparam("_node")
-    await db.execute(
+    result = await db.execute(
         update(table)
         .where(table.c.id == bindparam("_id"), or_(*(table.c.status == s for s in expect)))
         .values(values),
         [{"_id": s.id, "_reason": reason, "_node": node} for s, reason, node in moves],
     )
     by_id = {session.id: (session, reason, node) for session, reason, node in moves}
-    moved = list(
-        await db.scalars(select(Session.id).where(Session.id.in_(by_id), Session.status == to))
-    )
+    if _all_changed(result, len(by_id)) and len(by_id) == len(moves):
+        moved = list(by_id)
+    else:
+        moved = list(
+            await db.scalars(select(Session.id).where(Session.id.in_(by_id), Session.status == to))
+        )
     if not moved:
         return []
     await db.execute(
@@ -276,6 +280,15 @@ async def transition_many(
         )
         for i in moved
     ]
+
+
+def _all_changed(result: Any, rows: int) -> bool:
+    """Whether an UPDATE run for `rows` parameter sets changed that many rows, by a count the
+    driver vouches for (SQLite's for many; most drivers' for one)."""
+    if not isinstance(result, CursorResult):
+        return False
+    sane = result.supports_sane_multi_rowcount() if rows > 1 else result.supports_sane_rowcount()
+    return sane and result.rowcount == rows
 
 
 def occupying(session: Session) -> dict[str, str]:
