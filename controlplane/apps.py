@@ -120,15 +120,11 @@ async def of_session(db: DBSession, session: Session) -> list[ServicePort]:
     return (await of_sessions(db, [session]))[session.id]
 
 
-async def of_started(db: DBSession, session_id: uuid.UUID) -> list[ServicePort]:
-    """The apps of a session that has just started, without reading the session first: its
-    image's, as the node it runs on reports the image."""
-    on_its_node = (Image.node_id == Session.node_id) & (Image.name == Session.image)
-    labels = await db.scalar(
-        select(Image.labels).join(Session, on_its_node).where(Session.id == session_id)
-    )
+def of_started(labels: dict[str, str]) -> list[ServicePort]:
+    """The apps of a session that has just started: its image's `labels`, as the node it runs
+    on reports the image."""
     with contextlib.suppress(ServicePortsError):  # refused at creation; the image changed since
-        return of_labels(labels or {})
+        return of_labels(labels)
     return []
 
 

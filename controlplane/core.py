@@ -28,6 +28,7 @@ from controlplane.db.models import ACTIVE_STATUSES, OCCUPYING_STATUSES, Keypair,
 from controlplane.dbwriter import DBWriter
 from controlplane.events import Beacon, SessionEvent, SessionEvents
 from controlplane.httpruns import HttpRuns
+from controlplane.lookups import Lookups
 from controlplane.nodehub import NodeHub
 from controlplane.replays import ReplayGuard
 from controlplane.secretbox import SecretBox
@@ -45,13 +46,18 @@ class Core:
         self.config = config
         self.engine = engine
         self.secrets = SecretBox.load_or_create(config.secrets_key_path)
-        # in memory: who signs requests, and the sessions that runs of code name; every commit
-        # through these database sessions clears what memory holds of the tables it wrote
+        # in memory: who signs requests, the sessions that runs of code name, and what creating
+        # and placing a session reads; every commit through these database sessions clears what
+        # memory holds of the tables it wrote
         self.signers = keypairs.Signers(self.secrets)
         self.session_refs = SessionRefs()
-        self.db = sessionmaker(
-            engine, memo.session_class([self.signers.memo, self.session_refs.memo])
-        )
+        self.lookups = Lookups()
+        memos: list[memo.Memo[Any, Any]] = [
+            self.signers.memo,
+            self.session_refs.memo,
+            *self.lookups.memos,
+        ]
+        self.db = sessionmaker(engine, memo.session_class(memos))
         self.hub = NodeHub()
         self.replays = ReplayGuard()
         self.sign_ins = passwords.SignInGuard()

@@ -28,6 +28,7 @@ class SessionEvent:
     # set for news about a session that changes no status ("idle_warning"); the event stream
     # sends it as `session_<notice>`
     notice: str | None = None
+    node_id: str | None = None  # set when the session was placed on this node (SCHEDULED)
 
 
 class SessionEvents:

@@ -19,15 +19,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 import wire
-from controlplane.db.models import ACTIVE_STATUSES, OCCUPYING_STATUSES, Session, StatusChange
+from controlplane.db.models import (
+    ACTIVE_STATUSES,
+    OCCUPYING_STATUSES,
+    Session,
+    SessionDependency,
+    StatusChange,
+)
 from controlplane.policies import Level, Usage
 
 HOLE_GRACE = 10.0
-_CHUNK = 500  # ids per IN (...) query
 
 _COLUMNS = (
     Session.id,
@@ -43,6 +48,10 @@ _COLUMNS = (
     Session.status,
     Session.status_info,
     Session.node_id,
+    # a batch pipeline's session: it waits for its dependencies or its start time too
+    (
+        Session.starts_at.is_not(None) | exists().where(SessionDependency.session_id == Session.id)
+    ).label("in_pipeline"),
 )
 
 
@@ -59,6 +68,7 @@ class Pending:
     request: wire.Slots
     created_at: datetime
     status_info: str
+    in_pipeline: bool  # it has dependencies or a start time
 
     def scope(self, level: Level) -> str:
         """Whose usage a policy at `level` counts for this session."""
@@ -97,6 +107,10 @@ class Ledger:
 
     def has_pending(self) -> bool:
         return any(self._pending.values())
+
+    def has_pipeline_pending(self) -> bool:
+        """Whether a waiting session is part of a batch pipeline (controlplane/pipelines.py)."""
+        return any(p.in_pipeline for waiting in self._pending.values() for p in waiting.values())
 
     def groups_with_pending(self) -> list[str]:
         return sorted(g for g, waiting in self._pending.items() if waiting)
@@ -146,6 +160,7 @@ class Ledger:
                 request,
                 row.created_at,
                 row.status_info,
+                bool(row.in_pipeline),
             )
         elif row.status in OCCUPYING_STATUSES and row.node_id is not None:
             self.hold(
@@ -160,22 +175,22 @@ class Ledger:
             self._apply(row)
 
     async def catch_up(self, db: DBSession) -> None:
-        """Re-read the sessions whose status changed since the last pass."""
+        """Re-read the sessions whose status changed since the last pass: one query, the
+        history rows written since with their sessions as they are now."""
         rows = list(
             await db.execute(
-                select(StatusChange.id, StatusChange.session_id)
+                select(StatusChange.id.label("history_id"), *_COLUMNS)
+                .join(Session, Session.id == StatusChange.session_id)
                 .where(StatusChange.id > self._seen)
                 .order_by(StatusChange.id)
             )
         )
         if not rows:
             return
-        self._seen = self._last_without_holes([row.id for row in rows])
-        changed = list({row.session_id for row in rows})
-        for start in range(0, len(changed), _CHUNK):
-            chunk = changed[start : start + _CHUNK]
-            for row in await db.execute(select(*_COLUMNS).where(Session.id.in_(chunk))):
-                self._apply(row)
+        self._seen = self._last_without_holes([row.history_id for row in rows])
+        # a session that changed twice comes twice, as it is now each time: taken once
+        for row in {row.id: row for row in rows}.values():
+            self._apply(row)
 
     def _last_without_holes(self, ids: Sequence[int]) -> int:
         """The id up to which nothing can still come: before the first young hole."""

@@ -16,8 +16,7 @@ import anyio
 from sqlalchemy import select, update
 
 import wire
-from controlplane import apps, keypairs, nodecalls, pipelines, scalinggroups, tenancy, vfolders
-from controlplane import images as images_db
+from controlplane import keypairs, nodecalls, pipelines, scalinggroups, vfolders
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
 from controlplane.db.models import Kernel, Keypair, Session, SessionDependency, StatusChange
@@ -48,8 +47,7 @@ async def create_session(
             if other is None:
                 raise InvalidAPIParams(f"no active keypair {params.owner_access_key}")
             owner = other
-        image = await images_db.resolve(db, params.image)
-        await apps.check_image(db, image)
+        image = await core.lookups.image(db, params.image)
         existing = await sessions_db.find_active_by_name(db, owner.access_key, params.name)
         if existing is not None:
             if params.reuse and existing.image == image:
@@ -58,7 +56,8 @@ async def create_session(
                 f"A session named {params.name!r} is already active.",
                 data={"existingSessionId": str(existing.id)},
             )
-        await sessions_db.check_satisfiable(db, params.resources)
+        connected = (facts.slots for facts in core.hub.placeable().values())
+        await sessions_db.check_satisfiable(db, params.resources, connected)
         dependencies = await pipelines.resolve_dependencies(db, owner, params.dependencies)
         starts_at = None
         if params.starts_at is not None:
@@ -66,8 +65,13 @@ async def create_session(
                 starts_at = pipelines.parse_starts_at(params.starts_at, core.activity.clock.now())
             except ValueError as exc:
                 raise InvalidAPIParams(str(exc)) from exc
-        project = await tenancy.resolve_project(db, owner.user, params.domain, params.group)
-        scaling_group = await scalinggroups.choose(db, project, params.scaling_group, params.type)
+        project = await core.lookups.project(db, owner.user, params.domain, params.group)
+        scaling_group = scalinggroups.choose(
+            await core.lookups.allowed_groups(db, project),
+            project,
+            params.scaling_group,
+            params.type,
+        )
         session = Session(
             id=uuid.uuid4(),  # known before the insert: the rows below refer to it
             name=params.name,
@@ -97,18 +101,19 @@ async def create_session(
 
 async def wait_started(
     events: AsyncIterator[SessionEvent], session: Session, max_wait: float
-) -> tuple[str, str]:
-    """(status, status_info) once the new `session` left the starting states, from the events
-    of a subscription made before it was created (so none is missed and nothing is read
-    again); ("TIMEOUT", why it still waits) if max_wait (>0) runs out."""
-    reason = session.status_info
+) -> tuple[str, str, str | None]:
+    """(status, status_info, node id once placed) once the new `session` left the starting
+    states, from the events of a subscription made before it was created (so none is missed
+    and nothing is read again); ("TIMEOUT", why it still waits, node) if max_wait (>0) runs
+    out."""
+    reason, node_id = session.status_info, None
     with anyio.move_on_after(max_wait if max_wait > 0 else math.inf):
         async for event in events:
             if event.session_id == session.id:
-                reason = event.reason
+                reason, node_id = event.reason, event.node_id or node_id
                 if event.status in STARTED:
-                    return event.status, reason
-    return "TIMEOUT", reason
+                    return event.status, reason, node_id
+    return "TIMEOUT", reason, node_id
 
 
 def start_placed(core: Core, session_id: uuid.UUID) -> None:

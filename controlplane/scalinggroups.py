@@ -42,10 +42,12 @@ async def allowed_for(db: DBSession, project: Project) -> list[ScalingGroup]:
     return sorted(groups, key=lambda g: (g.name != DEFAULT_SCALING_GROUP, g.name))
 
 
-async def choose(db: DBSession, project: Project, requested: str | None, session_type: str) -> str:
-    """The scaling group a new session of `project` goes to: the one it asked for if the
-    project may use it, else the first allowed one that takes this type of session."""
-    allowed = await allowed_for(db, project)
+def choose(
+    allowed: list[ScalingGroup], project: Project, requested: str | None, session_type: str
+) -> str:
+    """The scaling group a new session of `project` goes to, of those it may use (`allowed_for`):
+    the one it asked for if the project may use it, else the first that takes this type of
+    session."""
     if requested is not None:
         if any(g.name == requested for g in allowed):
             return requested

@@ -36,15 +36,9 @@ import wire
 from controlplane import pipelines, policies
 from controlplane import sessions as sessions_db
 from controlplane.core import Core
-from controlplane.db.models import (
-    Keypair,
-    Project,
-    ScalingGroup,
-    Session,
-    SessionDependency,
-    User,
-)
+from controlplane.db.models import Session, SessionDependency
 from controlplane.ledger import Held, Ledger, Pending
+from controlplane.lookups import PolicyBook
 from controlplane.placement import NodePool
 
 log = logging.getLogger(__name__)
@@ -94,8 +88,8 @@ class Scheduler:
             if not self.ledger.has_pending():
                 return
             held_back = await self._not_ready(db)
-            groups = {g.name: g for g in await db.scalars(select(ScalingGroup))}
-            policy_of = await _policies(db)
+            groups = await core.lookups.scaling_groups(db)
+            policy_of = _policies(await core.lookups.policy_book(db))
             nodes = core.hub.placeable()  # after the awaits above: as of now
             placements: list[_Move] = []
             reasons: list[_Move] = []
@@ -132,7 +126,10 @@ class Scheduler:
 
     async def _not_ready(self, db: DBSession) -> set[uuid.UUID]:
         """The pending sessions of pipelines that may not start yet; their waiting reasons (or
-        CANCELLED, when a dependency failed) are recorded and told here."""
+        CANCELLED, when a dependency failed) are recorded and told here. Nothing is read while
+        no waiting session is part of a pipeline."""
+        if not self.ledger.has_pipeline_pending():
+            return set()
         query = select(Session).where(
             Session.status == "PENDING",
             or_(
@@ -225,24 +222,18 @@ def _share(held: wire.Slots, capacity: wire.Slots) -> float:
     return max((float(held[k] / capacity[k]) for k in held if capacity[k] > 0), default=0.0)
 
 
-async def _policies(db: DBSession) -> Callable[[Pending], policies.EffectivePolicy]:
+def _policies(book: PolicyBook) -> Callable[[Pending], policies.EffectivePolicy]:
     """The policies each waiting session is under (its keypair's, user's and project's)."""
-    limits = await policies.load_all(db)
-    names: dict[policies.Level, dict[str, str]] = {
-        "keypair": {
-            k: p for k, p in await db.execute(select(Keypair.access_key, Keypair.resource_policy))
-        },
-        "user": {str(k): p for k, p in await db.execute(select(User.id, User.resource_policy))},
-        "project": {
-            str(k): p for k, p in await db.execute(select(Project.id, Project.resource_policy))
-        },
-    }
     known: dict[tuple[str, ...], policies.EffectivePolicy] = {}
 
     def policy_of(session: Pending) -> policies.EffectivePolicy:
-        key = tuple(names[level].get(session.scope(level), "default") for level in policies.LEVELS)
+        key = tuple(
+            book.names[level].get(session.scope(level), "default") for level in policies.LEVELS
+        )
         if key not in known:
-            known[key] = policies.effective_from(limits, zip(policies.LEVELS, key, strict=True))
+            known[key] = policies.effective_from(
+                book.limits, zip(policies.LEVELS, key, strict=True)
+            )
         return known[key]
 
     return policy_of

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 from sqlalchemy.orm import QueryableAttribute, raiseload
 
@@ -107,8 +107,14 @@ def _quantity(value: str | int | float) -> str | int:
     return value if isinstance(value, str | int) else repr(value)
 
 
-async def check_satisfiable(db: DBSession, resources: wire.Slots) -> None:
-    """Refuse what no known node could ever host; with no node known yet, the session waits."""
+async def check_satisfiable(
+    db: DBSession, resources: wire.Slots, connected: Iterable[wire.Slots]
+) -> None:
+    """Refuse what no known node could ever host; with no node known yet, the session waits.
+    `connected`: the capacity of the nodes connected now (known ones, from memory); when one
+    of them could host it, no node row is read."""
+    if any(resources.fits_in(capacity) for capacity in connected):
+        return
     nodes = {
         node_id: wire.Slots.from_wire(slots)
         for node_id, slots in await db.execute(select(Node.id, Node.available_slots))
@@ -235,8 +241,9 @@ async def transition_many(
     """`transition` for many sessions at once, for moves only the scheduler makes (placing,
     saying why a session waits): each move is (session, reason, node id or None to leave it).
     Returns the events of the sessions that were still in one of `expect`, which alone moved.
-    One prepared statement runs for all (executemany), then one query reads which moved: in
-    the same transaction, a session in `to` now is one this call moved."""
+    One prepared statement runs for all (executemany); when the driver counts the rows it
+    changed and all moved (SQLite), that is all; else one query reads which moved: in the same
+    transaction, a session in `to` now is one this call moved."""
     if not moves:
         return []
     now = utcnow()
@@ -248,16 +255,19 @@ async def transition_many(
     }
     if any(node is not None for _, _, node in moves):
         values["node_id"] = bindparam("_node")
-    await db.execute(
+    result = await db.execute(
         update(table)
         .where(table.c.id == bindparam("_id"), or_(*(table.c.status == s for s in expect)))
         .values(values),
         [{"_id": s.id, "_reason": reason, "_node": node} for s, reason, node in moves],
     )
-    by_id = {session.id: (session, reason) for session, reason, _ in moves}
-    moved = list(
-        await db.scalars(select(Session.id).where(Session.id.in_(by_id), Session.status == to))
-    )
+    by_id = {session.id: (session, reason, node) for session, reason, node in moves}
+    if _all_changed(result, len(by_id)) and len(by_id) == len(moves):
+        moved = list(by_id)
+    else:
+        moved = list(
+            await db.scalars(select(Session.id).where(Session.id.in_(by_id), Session.status == to))
+        )
     if not moved:
         return []
     await db.execute(
@@ -265,8 +275,20 @@ async def transition_many(
         [{"session_id": i, "status": to, "reason": by_id[i][1], "at": now} for i in moved],
     )
     return [
-        SessionEvent(i, by_id[i][0].name, by_id[i][0].access_key, to, by_id[i][1]) for i in moved
+        SessionEvent(
+            i, by_id[i][0].name, by_id[i][0].access_key, to, by_id[i][1], node_id=by_id[i][2]
+        )
+        for i in moved
     ]
+
+
+def _all_changed(result: Any, rows: int) -> bool:
+    """Whether an UPDATE run for `rows` parameter sets changed that many rows, by a count the
+    driver vouches for (SQLite's for many; most drivers' for one)."""
+    if not isinstance(result, CursorResult):
+        return False
+    sane = result.supports_sane_multi_rowcount() if rows > 1 else result.supports_sane_rowcount()
+    return sane and result.rowcount == rows
 
 
 def occupying(session: Session) -> dict[str, str]:

@@ -72,13 +72,16 @@ async def create(data: CreateSession) -> SessionCreated | SessionReused:
             return SessionReused(
                 session_id=str(session.id), session_name=session.name, status=session.status
             )
-        status, status_info = "PENDING", session.status_info
+        status, status_info, node_id = "PENDING", session.status_info, None
         if not params.enqueue_only:
-            status, status_info = await lifecycle.wait_started(events, session, params.max_wait)
+            status, status_info, node_id = await lifecycle.wait_started(
+                events, session, params.max_wait
+            )
     service_ports = []
-    if status == "RUNNING":
+    if status == "RUNNING" and node_id is not None:
         async with core().db() as db:
-            service_ports = await apps.of_started(db, session.id)
+            labels = await core().lookups.image_labels(db, node_id, session.image)
+        service_ports = apps.of_started(labels)
     return SessionCreated(
         session_id=str(session.id),
         session_name=session.name,
